@@ -1,0 +1,82 @@
+"""Stage settings: a plain `config.py` of UPPERCASE constants, overridable on the command line.
+
+Users of the published code edit `config.py` and run the script; here every constant can also be
+given as `--name value` (lower or upper case). The trailing `# comment` of a constant is its help
+text, so `python script.py --help` documents every setting. The type of an override is the type of
+the default: int, float, bool (true/false/1/0/yes/no), str; a default of None accepts any string
+("none" gives None back).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import io
+import tokenize
+from pathlib import Path
+from types import SimpleNamespace
+
+
+def _comments_by_name(source: str) -> dict[str, str]:
+    """Map each top-level `NAME = ...  # help` to its help text."""
+    helps: dict[str, str] = {}
+    name_on_line: dict[int, str] = {}
+    for line_no, line in enumerate(source.splitlines(), start=1):
+        head = line.split("=", 1)[0].strip()
+        if "=" in line and head.isidentifier() and head.isupper() and not line[:1].isspace():
+            name_on_line[line_no] = head
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT and tok.start[0] in name_on_line:
+            helps[name_on_line[tok.start[0]]] = tok.string.lstrip("#").strip()
+    return helps
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "y", "on"):
+        return True
+    if value in ("0", "false", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _parse_optional(text: str):
+    return None if text.strip().lower() == "none" else text
+
+
+def _converter(default):
+    if isinstance(default, bool):
+        return _parse_bool
+    if isinstance(default, (int, float, str)):
+        return type(default)
+    return _parse_optional
+
+
+def load_config_module(path: str | Path):
+    """Import a stage's config.py by path (stages are folders, not packages)."""
+    path = Path(path).resolve()
+    spec = importlib.util.spec_from_file_location(f"_stage_config_{path.parent.name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def parse_settings(config_path: str | Path, argv: list[str] | None = None,
+                   description: str | None = None) -> SimpleNamespace:
+    """Read `config_path`, apply `--name value` overrides from `argv`, return lower-case names.
+
+    >>> cfg = parse_settings("inference/config.py", ["--top_k", "1"])
+    >>> cfg.top_k
+    1
+    """
+    config_path = Path(config_path)
+    module = load_config_module(config_path)
+    helps = _comments_by_name(config_path.read_text())
+    defaults = {name: getattr(module, name) for name in dir(module)
+                if name.isupper() and not name.startswith("_")}
+    parser = argparse.ArgumentParser(description=description or f"settings from {config_path}",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for name, default in defaults.items():
+        parser.add_argument(f"--{name.lower()}", *([f"--{name}"] if name.lower() != name else []),
+                            dest=name.lower(), type=_converter(default), default=default,
+                            help=helps.get(name, " "))
+    return SimpleNamespace(**vars(parser.parse_args(argv)))
