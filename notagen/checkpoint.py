@@ -1,0 +1,116 @@
+"""Checkpoint files: published NotaGen weights in, the same format (plus our config) out.
+
+Design choices
+- Files are `torch.save` dicts with the state dict under "model" (published format); training
+  checkpoints add optimizer/scheduler/progress entries. We also store "config" so a project file
+  rebuilds exactly; published files carry none, so sizes are read off the tensor shapes.
+- Loading is always `weights_only=True` (no code runs from a weights file).
+- A file that does not fit gets an error naming the missing and unexpected keys and the first
+  mismatched shapes, instead of PyTorch's wall of text or, worse, a silent partial load.
+- Writes are atomic (`notagen.io.atomic_torch_save`): a crash mid-save keeps the previous file.
+"""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import NotaGenConfig, config_from_state_dict
+from .io import atomic_torch_save
+
+# GPT-2's causal-mask buffers: older transformers saved them, none are parameters
+IGNORED_KEY_SUFFIXES = (".attn.bias", ".attn.masked_bias")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a checkpoint, or whose tensors do not fit the model."""
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint dict safely, with a clear error for anything that is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError,
+            ValueError, AttributeError, IndexError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if reason.startswith("Weights only load failed"):
+            reason = "not a torch.save archive of plain tensors"
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint "
+                              f"(truncated or not a torch.save file): {reason}") from error
+    if isinstance(checkpoint, dict) and "model" in checkpoint and isinstance(checkpoint["model"], dict):
+        return checkpoint
+    if isinstance(checkpoint, dict) and checkpoint and all(torch.is_tensor(v) for v in checkpoint.values()):
+        return {"model": checkpoint}  # a bare state dict
+    found = sorted(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+    raise CheckpointError(f"{path} holds no model weights: expected a dict with a 'model' state dict, "
+                          f"found {found}")
+
+
+def strip_ignored_keys(state_dict: dict) -> dict:
+    return {k: v for k, v in state_dict.items() if not k.endswith(IGNORED_KEY_SUFFIXES)}
+
+
+def describe_mismatch(module: nn.Module, state_dict: dict, max_items: int = 8) -> str | None:
+    """None when `state_dict` fits `module` exactly, else what is missing, extra or mis-shaped."""
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state_dict.items()}
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = [f"{k}: file {found[k]} vs model {expected[k]}"
+              for k in expected if k in found and found[k] != expected[k]]
+    if not (missing or unexpected or shapes):
+        return None
+    parts = []
+    for title, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                         ("mismatched shapes", shapes)):
+        if items:
+            more = f" (+{len(items) - max_items} more)" if len(items) > max_items else ""
+            parts.append(f"{len(items)} {title}: " + ", ".join(items[:max_items]) + more)
+    return "; ".join(parts)
+
+
+def load_state_dict_checked(module: nn.Module, state_dict: dict, source: str = "checkpoint") -> None:
+    """`load_state_dict(strict=True)` with a readable error naming keys and shapes."""
+    state_dict = strip_ignored_keys(state_dict)
+    problem = describe_mismatch(module, state_dict)
+    if problem:
+        raise CheckpointError(f"{source} does not fit {type(module).__name__}: {problem}")
+    module.load_state_dict(state_dict, strict=True, assign=any(p.is_meta for p in module.parameters()))
+
+
+def load_model(path: str | Path, device: str | torch.device | None = None,
+               dtype: torch.dtype | None = None, config: NotaGenConfig | None = None):
+    """A NotaGen model from a published or project checkpoint, sized from the file itself.
+
+    `config` is only needed to force sizes (its fields are checked against the file)."""
+    from .model import NotaGenLMHeadModel
+
+    checkpoint = read_checkpoint(path)
+    state_dict = strip_ignored_keys(checkpoint["model"])
+    if config is None:
+        stored = checkpoint.get("config")
+        try:
+            detected = config_from_state_dict(state_dict)
+        except KeyError as error:
+            raise CheckpointError(f"{path} is not a NotaGen checkpoint: {error.args[0]}") from None
+        config = NotaGenConfig.from_dict(stored) if isinstance(stored, dict) else detected
+    with torch.device("meta"):
+        model = NotaGenLMHeadModel(config)
+    load_state_dict_checked(model, state_dict, source=str(path))
+    return model.to(device=device or "cpu", dtype=dtype).eval()
+
+
+def save_checkpoint(path: str | Path, model, **extra) -> None:
+    """Published layout (`model` + extras such as optimizer, lr_sched, epoch) plus our `config`."""
+    unwrapped = getattr(model, "module", model)
+    state = {"model": {k: v.detach().cpu() for k, v in unwrapped.state_dict().items()}}
+    if hasattr(unwrapped, "config") and hasattr(unwrapped.config, "to_dict"):
+        state["config"] = unwrapped.config.to_dict()
+    state.update(extra)
+    atomic_torch_save(state, path)

@@ -1,0 +1,66 @@
+"""Checkpoints: round trips, and clear errors for files that are not (or do not fit) the model."""
+import os
+
+import pytest
+import torch
+
+from conftest import VECTORS
+from notagen import CheckpointError, NotaGenConfig, build_model, load_model, save_checkpoint
+
+TINY_PTH = VECTORS / "tiny_notagen.pth"
+
+
+def test_save_then_load_round_trips_weights_and_config(tmp_path):
+    model = build_model(NotaGenConfig(patch_length=32, patch_num_layers=2, char_num_layers=1,
+                                      hidden_size=64, num_heads=2))
+    save_checkpoint(tmp_path / "w.pth", model, epoch=4)
+    loaded = load_model(tmp_path / "w.pth")
+    assert loaded.config == model.config  # num_heads=2 is not derivable from shapes: config travels
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert torch.load(tmp_path / "w.pth", weights_only=True)["epoch"] == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["w.pth"]  # no temp files left behind
+
+
+def test_published_gpt2_attention_buffers_are_ignored(tmp_path):
+    state = torch.load(TINY_PTH, weights_only=True)
+    state["model"]["patch_level_decoder.base.h.0.attn.bias"] = torch.ones(1, 1, 64, 64)
+    state["model"]["char_level_decoder.base.transformer.h.1.attn.masked_bias"] = torch.tensor(-1e4)
+    torch.save(state, tmp_path / "old.pth")
+    assert load_model(tmp_path / "old.pth").config.patch_length == 64
+
+
+def test_wrong_size_names_missing_keys_and_shapes():
+    wrong = NotaGenConfig(patch_length=64, patch_num_layers=3, char_num_layers=2, hidden_size=256)
+    with pytest.raises(CheckpointError) as error:
+        load_model(TINY_PTH, config=wrong)
+    message = str(error.value)
+    assert "missing keys: patch_level_decoder.base.h.2." in message
+    assert "patch_level_decoder.patch_embedding.weight: file (128, 2048) vs model (256, 2048)" in message
+
+
+def test_truncated_file_is_reported(tmp_path):
+    data = TINY_PTH.read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        load_model(tmp_path / "cut.pth")
+
+
+def test_random_bytes_are_reported(tmp_path):
+    (tmp_path / "noise.pth").write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        load_model(tmp_path / "noise.pth")
+
+
+def test_checkpoint_of_something_else_is_reported(tmp_path):
+    torch.save({"optimizer": {"lr": 1.0}}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="holds no model weights"):
+        load_model(tmp_path / "other.pth")
+    torch.save({"model": {"encoder.weight": torch.zeros(2)}}, tmp_path / "m3.pth")
+    with pytest.raises(CheckpointError, match="not a NotaGen checkpoint"):
+        load_model(tmp_path / "m3.pth")
+
+
+def test_missing_file_is_reported(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        load_model(tmp_path / "nope.pth")
