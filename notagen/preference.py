@@ -1,0 +1,125 @@
+"""CLaMP-DPO preference data: rank generated pieces by CLaMP 2 score, keep the best and the worst.
+
+Design choices (shared/spec/clamp2-and-dpo.md, "CLaMP-DPO, one iteration")
+- Rejected = the lowest `portion` of pieces by score; chosen = walk down from the top, skipping
+  pieces that are ill-formed or suspicious, until `portion` x total are chosen. The rejected set
+  is not filtered: a bad piece is exactly what the model should learn to avoid.
+- Exclusion rules, each a small pure function so it can be tested on hand-made ABC:
+  bars not aligned across voices; a near copy of one ground-truth piece (cosine > 0.95);
+  staves of one instrument not grouped together.
+- Ground-truth features are stacked and normalised once, then each candidate costs one
+  matrix-vector product.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+COPY_THRESHOLD = 0.95
+_INSTRUMENT_NAME = re.compile(r'nm="([^"]*)"')
+
+
+def bars_aligned(interleaved_text: str) -> bool:
+    """Barlines, bar counts and bar durations agree across voices (after un-interleaving)."""
+    from .abc import check_bar_alignment
+
+    try:
+        return bool(check_bar_alignment(interleaved_text))
+    except Exception:  # text the checker cannot even parse is not aligned
+        return False
+
+
+def staves_grouped(text: str) -> bool:
+    """False when an instrument name `nm="..."` comes back after a different one came between."""
+    names = [match.group(1) for line in text.splitlines() if line.startswith("V:")
+             for match in [_INSTRUMENT_NAME.search(line)] if match]
+    finished: set[str] = set()
+    for previous, current in zip(names, names[1:]):
+        if current != previous:
+            if current in finished:
+                return False
+            finished.add(previous)
+    return True
+
+
+class CopyDetector:
+    """Cosine similarity of a piece against every ground-truth piece, precomputed once."""
+
+    def __init__(self, ground_truth_features: np.ndarray, threshold: float = COPY_THRESHOLD):
+        features = np.asarray(ground_truth_features, dtype=np.float64).reshape(len(ground_truth_features), -1)
+        self.unit = features / np.linalg.norm(features, axis=1, keepdims=True).clip(min=1e-12)  # [G, D]
+        self.threshold = threshold
+
+    def max_similarity(self, feature: np.ndarray) -> float:
+        vector = np.asarray(feature, dtype=np.float64).reshape(-1)
+        return float((self.unit @ (vector / max(np.linalg.norm(vector), 1e-12))).max())
+
+    def is_copy(self, feature: np.ndarray) -> bool:
+        return self.max_similarity(feature) > self.threshold
+
+
+@dataclass
+class Candidate:
+    name: str  # identifies the piece (e.g. its file stem)
+    score: float  # CLaMP 2 score against the target style
+    original_path: str  # raw generated text: what the preference file points at
+    interleaved_text: str  # rest-unreduced text, for the checks
+    feature: np.ndarray  # its CLaMP 2 feature
+
+
+@dataclass
+class Preferences:
+    chosen: list[Candidate]
+    rejected: list[Candidate]
+    skipped: Counter = field(default_factory=Counter)  # rule -> how many top pieces it skipped
+
+    def to_json(self) -> dict:
+        return {"chosen": [c.original_path for c in self.chosen],
+                "rejected": [c.original_path for c in self.rejected]}
+
+    def summary(self) -> str:
+        def score_range(items):
+            return f"{min(c.score for c in items):.4f}..{max(c.score for c in items):.4f}" if items else "-"
+        skipped = ", ".join(f"{rule}: {count}" for rule, count in sorted(self.skipped.items())) or "none"
+        return (f"{len(self.chosen)} chosen (scores {score_range(self.chosen)}), "
+                f"{len(self.rejected)} rejected (scores {score_range(self.rejected)}); skipped: {skipped}")
+
+
+def exclusion_reason(candidate: Candidate, copies: CopyDetector) -> str | None:
+    if not bars_aligned(candidate.interleaved_text):
+        return "bars not aligned"
+    if copies.is_copy(candidate.feature):
+        return f"copy (cosine > {copies.threshold})"
+    if not staves_grouped(candidate.interleaved_text):
+        return "staves not grouped"
+    return None
+
+
+def build_preferences(candidates: list[Candidate], ground_truth_features: np.ndarray,
+                      portion: float = 0.1) -> Preferences:
+    """Rejected: the lowest `portion`; chosen: the best that pass every exclusion rule."""
+    if not candidates:
+        raise ValueError("no generated pieces to rank")
+    ranked = sorted(candidates, key=lambda c: c.score, reverse=True)
+    count = max(1, int(portion * len(ranked)))
+    rejected = ranked[-count:]
+    rejected_names = {c.name for c in rejected}
+    copies = CopyDetector(ground_truth_features)
+    preferences = Preferences(chosen=[], rejected=rejected)
+    for candidate in ranked:
+        if len(preferences.chosen) == count or candidate.name in rejected_names:
+            break
+        reason = exclusion_reason(candidate, copies)
+        if reason:
+            preferences.skipped[reason] += 1
+        else:
+            preferences.chosen.append(candidate)
+    return preferences
+
+
+def preference_pairs(chosen: list, rejected: list) -> list[tuple]:
+    """Every chosen x every rejected, the published pairing."""
+    return [(c, r) for c in chosen for r in rejected]
