@@ -1,0 +1,17 @@
+"""Settings of the clamp2 stage: CLaMP 2 feature extraction and the CLaMP 2 score statistics.
+
+Every name can be overridden on the command line as `--name value`. Relative input paths are
+tried from the working directory, then from the repository root; output paths are relative to the
+repository root.
+"""
+
+# extract_clamp2.py
+INPUT_DIR = "runs/generated"  # folder of .abc files to featurize (searched recursively)
+OUTPUT_DIR = "runs/clamp2_features/generated"  # mirrored output folder of <name>.npy features [1, hidden]
+CLAMP2_WEIGHTS_PATH = "weights/weights_clamp2_h_size_768_lr_5e-05_batch_128_scale_1_t_length_128_t_model_FacebookAI_xlm-roberta-base_t_dropout_True_m3_True.pth"  # CLaMP 2 checkpoint (music side used), or an M3 checkpoint from train-m3.py
+BATCH_SIZE = 16  # segments (of up to patch_length patches) per forward pass
+
+# statistics.py
+GENERATED_FEATURES_DIR = "runs/clamp2_features/generated"  # features of the generated pieces
+REFERENCE_FEATURES_DIR = "runs/clamp2_features/reference"  # features of the ground-truth pieces of the target style
+SCORES_CSV = None  # if set, write per-file scores (best first) to this CSV file

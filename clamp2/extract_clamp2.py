@@ -1,0 +1,28 @@
+"""Extract CLaMP 2 features of every .abc file under INPUT_DIR into OUTPUT_DIR (mirrored, .npy).
+
+    python clamp2/extract_clamp2.py --input_dir runs/generated --output_dir runs/features/generated
+    accelerate launch clamp2/extract_clamp2.py ...   # files split across processes
+
+Existing outputs are skipped; files that fail are logged and the rest finished.
+"""
+import logging
+import sys
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+# Runnable from anywhere: the repository root replaces this folder at the head of the import path
+# (its statistics.py / config.py would shadow the standard library's `statistics` etc.).
+sys.path[0] = str(_HERE.parent)
+
+from notagen.clamp2 import run_extraction  # noqa: E402
+from notagen.settings import parse_settings  # noqa: E402
+
+
+def main(argv=None):
+    cfg = parse_settings(_HERE / "config.py", argv, description=__doc__)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    run_extraction(cfg.input_dir, cfg.output_dir, cfg.clamp2_weights_path, cfg.batch_size)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""M3 masked-patch pre-training: `python clamp2/train-m3.py` or `accelerate launch clamp2/train-m3.py`.
+
+Settings: clamp2/m3_config.py (override any as `--name value`). The best checkpoint can be given to
+extract_clamp2.py as CLAMP2_WEIGHTS_PATH.
+"""
+import sys
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # not this folder: statistics.py would shadow the stdlib
+
+from notagen.clamp2.training import run_m3_training  # noqa: E402
+from notagen.settings import parse_settings  # noqa: E402
+
+if __name__ == "__main__":
+    run_m3_training(parse_settings(Path(__file__).with_name("m3_config.py"), description=__doc__))

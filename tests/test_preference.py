@@ -1,0 +1,57 @@
+"""CLaMP-DPO preference data: each exclusion rule on hand-made ABC, ranking and pairing."""
+import numpy as np
+import pytest
+
+from notagen.preference import (Candidate, CopyDetector, bars_aligned, build_preferences,
+                                preference_pairs, staves_grouped)
+
+HEADER = '%%score { ( 1 2 ) | 3 }\nL:1/8\nM:2/4\nK:C\nV:1 treble nm="Piano" snm="Pno."\nV:2 treble\nV:3 bass nm="Piano"\n'
+ALIGNED = HEADER + "[V:1]cdef|[V:2]x4|[V:3]C,D,E,F,|\n[V:1]g4|][V:2]x4|][V:3]G,4|]\n"
+SHORT_BAR = HEADER + "[V:1]cdef|[V:2]x4|[V:3]C,D,E,|\n[V:1]g4|][V:2]x4|][V:3]G,4|]\n"
+
+
+
+def test_aligned_piece_passes_and_misaligned_ones_fail():
+    assert bars_aligned(ALIGNED)
+    assert not bars_aligned(SHORT_BAR)  # one voice's bar is shorter
+    assert not bars_aligned("not music at all")
+
+
+def test_staves_of_one_instrument_must_stay_together():
+    grouped = 'V:1 treble nm="Violin"\nV:2 treble nm="Piano"\nV:3 bass nm="Piano"\n'
+    split = 'V:1 treble nm="Piano"\nV:2 treble nm="Violin"\nV:3 bass nm="Piano"\n'
+    assert staves_grouped(grouped)
+    assert not staves_grouped(split)
+    assert staves_grouped('V:1 treble\nV:2 bass\n')  # no names: nothing to check
+
+
+def test_copy_detector_uses_the_closest_single_piece():
+    references = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    detector = CopyDetector(references)
+    assert detector.is_copy(np.array([[0.0, 2.0, 0.1]]))  # cosine 0.9988 to the second piece
+    assert not detector.is_copy(np.array([[1.0, 1.0, 0.0]]))  # 0.707 to each: not a copy
+    assert detector.max_similarity(np.array([1.0, 1.0, 0.0])) == pytest.approx(np.sqrt(0.5))
+
+
+def make(name, score, text=ALIGNED, feature=(0.0, 0.0, 1.0)):
+    return Candidate(name=name, score=score, original_path=f"original/{name}.abc",
+                     interleaved_text=text, feature=np.array([feature]))
+
+
+def test_chosen_walks_down_past_excluded_pieces_and_rejected_is_the_bottom():
+    references = np.array([[1.0, 0.0, 0.0]])
+    candidates = [make("best_but_misaligned", 0.9, SHORT_BAR), make("copy", 0.8, feature=(1.0, 0.0, 0.01)),
+                  make("good", 0.7), make("fine", 0.6), make("mid", 0.5)] + \
+                 [make(f"low{i}", 0.1 - i * 0.01) for i in range(5)]
+    preferences = build_preferences(candidates, references, portion=0.2)
+    assert [c.name for c in preferences.chosen] == ["good", "fine"]
+    assert [c.name for c in preferences.rejected] == ["low3", "low4"]
+    assert preferences.skipped == {"bars not aligned": 1, "copy (cosine > 0.95)": 1}
+    assert preferences.to_json() == {"chosen": ["original/good.abc", "original/fine.abc"],
+                                     "rejected": ["original/low3.abc", "original/low4.abc"]}
+    assert "2 chosen (scores 0.6000..0.7000)" in preferences.summary()
+
+
+def test_pairs_are_every_chosen_with_every_rejected():
+    assert preference_pairs(["a", "b"], ["x", "y", "z"]) == [
+        ("a", "x"), ("a", "y"), ("a", "z"), ("b", "x"), ("b", "y"), ("b", "z")]
