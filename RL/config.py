@@ -1,0 +1,28 @@
+# CLaMP-DPO settings. Edit here, or override any of them as `--name value`.
+
+# ---- RL/data.py: preference pairs from CLaMP 2 scores
+GROUND_TRUTH_FEATURE_DIR = "runs/rl/reference_features"  # CLaMP 2 features (.npy) of the target-style pieces
+GENERATED_FEATURE_DIR = "runs/rl/iter_1/features"  # CLaMP 2 features of the generated pieces (from their interleaved text)
+GENERATED_ORIGINAL_DIR = "runs/rl/iter_1/generated/original"  # raw generated texts (what the pairs point at)
+GENERATED_INTERLEAVED_DIR = "runs/rl/iter_1/generated/interleaved"  # rest-unreduced generated texts (for the checks)
+OUTPUT_PATH = "runs/rl/iter_1/preferences.json"  # preference file written by data.py, read by train.py
+PORTION = 0.1  # share of pieces chosen (best) and rejected (worst); published 0.1
+
+# ---- RL/train.py: DPOP training
+PREFERENCE_PATH = "runs/rl/iter_1/preferences.json"  # preference file {"chosen": [...], "rejected": [...]}
+WEIGHTS_PATH = "runs/finetune/weights.pth"  # weights to start from; also the frozen reference
+OUTPUT_DIR = "runs/rl/iter_1/dpo"  # where the new weights, logs and resume checkpoint go
+TAG = "pretrain-finetune-RL1"  # file-name tag: weights_notagen_<tag>_beta_..._lr_...pth
+BETA = 0.1  # DPOP beta (published 0.1)
+LAMBDA = 10.0  # DPOP lambda: penalty for lowering the chosen log-prob below the reference (published 10)
+LEARNING_RATE = 1e-6  # published 1e-6
+OPTIMIZATION_STEPS = 10000  # optimizer steps (published 10,000, one pair a step)
+BATCH_SIZE = 1  # pairs per step and process
+WARMUP_STEPS = 0  # linear warm-up steps
+MAX_GRAD_NORM = 1.0  # gradient clipping; 0 = off
+SEED = 0  # seed of pair order and dropout
+SAVE_EVERY_STEPS = 500  # resume checkpoint every N steps
+LOG_EVERY_STEPS = 10  # log loss, reward margin and accuracy every N steps
+LOAD_FROM_CHECKPOINT = False  # continue an interrupted run from OUTPUT_DIR
+MIXED_PRECISION = ""  # no, bf16 or fp16; '' = what accelerate launch says
+REPORT_TO = "none"  # trackers: none, tensorboard, wandb

@@ -1,0 +1,165 @@
+"""CLaMP-DPO training: DPOP on (chosen, rejected) pairs, on the shared accelerate training loop.
+
+Design choices
+- The policy starts from the current weights; the reference is the same weights, frozen, in eval
+  mode. Its log-probs never change, so they are computed once per distinct text before training
+  (`reference_logps`) and the reference model is then dropped: DPO costs one model in memory.
+- Pairs are every chosen x every rejected text (published). A batch holds B pairs; chosen and
+  rejected go through the policy in one forward pass ([2B, N, 16], chosen first).
+- Texts longer than the context keep their head (a deterministic cut, so the reference log-probs
+  computed once stay valid for every step).
+- The loss is `notagen.dpo.dpop_loss`; the step log adds reward margins and preference accuracy.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from .dpo import dpop_loss
+from .patchilizer import Patchilizer
+
+
+def read_preferences(path: str | Path) -> tuple[list[str], list[str]]:
+    """The preference file `{"chosen": [paths], "rejected": [paths]}` with every path checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"preference file not found: {path} (make it with RL/data.py)")
+    data = json.loads(path.read_text())
+    chosen, rejected = list(data.get("chosen", [])), list(data.get("rejected", []))
+    if not chosen or not rejected:
+        raise ValueError(f"{path} needs at least one chosen and one rejected piece "
+                         f"(has {len(chosen)} chosen, {len(rejected)} rejected)")
+    missing = [p for p in chosen + rejected if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} files named in {path} are gone, e.g. {missing[0]}")
+    return chosen, rejected
+
+
+def encode_for_preference(text: str, patchilizer: Patchilizer, patch_length: int) -> torch.Tensor:
+    """A whole generated text as one training sequence, head kept when too long: [N, 16]."""
+    patches = patchilizer.encode_train(text, patch_length, cut=False)[:patch_length]
+    return torch.tensor(patches, dtype=torch.long)
+
+
+def pad_sequences(sequences: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad [N_i, P] sequences -> patches [B, N, P], masks [B, N]."""
+    longest = max(len(s) for s in sequences)
+    patches = torch.zeros(len(sequences), longest, sequences[0].shape[-1], dtype=torch.long)
+    masks = torch.zeros(len(sequences), longest, dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        patches[row, :len(sequence)] = sequence
+        masks[row, :len(sequence)] = 1
+    return patches, masks
+
+
+@torch.no_grad()
+def reference_logps(reference, sequences: dict[str, torch.Tensor], batch_size: int = 4,
+                    device: str | torch.device = "cpu") -> dict[str, float]:
+    """Summed log-prob of each distinct text under the frozen reference (eval mode, no dropout)."""
+    reference.eval()
+    names = sorted(sequences, key=lambda n: len(sequences[n]))  # similar lengths pad less
+    result: dict[str, float] = {}
+    for start in range(0, len(names), batch_size):
+        group = names[start:start + batch_size]
+        patches, masks = pad_sequences([sequences[n] for n in group])
+        logps = reference.sequence_logp(patches.to(device), masks.to(device))
+        result.update(zip(group, logps.double().cpu().tolist()))
+    return result
+
+
+class PreferencePairs(Dataset):
+    """Every chosen x every rejected text, with the reference log-probs of both."""
+
+    def __init__(self, chosen: list[str], rejected: list[str], sequences: dict[str, torch.Tensor],
+                 ref_logps: dict[str, float]):
+        self.pairs = [(c, r) for c in chosen for r in rejected]
+        self.sequences, self.ref_logps = sequences, ref_logps
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict:
+        chosen, rejected = self.pairs[index]
+        return {"chosen": self.sequences[chosen], "rejected": self.sequences[rejected],
+                "ref_chosen": self.ref_logps[chosen], "ref_rejected": self.ref_logps[rejected]}
+
+
+def collate_pairs(items: list[dict]) -> dict[str, torch.Tensor]:
+    """B pairs -> one [2B, N, 16] batch (chosen rows first) + reference log-probs [B] each."""
+    patches, masks = pad_sequences([i["chosen"] for i in items] + [i["rejected"] for i in items])
+    return {"patches": patches, "masks": masks,
+            "ref_chosen": torch.tensor([i["ref_chosen"] for i in items], dtype=torch.float64),
+            "ref_rejected": torch.tensor([i["ref_rejected"] for i in items], dtype=torch.float64)}
+
+
+def dpop_compute_loss(beta: float, lam: float):
+    """compute_loss(model, batch) for the training loop: (mean DPOP loss, step metrics)."""
+
+    def compute_loss(model, batch):
+        logps = model.sequence_logp(batch["patches"], batch["masks"]).double()  # [2B]
+        pairs = len(batch["ref_chosen"])
+        losses, chosen_rewards, rejected_rewards = dpop_loss(
+            logps[:pairs], logps[pairs:], batch["ref_chosen"], batch["ref_rejected"], beta, lam)
+        margins = chosen_rewards - rejected_rewards
+        metrics = {"reward_margin": margins.mean().item(), "chosen_reward": chosen_rewards.mean().item(),
+                   "rejected_reward": rejected_rewards.mean().item(),
+                   "accuracy": (margins > 0).double().mean().item()}
+        return losses.mean().float(), metrics
+
+    return compute_loss
+
+
+def dpo_weights_name(tag: str, beta: float, lam: float, config, learning_rate: float, batch_size: int) -> str:
+    """Published RL naming, e.g. weights_notagen_<tag>_beta_0.1_lambda_10_p_size_16_..._lr_1e-06_batch_1.pth"""
+    return (f"weights_notagen_{tag}_beta_{beta}_lambda_{lam}_p_size_{config.patch_size}"
+            f"_p_length_{config.patch_length}_p_layers_{config.patch_num_layers}"
+            f"_c_layers_{config.char_num_layers}_h_size_{config.hidden_size}"
+            f"_lr_{learning_rate}_batch_{batch_size}.pth")
+
+
+def run_dpo_training(settings) -> Path:
+    """RL/train.py: policy from `settings.weights_path`, DPOP on the preference file; returns weights."""
+    from .checkpoint import load_model, save_checkpoint
+    from .training import TrainConfig, make_accelerator, train
+
+    lam = getattr(settings, "lambda")  # LAMBDA in RL/config.py; `lambda` is a Python keyword
+    chosen, rejected = read_preferences(settings.preference_path)
+    policy = load_model(settings.weights_path)
+    patchilizer = Patchilizer(policy.config.patch_size)
+    texts = {p: Path(p).read_text(encoding="utf-8") for p in dict.fromkeys(chosen + rejected)}
+    sequences = {p: encode_for_preference(t, patchilizer, policy.config.patch_length) for p, t in texts.items()}
+
+    pairs_per_step = settings.batch_size
+    steps = settings.optimization_steps
+    weights_name = dpo_weights_name(settings.tag, settings.beta, lam, policy.config,
+                                    settings.learning_rate, pairs_per_step)
+    config = TrainConfig(
+        output_dir=settings.output_dir, weights_name=weights_name, batch_size=pairs_per_step,
+        learning_rate=settings.learning_rate, num_epochs=max(1, math.ceil(steps * pairs_per_step / max(1, len(chosen) * len(rejected)))),
+        max_steps=steps, max_grad_norm=settings.max_grad_norm, warmup_steps=settings.warmup_steps,
+        weight_decay=0.0, seed=settings.seed, save_every_steps=settings.save_every_steps,
+        log_every_steps=settings.log_every_steps, load_from_checkpoint=settings.load_from_checkpoint,
+        mixed_precision=settings.mixed_precision, report_to=settings.report_to)
+    accelerator = make_accelerator(config)
+
+    reference = load_model(settings.weights_path, device=accelerator.device)
+    for parameter in reference.parameters():
+        parameter.requires_grad_(False)
+    ref_logps = reference_logps(reference, sequences, device=accelerator.device)
+    del reference
+
+    dataset = PreferencePairs(chosen, rejected, sequences, ref_logps)
+    accelerator.print(f"DPOP: {len(chosen)} chosen x {len(rejected)} rejected = {len(dataset)} pairs, "
+                      f"{steps} steps of {pairs_per_step} pair(s), beta {settings.beta}, lambda {lam}")
+    train(policy, dataset, None, collate_pairs, config, accelerator=accelerator,
+          compute_loss=dpop_compute_loss(settings.beta, lam),
+          checkpoint_extra={"dpo": {"beta": settings.beta, "lambda": lam,
+                                    "preference_path": str(settings.preference_path)}})
+    if accelerator.is_main_process:  # the policy after the last step is the result of the iteration
+        save_checkpoint(config.weights_path, accelerator.unwrap_model(policy))
+    accelerator.wait_for_everyone()
+    return config.weights_path

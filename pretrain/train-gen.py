@@ -1,0 +1,14 @@
+"""Pre-train NotaGen: `python pretrain/train-gen.py [--name value ...]`, or on several devices
+`accelerate launch --multi_gpu --mixed_precision bf16 pretrain/train-gen.py`. Settings: config.py."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from notagen.settings import parse_settings  # noqa: E402
+from notagen.training import run_notagen_training  # noqa: E402
+
+if __name__ == "__main__":
+    settings = parse_settings(Path(__file__).with_name("config.py"), sys.argv[1:],
+                              description="Pre-train NotaGen (settings from pretrain/config.py)")
+    run_notagen_training(settings, stage="pretrain")

@@ -1,0 +1,104 @@
+"""DPOP training (RL/train.py's engine) on the tiny published-format checkpoint."""
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from conftest import VECTORS, load_vector
+from notagen import Patchilizer, load_model
+from notagen.rl import (PreferencePairs, collate_pairs, dpop_compute_loss, encode_for_preference,
+                        read_preferences, reference_logps, run_dpo_training)
+
+TINY_PTH = VECTORS / "tiny_notagen.pth"
+GREEDY = load_vector("tiny_notagen.json")["greedy_generation"]
+
+
+def write_pieces(folder):
+    """Two chosen pieces (the model's own greedy music) and two rejected ones (scrambled copies)."""
+    chosen, rejected = [], []
+    for i, case in enumerate(GREEDY):
+        text = case["text"][:1500]
+        good, bad = folder / f"good{i}.abc", folder / f"bad{i}.abc"
+        good.write_text(text)
+        lines = text.splitlines(keepends=True)
+        bad.write_text("".join(lines[:6]) + "".join(line[::-1] if "[V:" in line else line for line in lines[6:]))
+        chosen.append(str(good))
+        rejected.append(str(bad))
+    return chosen, rejected
+
+
+def settings_for(tmp_path, preference_path, **changes):
+    values = dict(preference_path=str(preference_path), weights_path=str(TINY_PTH),
+                  output_dir=str(tmp_path / "dpo"), tag="test-RL1", beta=0.1, learning_rate=1e-4,
+                  optimization_steps=8, batch_size=2, warmup_steps=0, max_grad_norm=1.0, seed=0,
+                  save_every_steps=4, log_every_steps=1, load_from_checkpoint=False, mixed_precision="no",
+                  report_to="none")
+    values.update(changes)
+    settings = SimpleNamespace(**values)
+    setattr(settings, "lambda", 10.0)
+    return settings
+
+
+def margin(model, chosen, rejected):
+    patchilizer = Patchilizer(model.config.patch_size)
+    sequences = {p: encode_for_preference(open(p).read(), patchilizer, model.config.patch_length)
+                 for p in chosen + rejected}
+    logps = reference_logps(model, sequences)
+    return sum(logps[c] for c in chosen) / len(chosen) - sum(logps[r] for r in rejected) / len(rejected)
+
+
+def test_dpop_training_prefers_chosen_and_leaves_the_reference_alone(tmp_path):
+    chosen, rejected = write_pieces(tmp_path)
+    preference_path = tmp_path / "preferences.json"
+    preference_path.write_text(json.dumps({"chosen": chosen, "rejected": rejected}))
+    reference_bytes = TINY_PTH.read_bytes()
+    before = load_model(TINY_PTH)
+
+    weights = run_dpo_training(settings_for(tmp_path, preference_path))
+
+    assert weights.name == ("weights_notagen_test-RL1_beta_0.1_lambda_10.0_p_size_16_p_length_64_p_layers_2"
+                            "_c_layers_2_h_size_128_lr_0.0001_batch_2.pth")
+    after = load_model(weights)  # loadable by inference
+    changed = [n for n, p in after.state_dict().items() if not torch.equal(p, before.state_dict()[n])]
+    assert changed, "the policy did not change"
+    assert TINY_PTH.read_bytes() == reference_bytes  # the reference weights are never written
+    assert margin(after, chosen, rejected) > margin(before, chosen, rejected)
+    steps = [json.loads(line) for line in weights.with_name(
+        weights.stem.replace("weights", "logs", 1) + ".steps.jsonl").read_text().splitlines()]
+    assert len(steps) == 8 and {"reward_margin", "accuracy", "chosen_reward", "rejected_reward"} <= set(steps[0])
+    assert steps[-1]["reward_margin"] > steps[0]["reward_margin"]
+
+
+def test_pairs_reference_logps_and_one_forward_pass():
+    model = load_model(TINY_PTH)
+    patchilizer = Patchilizer(16)
+    texts = {"a": GREEDY[0]["text"][:400], "b": GREEDY[1]["text"][:300], "x": GREEDY[0]["text"][:200]}
+    sequences = {k: encode_for_preference(t, patchilizer, 64) for k, t in texts.items()}
+    frozen = {n: p.clone() for n, p in model.state_dict().items()}
+    logps = reference_logps(model, sequences, batch_size=2)
+    single = {k: model.sequence_logp(v[None], torch.ones(1, len(v))).item() for k, v in sequences.items()}
+    assert logps == pytest.approx(single, rel=1e-5)
+    assert all(torch.equal(p, frozen[n]) for n, p in model.state_dict().items())
+
+    pairs = PreferencePairs(["a", "b"], ["x"], sequences, logps)
+    assert [pairs.pairs[i] for i in range(len(pairs))] == [("a", "x"), ("b", "x")]
+    batch = collate_pairs([pairs[0], pairs[1]])
+    assert batch["patches"].shape[0] == 4  # chosen rows then rejected rows, one forward pass
+    model.eval()
+    with torch.no_grad():
+        loss, metrics = dpop_compute_loss(0.1, 10.0)(model, batch)
+    # the policy equals the reference here: every margin is 0, so the loss is log 2
+    assert loss.item() == pytest.approx(0.6931, abs=1e-3)
+    assert metrics["reward_margin"] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_preference_file_problems_are_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="preference file not found"):
+        read_preferences(tmp_path / "none.json")
+    (tmp_path / "p.json").write_text(json.dumps({"chosen": [], "rejected": ["x"]}))
+    with pytest.raises(ValueError, match="at least one chosen"):
+        read_preferences(tmp_path / "p.json")
+    (tmp_path / "p.json").write_text(json.dumps({"chosen": [str(tmp_path / "gone.abc")], "rejected": ["x"]}))
+    with pytest.raises(FileNotFoundError, match="are gone"):
+        read_preferences(tmp_path / "p.json")

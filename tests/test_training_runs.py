@@ -1,0 +1,125 @@
+"""Real runs of pretrain/train-gen.py: two CPU processes under `accelerate launch`, and kill -9 + resume.
+
+Data: the 3 real pieces of shared/vectors/data_pipeline.json, all 15 augmented keys each.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from notagen.checkpoint import load_model, read_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+SCRIPT = ROOT / "pretrain" / "train-gen.py"
+ACCELERATE = Path(sys.executable).with_name("accelerate")
+
+
+def write_corpus(root: Path) -> Path:
+    items = json.loads((VECTORS / "data_pipeline.json").read_text())["items"]
+    lines = []
+    for item in items:
+        name = item["index_entry"]["name"]
+        for key, text in item["augmented"].items():
+            (root / "augmented" / key).mkdir(parents=True, exist_ok=True)
+            (root / "augmented" / key / f"{name}_{key}.abc").write_text(text)
+        lines.append(json.dumps({"path": str(root / "augmented" / name), "key": item["index_entry"]["key"]}))
+    (root / "augmented_train.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "augmented_eval.jsonl").write_text(lines[1] + "\n")
+    return root
+
+
+def stage_args(corpus: Path, out: Path, *extra: str) -> list[str]:
+    return ["--preset", "tiny", "--patch_length", "128", "--data_train_index_path",
+            str(corpus / "augmented_train.jsonl"), "--data_eval_index_path", str(corpus / "augmented_eval.jsonl"),
+            "--batch_size", "1", "--learning_rate", "1e-3", "--warmup_steps", "2", "--log_every_steps", "1",
+            "--output_dir", str(out), "--progress_bar", "false", "--cpu", "true", *extra]
+
+
+def env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def steps_of(out: Path) -> list[dict]:
+    [path] = out.glob("logs_notagen_*.steps.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_cpu_processes_train_on_different_data(tmp_path):
+    corpus, out = write_corpus(tmp_path / "corpus"), tmp_path / "out"
+    # accelerate 1.x runs `launch --cpu --num_processes 2` as ONE process (multi-CPU needs mpirun);
+    # `--multi_gpu` starts the processes with torchrun and `--cpu true` makes them a gloo group
+    command = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+               str(SCRIPT), *stage_args(corpus, out, "--num_epochs", "3")]
+    run = subprocess.run(command, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    log = next(out.glob("logs_notagen_*.txt")).read_text()
+    assert "2 process(es)" in log and "process 0 on cpu" in log and "process 1 on cpu" in log
+    steps = steps_of(out)
+    assert [s["step"] for s in steps] == [1, 2, 3, 4, 5, 6]  # 3 pieces padded to 4 = 2 per process
+    assert all(len(s["process_losses"]) == 2 for s in steps)
+    assert all(s["process_losses"][0] != s["process_losses"][1] for s in steps)  # different data
+    assert sum(s["loss"] for s in steps[-2:]) < sum(s["loss"] for s in steps[:2]) - 0.5
+    eval_losses = [float(line.split()[1]) for line in log.splitlines() if line.startswith("eval_loss")]
+    assert len(eval_losses) == 3 and eval_losses[2] < eval_losses[0]
+    [weights] = out.glob("weights_notagen_*.pth")  # one checkpoint, in the published layout
+    assert weights.name == "weights_notagen_pretrain_p_size_16_p_length_128_p_layers_3_c_layers_2_h_size_128_lr_0.001_batch_1.pth"
+    assert load_model(weights).config.patch_length == 128
+    assert len(read_checkpoint(next(out.glob("resume_notagen_*.pth")))["rng"]) == 2  # both RNG states
+
+
+def test_killed_run_resumes_to_the_same_losses_and_weights(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")
+    # dropout and patch sampling on: the RNG states must be restored for equal results
+    common = ("--num_epochs", "3", "--save_every_steps", "2", "--patch_sampling_batch_size", "24")
+    full, broken = tmp_path / "full", tmp_path / "broken"
+    run = subprocess.run([sys.executable, str(SCRIPT), *stage_args(corpus, full, *common)],
+                         cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    process = subprocess.Popen([sys.executable, str(SCRIPT), *stage_args(corpus, broken, *common)],
+                               cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:  # kill -9 once step 5 is logged
+        logs = list(broken.glob("*.steps.jsonl"))
+        if logs and any(json.loads(line)["step"] >= 5 for line in logs[0].read_text().splitlines()
+                        if line.endswith("}")):
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
+    killed_at = max(s["step"] for s in steps_of(broken))
+    assert 5 <= killed_at < 9
+
+    run = subprocess.run([sys.executable, str(SCRIPT), *stage_args(corpus, broken, *common),
+                          "--load_from_checkpoint", "true"], cwd=ROOT, env=env(), capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    log = next(broken.glob("logs_notagen_*.txt")).read_text()
+    assert "resuming from" in log and "continuing at epoch" in log and "warning" not in log
+
+    expected, got = steps_of(full), steps_of(broken)
+    assert [s["step"] for s in got] == list(range(1, 10))
+    for a, b in zip(expected, got):
+        assert abs(a["loss"] - b["loss"]) <= 1e-5 and a["lr"] == b["lr"], (a, b)
+    for pattern in ("weights_notagen_*.pth", "resume_notagen_*.pth"):
+        a = read_checkpoint(next(full.glob(pattern)))
+        b = read_checkpoint(next(broken.glob(pattern)))
+        assert a["epoch"] == b["epoch"] == 3 and a["best_epoch"] == b["best_epoch"]
+        for key, tensor in a["model"].items():
+            assert torch.allclose(tensor, b["model"][key], atol=1e-5, rtol=0), key
