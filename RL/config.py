@@ -26,3 +26,20 @@ LOG_EVERY_STEPS = 10  # log loss, reward margin and accuracy every N steps
 LOAD_FROM_CHECKPOINT = False  # continue an interrupted run from OUTPUT_DIR
 MIXED_PRECISION = ""  # no, bf16 or fp16; '' = what accelerate launch says
 REPORT_TO = "none"  # trackers: none, tensorboard, wandb
+
+# ---- RL/loop.py: whole CLaMP-DPO iterations (generate -> interleave -> features -> pairs -> DPOP)
+# It starts from WEIGHTS_PATH and uses PORTION, BETA, LAMBDA, LEARNING_RATE, OPTIMIZATION_STEPS, BATCH_SIZE above.
+LOOP_DIR = "runs/rl"  # one folder per iteration (iter_1, iter_2, ...) plus the reference features
+ITERATIONS = 1  # CLaMP-DPO iterations; the model after the last one is generated from and scored too
+REFERENCE_DIR = "corpus/reference/bach_chorales"  # interleaved ABC of the target style (the ground truth)
+CLAMP2_WEIGHTS_PATH = "runs/m3/weights_m3.pth"  # CLaMP 2 checkpoint, or an M3 from clamp2/train-m3.py
+NUM_SAMPLES = 100  # pieces generated per iteration (published 1,000)
+PROMPT = "Baroque|Bach, Johann Sebastian|Choral"  # period|composer|instrumentation of the target style
+GENERATION_BATCH_SIZE = 16  # pieces generated together
+TOP_K = 9  # sampling during generation (published 9)
+TOP_P = 0.9  # (published 0.9)
+TEMPERATURE = 1.2  # (published 1.2)
+MAX_CHARS = 102400  # a generated piece fails past this many characters
+MAX_SECONDS = 1200.0  # a generated piece fails after this many seconds
+FEATURE_BATCH_SIZE = 32  # segments per forward pass of the feature extractor
+DEVICE = "auto"  # generation device: auto, cpu, cuda, mps

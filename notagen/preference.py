@@ -13,6 +13,7 @@ Design choices (shared/spec/clamp2-and-dpo.md, "CLaMP-DPO, one iteration")
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -123,3 +124,47 @@ def build_preferences(candidates: list[Candidate], ground_truth_features: np.nda
 def preference_pairs(chosen: list, rejected: list) -> list[tuple]:
     """Every chosen x every rejected, the published pairing."""
     return [(c, r) for c in chosen for r in rejected]
+
+
+def collect_candidates(original_dir: str | Path, interleaved_dir: str | Path, feature_dir: str | Path,
+                       ground_truth_features: dict[str, np.ndarray]) -> tuple[list[Candidate], list[str]]:
+    """Generated pieces with their score, raw path, interleaved text and feature.
+
+    Pieces are matched by relative path (`<name>.abc` in the text folders, `<name>.npy` among the
+    features). Returns (candidates, names that lack one of the three files)."""
+    from .clamp2.score import clamp2_score, load_feature_folder, reference_mean
+
+    original_dir, interleaved_dir = Path(original_dir), Path(interleaved_dir)
+    reference = reference_mean(ground_truth_features)
+    candidates, incomplete = [], []
+    for name, feature in load_feature_folder(feature_dir).items():
+        original, interleaved = original_dir / f"{name}.abc", interleaved_dir / f"{name}.abc"
+        if not (original.is_file() and interleaved.is_file()):
+            incomplete.append(name)
+            continue
+        candidates.append(Candidate(name=name, score=clamp2_score(feature, reference),
+                                    original_path=str(original),
+                                    interleaved_text=interleaved.read_text(encoding="utf-8"),
+                                    feature=feature))
+    return candidates, incomplete
+
+
+def make_preference_file(settings) -> Preferences:
+    """RL/data.py: rank, select, write `{"chosen": [...], "rejected": [...]}`, print what happened."""
+    from .clamp2.score import load_feature_folder
+    from .io import atomic_write_json
+
+    ground_truth = load_feature_folder(settings.ground_truth_feature_dir)  # loaded once
+    if not ground_truth:
+        raise ValueError(f"no ground-truth features (.npy) under {settings.ground_truth_feature_dir}")
+    candidates, incomplete = collect_candidates(settings.generated_original_dir,
+                                                settings.generated_interleaved_dir,
+                                                settings.generated_feature_dir, ground_truth)
+    if incomplete:
+        print(f"warning: {len(incomplete)} features have no matching original/interleaved text, "
+              f"e.g. {incomplete[0]}")
+    preferences = build_preferences(candidates, np.stack([v.reshape(-1) for v in ground_truth.values()]),
+                                    settings.portion)
+    atomic_write_json(settings.output_path, preferences.to_json())
+    print(f"{len(candidates)} pieces ranked -> {settings.output_path}: {preferences.summary()}")
+    return preferences

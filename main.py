@@ -1,0 +1,108 @@
+"""The main job on the embedded default: music21's corpus -> pre-train -> fine-tune -> generate -> CLaMP-DPO.
+
+`bash run.sh` runs this after installing; `python main.py --help` lists the settings below, each
+overridable as `--name value`. Every step runs the real stage script (as a user would) and is
+skipped when an earlier run finished it, so an interrupted job continues where it stopped
+(`--fresh true` starts the runs over; the corpus is kept). Defaults suit a 2-core CPU.
+"""
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent
+
+CORPUS_DIR = "corpus"  # where data/build_corpus.py writes the embedded corpus
+CORPUS_MAX_PIECES = 100  # pieces per training set (0 = every piece music21 ships that converts)
+RUNS_DIR = "runs/main"  # weights, generated pieces and logs of this job
+FRESH = False  # start the runs over (the corpus is kept)
+NUM_THREADS = 2  # CPU threads for torch
+BATCH_SIZE = 4  # pieces per training batch
+PRETRAIN_STEPS = 600  # optimizer steps of tiny pre-training
+PRETRAIN_LEARNING_RATE = 2e-3  # peak learning rate of pre-training (cosine decay)
+FINETUNE_STEPS = 300  # optimizer steps of fine-tuning with prompt lines
+FINETUNE_LEARNING_RATE = 5e-4  # peak learning rate of fine-tuning (cosine decay)
+PROMPT = "Baroque|Bach, Johann Sebastian|Choral"  # period|composer|instrumentation to generate (and to optimise with RL)
+NUM_PIECES = 4  # pieces generated from the fine-tuned model at the end of training
+MAX_CHARS = 6000  # a generated piece stops (as failed, partial text kept) past this many characters
+RL = True  # run one CLaMP-DPO iteration (M3 training, generation, scoring, DPOP) and print before/after scores
+M3_STEPS = 150  # optimizer steps of the tiny M3 feature extractor
+RL_SAMPLES = 32  # pieces generated per model for CLaMP-DPO (published 1,000)
+RL_PORTION = 0.25  # share of pieces chosen / rejected
+RL_STEPS = 60  # DPOP optimizer steps
+RL_LEARNING_RATE = 1e-5  # DPOP learning rate (published 1e-6 for 516M parameters)
+
+
+def run(step: str, args: list[str], runs: Path) -> None:
+    """Run one stage script unless an earlier job finished it."""
+    marker = runs / "steps" / f"{step}.done"
+    if marker.exists():
+        print(f"== {step}: done earlier, skipped ({marker})")
+        return
+    print(f"== {step}: python {' '.join(args)}", flush=True)
+    started = time.monotonic()
+    subprocess.run([sys.executable, *args], cwd=REPO, check=True)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{time.monotonic() - started:.1f} s\n")
+    print(f"== {step}: finished in {time.monotonic() - started:.0f} s", flush=True)
+
+
+def weights_in(folder: Path) -> Path:
+    found = sorted(folder.glob("weights_*.pth"))
+    if not found:
+        raise FileNotFoundError(f"no weights_*.pth in {folder}")
+    return found[0]
+
+
+def main(cfg) -> None:
+    runs = REPO / cfg.runs_dir
+    if cfg.fresh and runs.exists():
+        import shutil
+
+        shutil.rmtree(runs)
+    corpus = REPO / cfg.corpus_dir
+    threads = ["--num_threads", str(cfg.num_threads)]
+    started = time.monotonic()
+    run("corpus", ["data/build_corpus.py", "--out_dir", str(corpus), "--max_pieces", str(cfg.corpus_max_pieces)], runs)
+    training = ["--preset", "tiny", "--batch_size", str(cfg.batch_size), "--lr_schedule", "cosine",
+                "--warmup_steps", "30", "--num_epochs", "1000", "--progress_bar", "true", *threads]
+    run("pretrain", ["pretrain/train-gen.py", *training,
+                     "--data_train_index_path", str(corpus / "pretrain/augmented_train.jsonl"),
+                     "--data_eval_index_path", str(corpus / "pretrain/augmented_eval.jsonl"),
+                     "--learning_rate", str(cfg.pretrain_learning_rate), "--max_steps", str(cfg.pretrain_steps),
+                     "--output_dir", str(runs / "pretrain")], runs)
+    run("finetune", ["finetune/train-gen.py", *training[2:],
+                     "--pretrained_path", str(weights_in(runs / "pretrain")),
+                     "--data_train_index_path", str(corpus / "finetune/augmented_train.jsonl"),
+                     "--data_eval_index_path", str(corpus / "finetune/augmented_eval.jsonl"),
+                     "--learning_rate", str(cfg.finetune_learning_rate), "--max_steps", str(cfg.finetune_steps),
+                     "--output_dir", str(runs / "finetune")], runs)
+    finetuned = weights_in(runs / "finetune")
+    run("inference", ["inference/inference.py", "--inference_weights_path", str(finetuned),
+                      "--num_samples", str(cfg.num_pieces), "--batch_size", str(cfg.num_pieces),
+                      "--prompt", cfg.prompt, "--seed", "0", "--max_chars", str(cfg.max_chars),
+                      "--output_dir", str(runs / "inference"), "--stream", "false", *threads], runs)
+    if cfg.rl:
+        run("m3", ["clamp2/train-m3.py", "--preset", "tiny", "--train_dir", str(corpus / "pretrain/interleaved"),
+                   "--output_dir", str(runs / "m3"), "--max_steps", str(cfg.m3_steps), "--num_epochs", "1000",
+                   "--batch_size", "8", "--learning_rate", "1e-3", "--warmup_steps", "20",
+                   "--decoder_patch_sample", "32", *threads], runs)
+        run("clamp_dpo", ["RL/loop.py", "--iterations", "1", "--loop_dir", str(runs / "rl"),
+                          "--weights_path", str(finetuned), "--clamp2_weights_path", str(runs / "m3/weights_m3.pth"),
+                          "--reference_dir", str(corpus / "reference/bach_chorales"), "--prompt", cfg.prompt,
+                          "--num_samples", str(cfg.rl_samples), "--generation_batch_size", str(cfg.rl_samples),
+                          "--max_chars", str(cfg.max_chars), "--portion", str(cfg.rl_portion),
+                          "--optimization_steps", str(cfg.rl_steps), "--learning_rate", str(cfg.rl_learning_rate),
+                          "--batch_size", "1", "--save_every_steps", "20", "--device", "cpu"], runs)
+    print(f"\nmain job finished in {(time.monotonic() - started) / 60:.1f} min; everything is under {runs}")
+    print(f"  fine-tuned weights: {finetuned}")
+    print(f"  generated pieces:   {runs / 'inference'} (original/ ABC, interleaved/ ABC, xml/ MusicXML, midi/ MIDI)")
+    if cfg.rl:
+        print(f"  CLaMP-DPO scores:   {runs / 'rl' / 'scores.json'} and {runs / 'rl' / 'scores.png'}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    from notagen.settings import parse_settings
+
+    main(parse_settings(Path(__file__), description=__doc__))

@@ -1,0 +1,162 @@
+"""RL/loop.py: K iterations of CLaMP-DPO in one command, each step skipped when already done.
+
+Iteration k (folder `<LOOP_DIR>/iter_k`):
+  1. generate NUM_SAMPLES pieces from the current weights  -> generated/candidates/{original,interleaved}/
+  2. CLaMP 2 features of the interleaved (rest-unreduced) texts -> features/
+  3. preference pairs (RL/data.py's logic)                  -> preferences.json
+  4. DPOP training (RL/train.py's logic)                    -> dpo/weights_notagen_...pth
+The weights of step 4 start iteration k+1. After the last iteration, the final model generates
+and is scored once more, so the table shows the mean CLaMP 2 score of every model in the chain,
+each measured with the same feature extractor, reference set and number of pieces.
+Steps are marked done by a small JSON file written last (atomically), so an interrupted loop
+resumes at the step it was in (generation and extraction also skip finished pieces).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from .io import atomic_write_json
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _done(marker: Path) -> dict | None:
+    return json.loads(marker.read_text()) if marker.is_file() else None
+
+
+LIMIT_REASONS = ("max_chars", "max_seconds")
+
+
+def generate_pieces(settings, weights: Path, out: Path) -> tuple[Path, Path]:
+    """Step 1: run inference into `out`, then gather the candidates; returns their
+    (original dir, interleaved dir).
+
+    Finished pieces are candidates as they are. A piece stopped by the char or time limit is a
+    sample of the model's output too (a weak model, such as the embedded default's, may rarely end
+    a piece): it takes part with its complete lines. Pieces whose text cannot be rest-unreduced
+    are left out and counted."""
+    from .generation import run_inference
+    from .generation.run import interleaved_text
+    from .io import atomic_write_text
+    from .settings import parse_settings
+
+    originals, interleaved = out / "candidates" / "original", out / "candidates" / "interleaved"
+    marker = out / "done.json"
+    if _done(marker):
+        return originals, interleaved
+    cfg = parse_settings(REPO_ROOT / "inference" / "config.py", [])  # every inference default
+    cfg.__dict__.update(
+        inference_weights_path=str(weights), num_samples=settings.num_samples, prompt=settings.prompt,
+        top_k=settings.top_k, top_p=settings.top_p, temperature=settings.temperature,
+        output_dir=str(out), batch_size=settings.generation_batch_size, seed=settings.seed,
+        device=settings.device, max_chars=settings.max_chars, max_seconds=settings.max_seconds,
+        convert=False, stream=False)
+    summary = run_inference(cfg)
+    counts = {"finished": 0, "limit (complete lines kept)": 0, "dropped": 0}
+    for entry in summary["pieces"]:
+        raw = Path(entry["files"].get("original") or entry["files"]["failed"]).read_text(encoding="utf-8")
+        if entry["status"] == "failed":
+            if entry["reason"] not in LIMIT_REASONS:
+                counts["dropped"] += 1
+                continue
+            raw = raw[: raw.rfind("\n") + 1]  # complete lines only
+        try:
+            text = interleaved_text(raw)
+        except Exception:  # noqa: BLE001 - unusable text is counted, the rest goes on
+            counts["dropped"] += 1
+            continue
+        counts["finished" if entry["status"] != "failed" else "limit (complete lines kept)"] += 1
+        atomic_write_text(originals / f"{entry['name']}.abc", raw)
+        atomic_write_text(interleaved / f"{entry['name']}.abc", text)
+    print("candidates: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    if not any(interleaved.glob("*.abc")):
+        raise RuntimeError(f"none of the {len(summary['pieces'])} generated pieces is usable; see {out}")
+    atomic_write_json(marker, counts)
+    return originals, interleaved
+
+
+def extract(settings, abc_dir: Path, feature_dir: Path) -> Path:
+    """Step 2 (and the reference set): CLaMP 2 features, skipping files already done."""
+    from .clamp2 import run_extraction
+
+    run_extraction(abc_dir, feature_dir, settings.clamp2_weights_path, settings.feature_batch_size)
+    return feature_dir
+
+
+def mean_score(feature_dir: Path, reference_dir: Path) -> tuple[float, int]:
+    from .clamp2 import score_folder
+
+    scores = score_folder(feature_dir, reference_dir)
+    return float(np.mean(list(scores.values()))), len(scores)
+
+
+def train_dpo(settings, weights: Path, preference_path: Path, out: Path) -> Path:
+    """Step 4: DPOP from `weights` on the preference file; returns the new weights."""
+    from .rl import run_dpo_training
+
+    marker = out / "done.json"
+    if not (done := _done(marker)):
+        dpo_settings = SimpleNamespace(**vars(settings))
+        # a resume checkpoint left by an interrupted attempt is continued, not restarted
+        dpo_settings.__dict__.update(preference_path=str(preference_path), weights_path=str(weights),
+                                     output_dir=str(out), load_from_checkpoint=any(out.glob("resume_*.pth")))
+        done = {"weights": str(run_dpo_training(dpo_settings))}
+        atomic_write_json(marker, done)
+    return Path(done["weights"])
+
+
+def plot_scores(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 3.2))
+    axis.plot([r["model"] for r in rows], [r["mean_score"] for r in rows], marker="o")
+    axis.set_xticks([r["model"] for r in rows], [r["label"] for r in rows])
+    axis.set_ylabel("mean CLaMP 2 score")
+    axis.set_title("CLaMP-DPO")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def run_loop(settings) -> list[dict]:
+    from .preference import make_preference_file
+
+    root = Path(settings.loop_dir)
+    if not root.is_absolute():
+        root = REPO_ROOT / root
+    reference_features = extract(settings, Path(settings.reference_dir), root / "reference_features")
+    weights = Path(settings.weights_path)
+    rows = []
+    for k in range(1, settings.iterations + 2):
+        iteration = root / f"iter_{k}"
+        original_dir, interleaved_dir = generate_pieces(settings, weights, iteration / "generated")
+        features = extract(settings, interleaved_dir, iteration / "features")
+        score, count = mean_score(features, reference_features)
+        rows.append({"model": k - 1, "label": "fine-tuned" if k == 1 else f"RL{k - 1}",
+                     "weights": str(weights), "mean_score": score, "pieces": count})
+        print(f"iteration {k}: model {rows[-1]['label']} mean CLaMP 2 score {score:.4f} over {count} pieces")
+        if k > settings.iterations:
+            break
+        preference_path = iteration / "preferences.json"
+        if not preference_path.is_file():
+            make_preference_file(SimpleNamespace(
+                ground_truth_feature_dir=reference_features, generated_feature_dir=features,
+                generated_original_dir=original_dir, generated_interleaved_dir=interleaved_dir,
+                output_path=preference_path, portion=settings.portion))
+        weights = train_dpo(settings, weights, preference_path, iteration / "dpo")
+
+    atomic_write_json(root / "scores.json", rows)
+    plot_scores(rows, root / "scores.png")
+    print("\n| model | mean CLaMP 2 score | pieces | weights |\n|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['label']} | {row['mean_score']:.4f} | {row['pieces']} | {Path(row['weights']).name} |")
+    print(f"\nscores: {root / 'scores.json'}, plot: {root / 'scores.png'}")
+    return rows
