@@ -37,7 +37,7 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError,
-            ValueError, AttributeError, IndexError) as error:
+            ValueError, AttributeError, IndexError, KeyError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if reason.startswith("Weights only load failed"):
             reason = "not a torch.save archive of plain tensors"

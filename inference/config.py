@@ -1,0 +1,22 @@
+# Settings of inference/inference.py. Each one can be overridden: python inference/inference.py --name value
+# Relative paths are looked up from the current folder, then from the repository root.
+
+INFERENCE_WEIGHTS_PATH = "weights/weights_notagenx_p_size_16_p_length_1024_p_layers_20_h_size_1280.pth"  # checkpoint to generate from (published or project file; sizes are read from it)
+NUM_SAMPLES = 8  # pieces to generate (the published script made 1000)
+TOP_K = 9  # sample among the k most probable chars (published 9; 1 = greedy)
+TOP_P = 0.9  # then among the most probable chars whose probabilities sum past p (published 0.9)
+TEMPERATURE = 1.2  # then sharpen (<1) or flatten (>1) the distribution (published 1.2)
+PROMPT = "Romantic|Chopin, Frederic|Keyboard"  # period|composer|instrumentation, or prompt lines separated by \n, or an .abc file to continue
+PROMPT_LIST = ""  # file of known period_composer_instrumentation lines to check the prompt against (default: prompts.txt next to the weights, or gradio/prompts.txt)
+OUTPUT_DIR = "output"  # parent of the original/, interleaved/, xml/, midi/, failed/ and summary/ folders
+BATCH_SIZE = 1  # pieces generated together (more = higher throughput, more memory)
+SEED = -1  # random seed for reproducible pieces; -1 picks one (it is printed and kept in the summary)
+DEVICE = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps
+NUM_THREADS = 0  # CPU threads for torch (0 = torch default; 1 avoids oversubscription on busy CPUs)
+DTYPE = "auto"  # auto (bfloat16 on CUDA, float32 elsewhere), float32, bfloat16 or float16
+MAX_CHARS = 102400  # a piece fails once its text is longer than this (published 102400)
+MAX_SECONDS = 1200.0  # a piece fails after this many seconds (published 20 minutes)
+MAX_EMPTY_PATCHES = 64  # a piece fails as stalled after this many patches in a row without text
+GREEDY = False  # always take the most probable char (ignores top_k, top_p, temperature)
+CONVERT = True  # also write MusicXML and MIDI for every finished piece
+STREAM = True  # print the text while it is generated (when batch_size is 1)

@@ -1,0 +1,263 @@
+"""Generation engine: exact greedy text of the tiny checkpoint (streaming, batching, caches), sampling
+reproducibility, the [r:0/ rule, limits, stream rebuilds, and the KV cache against transformers."""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from notagen.checkpoint import load_model
+from notagen.config import BOS_ID, EOS_ID, NotaGenConfig
+from notagen.generation import (Engine, GenerationSettings, KVCache, Piece, Prompt, reference_generate,
+                                to_ascii)
+from notagen.generation.engine import stack_blocks
+from notagen.model import build_model
+from notagen.patchilizer import Patchilizer
+
+VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+TINY = json.loads((VECTORS / "tiny_notagen.json").read_text())
+GREEDY = TINY["greedy_generation"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # tiny matrices: one thread avoids OpenMP hand-offs on a shared 2-core machine
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return load_model(VECTORS / TINY["checkpoint"])
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model):
+    return Engine(tiny_model)
+
+
+def greedy(char_limit: int, batch_size: int = 1) -> GenerationSettings:
+    return GenerationSettings(greedy=True, max_chars=char_limit, batch_size=batch_size)
+
+
+def prompt_of(case) -> Prompt:
+    return Prompt.from_lines(case["prompt_lines"])
+
+
+@pytest.mark.parametrize("case", GREEDY, ids=lambda case: case["prompt_lines"][0].strip())
+def test_greedy_vector_one_piece_streaming(engine, case):
+    streamed, results = [], []
+    for event in engine.stream([prompt_of(case)], greedy(case["char_limit"])):
+        assert event.piece == 0
+        streamed.append(event.text)
+        if event.result is not None:
+            results.append(event.result)
+    (result,) = results
+    assert "".join(streamed) == case["text"]  # streaming yields exactly the text, prompt first
+    assert streamed[0] == "".join(case["prompt_lines"])
+    assert result.text == case["text"]
+    assert result.status == "failed" and result.reason == "max_chars"  # ended_by char_limit
+    assert result.stream_events == case["stream_events_at_chars"]
+
+
+def test_greedy_vectors_in_one_batch(engine):
+    # the two prompts side by side (different context lengths all the way), plus a repeat of the
+    # first, in a batch of 2: rows are handed on when a piece ends
+    limit = max(case["char_limit"] for case in GREEDY)
+    prompts = [prompt_of(GREEDY[0]), prompt_of(GREEDY[1]), prompt_of(GREEDY[0])]
+    texts = {0: "", 1: "", 2: ""}
+    results = {}
+    for event in engine.stream(prompts, greedy(limit, batch_size=2)):
+        texts[event.piece] += event.text
+        if event.result is not None:
+            results[event.piece] = event.result
+    for index, case in ((0, GREEDY[0]), (1, GREEDY[1]), (2, GREEDY[0])):
+        assert texts[index] == results[index].text
+        if case["char_limit"] == limit:
+            assert results[index].text == case["text"]
+        else:  # greedy text is a prefix of any longer greedy run
+            assert len(results[index].text) > case["char_limit"]
+            assert results[index].text[:len(case["text"])] == case["text"]
+
+
+def test_cached_and_uncached_greedy_are_identical(engine, tiny_model):
+    case = GREEDY[1]  # the first stream rebuild is at 769 chars
+    settings = greedy(1000)
+    events = list(reference_generate(tiny_model, prompt_of(case), settings))
+    uncached = "".join(event.text for event in events)
+    (cached,) = engine.generate([prompt_of(case)], settings)
+    assert uncached == cached.text and len(uncached) > 1000
+    assert case["text"].startswith(uncached)
+    assert events[-1].result.stream_events == cached.stream_events == case["stream_events_at_chars"][:1]
+
+
+def test_seeded_sampling_is_reproducible_and_independent_of_batch_size(engine):
+    prompts = [Prompt.from_triple("Baroque", "Bach, Johann Sebastian", "Choral"),
+               Prompt.from_triple("Classical", "Mozart, Wolfgang Amadeus", "Keyboard"),
+               Prompt.from_triple("Romantic", "Chopin, Frederic", "Keyboard")]
+    settings = dict(top_k=9, top_p=0.9, temperature=1.2, seed=1234, max_chars=400)
+    first = [r.text for r in engine.generate(prompts, GenerationSettings(batch_size=3, **settings))]
+    again = [r.text for r in engine.generate(prompts, GenerationSettings(batch_size=3, **settings))]
+    alone = [r.text for r in engine.generate(prompts, GenerationSettings(batch_size=1, **settings))]
+    other = [r.text for r in engine.generate(prompts[:1], GenerationSettings(**{**settings, "seed": 99}))]
+    assert first == again == alone
+    assert other[0] != first[0]
+    assert len(set(first)) == 3  # different pieces draw from different streams
+
+
+def test_kv_cache_matches_transformers_with_ragged_rows():
+    torch.manual_seed(0)
+    stack = build_model(NotaGenConfig(patch_length=32, patch_num_layers=2, char_num_layers=1,
+                                      hidden_size=64)).patch_level_decoder.base.eval()
+    x = torch.randn(3, 12, 64)  # [rows, T, hidden]
+    lengths = [5, 8, 3]
+    with torch.no_grad():
+        full = stack(inputs_embeds=x).last_hidden_state  # [3, 12, 64], causal
+        cache = KVCache(stack, rows=3, capacity=32)
+        first = cache.prefill([0, 1, 2], x[:, :8], lengths)  # right-padded prefill
+        assert torch.allclose(first, full[torch.arange(3), torch.tensor(lengths) - 1], atol=1e-5)
+        for _ in range(3):  # every row one token further, each at its own position
+            positions = list(cache.lengths)
+            step = cache.advance(x[torch.arange(3), torch.tensor(positions)])
+            assert torch.allclose(step, full[torch.arange(3), torch.tensor(positions)], atol=1e-5)
+        # a subset of rows, then drop a row
+        positions = list(cache.lengths)
+        step = cache.advance(x[[0, 2], [positions[0], positions[2]]], rows=[0, 2])
+        assert torch.allclose(step, full[[0, 2], [positions[0], positions[2]]], atol=1e-5)
+        cache.keep([1, 2])
+        assert cache.lengths == [positions[1], positions[2] + 1]
+        step = cache.advance(x[[1, 2], cache.lengths])
+        assert torch.allclose(step, full[[1, 2], [positions[1], positions[2] + 1]], atol=1e-5)
+        cache.reset()
+        assert cache.lengths == [0, 0]
+        # oneDNN-packed weight copies (CPU batches) compute the same thing
+        packed = KVCache(stack, rows=3, capacity=32, blocks=stack_blocks(stack, packed=True))
+        first_packed = packed.prefill([0, 1, 2], x[:, :8], lengths)
+        assert torch.allclose(first_packed, first, atol=1e-4)
+        step = packed.advance(x[torch.arange(3), torch.tensor(lengths)])
+        assert torch.allclose(step, full[torch.arange(3), torch.tensor(lengths)], atol=1e-4)
+
+
+# ---- the piece's bookkeeping ------------------------------------------------------------------
+def make_piece(prompt=None, patch_length=64, **settings) -> Piece:
+    prompt = prompt or Prompt.from_triple("Baroque", "Bach, Johann Sebastian", "Keyboard")
+    return Piece(0, prompt, Patchilizer(16), patch_length, GenerationSettings(**settings))
+
+
+def ids(text: str) -> list[int]:
+    return [ord(c) for c in text]
+
+
+def test_first_body_patch_is_forced_to_start_at_line_zero():
+    piece = make_piece()
+    assert piece.forced(ids("[r")) is None
+    assert piece.forced(ids("[r:")) == ord("0")
+    assert piece.forced(ids("[r:0")) == ord("/")
+    assert piece.forced(ids("[r:0/")) is None
+    assert piece.forced(ids("L:1")) is None
+    text, _ = piece.add_patch(ids("[r:0/12][V:1]abc"))
+    assert text == "[r:0/12][V:1]abc" and piece.in_body
+    assert piece.forced(ids("[r:")) is None  # only the first time
+
+
+def test_eos_patch_finishes_and_eos_char_ends_a_patch():
+    piece = make_piece()
+    assert piece.patch_done(ids("L:1/8\n") + [EOS_ID])
+    assert not piece.patch_done(ids("L:1/8\n"))
+    assert piece.patch_done(ids("x" * 16))
+    text, _ = piece.add_patch(ids("L:1/8\n") + [EOS_ID])
+    assert text == "L:1/8\n" and piece.context[-1] == ids("L:1/8\n") + [EOS_ID] + [0] * 9
+    text, _ = piece.add_patch([BOS_ID, EOS_ID])
+    assert text == "" and piece.done and piece.result().status == "finished"
+
+
+def test_limits_stall_and_prompt_length():
+    piece = make_piece(max_empty_patches=3)
+    for _ in range(3):
+        assert piece.add_patch([EOS_ID]) == ("", False)  # a patch with no text
+    assert piece.result().reason == "stalled"
+    piece = make_piece(max_chars=60)
+    piece.add_patch(ids("%%score ( 1 2 )\n"))
+    assert not piece.done and len(piece.text) == 59
+    piece.add_patch(ids("L:1/8\n") + [EOS_ID])  # 59 -> 65 chars: past the limit
+    assert piece.result().reason == "max_chars" and len(piece.text) == 65
+    piece = make_piece(max_seconds=0)
+    piece.add_patch(ids("L:1/8\n") + [EOS_ID])
+    assert piece.result().reason == "max_seconds"
+
+
+def test_rebuild_keeps_metadata_and_half_the_body_lines():
+    piece = make_piece(patch_length=20)  # BOS + 4 prompt-line patches (the composer line takes 2)
+    assert len(piece.context) == 5
+    body = [f"[r:{i:02d}/9][V:1]a\n" for i in range(15)]  # 15 chars: one patch each with its EOS
+    for line in body[:14]:
+        assert piece.add_patch(ids(line) + [EOS_ID]) == (line, False)
+    assert piece.add_patch(ids(body[14]) + [EOS_ID]) == (body[14], True)  # 20 patches: rebuild
+    assert piece.stream_events == [len(piece.text)] and piece.cut == 7
+    # the prompt lines are part of the metadata a rebuild keeps (the greedy vectors say so)
+    expected = Patchilizer(16).encode_generate("".join(piece.prompt.lines) + "".join(body[8:]), 20)
+    assert piece.context == expected[:-1] and piece.partial == expected[-1]
+    assert piece.partial == ids(body[14])  # the last bar stays open: the next patch continues it
+    assert piece.add_patch([EOS_ID]) == ("", False) and piece.context[-1] == ids(body[14]) + [EOS_ID]
+
+
+def test_a_context_that_does_not_fit_loses_front_lines_or_keeps_the_newest_patches():
+    header = "%Baroque\nL:1/8\nK:C\nV:1 treble\n"
+    lines = [f"[r:{i}/9][V:1]abcdefgh|\n" for i in range(10)]  # each line: 2 patches
+    # BOS + 4 + 20 + an open patch = 26 > 20: three lines go (the published code kept the first 20)
+    piece = make_piece(Prompt.from_abc(header + "".join(lines) + "[r:10/0][V:1]ab"), patch_length=20)
+    assert len(piece.context) == 19 and piece.partial == ids("[r:10/0][V:1]ab")
+    assert piece.metadata == header and piece.body.startswith("[r:3/9]")
+    assert Patchilizer.patch_text(piece.context[5]) == "[r:3/9][V:1]abcd"
+    # a single line longer than the context: newest patches kept, after BOS + metadata
+    long_line = "[r:0/0][V:1]" + "abcdefg|" * 80
+    piece = make_piece(Prompt.from_abc(header + long_line), patch_length=16)
+    assert len(piece.context) + 1 == 16
+    assert piece.context[0] == Patchilizer(16).bos_patch
+    assert Patchilizer.patch_text(piece.context[1]) == "%Baroque\n"
+    assert Patchilizer.patch_text(piece.partial) == "|abcdefg|"  # the open last bar (a lone "|" is glued on)
+
+
+def test_prompt_forms_and_ascii():
+    triple = Prompt.from_triple("Romantic", "Chopin, Frederic", "Keyboard")
+    assert triple.lines == ("%Romantic\n", "%Chopin, Frederic\n", "%Keyboard\n")
+    assert triple.triple == ("Romantic", "Chopin, Frederic", "Keyboard")
+    with pytest.warns(UserWarning, match="transliterated"):
+        converted = Prompt.from_triple("Romantic", "Dvořák, Antonín", "Chamber")
+    assert converted.lines[1] == "%Dvorak, Antonin\n"
+    assert to_ascii("plain") == "plain"
+    header_only = Prompt.from_abc("%Classical\nL:1/8\n")
+    assert header_only.text is None and header_only.lines == ("%Classical\n", "L:1/8\n")
+    continued = Prompt.from_abc("L:1/8\nK:C\n[r:0/1][V:1]abc|\n[r:1/0][V:1]de")
+    assert continued.text is not None and continued.prompt_text.endswith("de")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Prompt.from_lines(["%Baroque", "", "%Keyboard\n"])
+
+
+def test_continuing_an_abc_text_extends_it(engine):
+    case = GREEDY[0]
+    cut = case["text"].index("[r:67/38]") + 20  # inside a body line: an open last patch
+    prompt = Prompt.from_abc(case["text"][:cut])
+    (result,) = engine.generate([prompt], greedy(cut + 200))
+    assert result.text.startswith(case["text"][:cut]) and len(result.text) > cut + 200
+
+
+def test_candidate_probs_equal_the_published_chain_on_the_full_vector():
+    from notagen.generation.engine import candidate_probs
+    from notagen.sampling import filter_probs
+
+    torch.manual_seed(3)
+    logits = torch.randn(5, 128) * 3
+    for top_k, top_p, temperature in ((9, 0.9, 1.2), (0, 0.8, 0.7), (20, 1.0, 1.0), (128, 0.5, 2.0)):
+        settings = GenerationSettings(top_k=top_k, top_p=top_p, temperature=temperature)
+        full = filter_probs(torch.softmax(logits.double(), dim=-1), top_k, top_p, temperature)
+        probs, ids = candidate_probs(logits, settings)
+        dense = probs if ids is None else torch.zeros_like(full).scatter(-1, ids, probs)
+        assert torch.allclose(dense / dense.sum(-1, keepdim=True), full / full.sum(-1, keepdim=True),
+                              atol=1e-12, rtol=0)

@@ -1,0 +1,135 @@
+"""inference/: settings -> files (exact greedy text of the tiny checkpoint), run summary, conversions,
+and clear errors for bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from notagen.generation import Prompt, PromptError
+from notagen.generation.engine import PieceResult
+from notagen.generation.run import (SetupError, main, output_folder_name, parse_prompt, resolve_device,
+                                    resolve_dtype, resolve_weights, run_inference, write_piece)
+from notagen.settings import parse_settings
+
+REPO = Path(__file__).resolve().parents[1]
+VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+CONFIG = REPO / "inference" / "config.py"
+TINY = json.loads((VECTORS / "tiny_notagen.json").read_text())
+WEIGHTS = VECTORS / TINY["checkpoint"]
+PIECE = json.loads((VECTORS / "rest_unreduce.json").read_text())["rest_unreduce"][0]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def settings(tmp_path, *extra):
+    return parse_settings(CONFIG, ["--inference_weights_path", str(WEIGHTS), "--output_dir", str(tmp_path),
+                                   "--device", "cpu", "--stream", "false", *extra])
+
+
+def test_greedy_run_keeps_the_exact_text_of_pieces_stopped_by_the_char_limit(tmp_path):
+    case = TINY["greedy_generation"][1]  # Classical|Beethoven, Ludwig van|Chamber, 1354 chars
+    prompt = "|".join(line.strip().lstrip("%") for line in case["prompt_lines"])
+    cfg = settings(tmp_path, "--prompt", prompt, "--greedy", "true", "--max_chars", str(case["char_limit"]),
+                   "--num_samples", "2", "--batch_size", "2", "--seed", "7")
+    logged = []
+    summary = run_inference(cfg, log=logged.append)
+    folder = output_folder_name(WEIGHTS, 9, 0.9, 1.2)
+    assert folder == "tiny_notagen_k_9_p_0.9_temp_1.2"
+    assert [p["status"] for p in summary["pieces"]] == ["failed", "failed"]
+    for piece in summary["pieces"]:
+        assert piece["reason"] == "max_chars" and piece["chars"] == len(case["text"])
+        assert piece["stream_events"] == case["stream_events_at_chars"]
+        path = Path(piece["files"]["failed"])
+        assert path.parent == tmp_path / "failed" / folder
+        assert path.name == f"Classical_Beethoven_Ludwig_van_Chamber_seed7_000{piece['index']}.abc"
+        assert path.read_text() == case["text"]
+    on_disk = json.loads((tmp_path / "summary" / f"{folder}_seed7.json").read_text())
+    assert on_disk["pieces"] == summary["pieces"] and on_disk["counts"]["failed"] == 2
+    assert on_disk["memory"]["cpu_max_rss_mib"] > 0
+    assert not (tmp_path / "original").exists()
+    assert any(str(tmp_path / "failed" / folder) in line for line in logged)
+
+
+def test_a_finished_piece_gets_original_interleaved_musicxml_and_midi(tmp_path):
+    text = "%Classical\n%Mozart, Wolfgang Amadeus\n%Choral\n" + PIECE["text"]
+    result = PieceResult(3, Prompt(), text, "finished", seconds=1.5, patches=120)
+    entry = write_piece(result, "piece_0003", tmp_path, "run", convert=True)
+    assert entry["status"] == "ok", entry["reason"]
+    files = {kind: Path(path) for kind, path in entry["files"].items()}
+    assert files["original"] == tmp_path / "original" / "run" / "piece_0003.abc"
+    assert files["original"].read_text() == text
+    assert files["interleaved"].read_text() == "X:1\n" + PIECE["unreduced"]
+    assert files["musicxml"].read_text().lstrip().startswith("<?xml")
+    assert files["midi"].read_bytes()[:4] == b"MThd"
+    # text that cannot be interleaved: recorded, raw text kept in failed/, nothing retried
+    broken = PieceResult(4, Prompt(), "%Classical\nL:1/8\n[r:0/0][V:1]abc|\n", "finished")
+    entry = write_piece(broken, "piece_0004", tmp_path, "run", convert=True)
+    assert entry["status"] == "failed" and entry["reason"].startswith("rest_unreduce")
+    assert Path(entry["files"]["failed"]).read_text() == broken.text
+
+
+def test_prompt_forms(tmp_path):
+    assert parse_prompt("Romantic|Chopin, Frederic|Keyboard").triple == ("Romantic", "Chopin, Frederic", "Keyboard")
+    assert parse_prompt("%Romantic\\n%Chopin, Frederic").lines == ("%Romantic\n", "%Chopin, Frederic\n")
+    abc = tmp_path / "start.abc"
+    abc.write_text("%Baroque\nL:1/8\nK:C\nV:1 treble\n[r:0/1][V:1]abc|\n[r:1/0][V:1]de")
+    continued = parse_prompt(str(abc))
+    assert continued.text == abc.read_text()
+    with pytest.raises(PromptError, match="not found"):
+        parse_prompt(str(tmp_path / "missing.abc"))
+    with pytest.raises(PromptError, match="empty"):
+        parse_prompt("  ")
+    known = {("Romantic", "Chopin, Frederic", "Keyboard")}
+    with pytest.warns(UserWarning, match="not one of the 1"):
+        parse_prompt("Romantic|Chopin, Frederic|Orchestral", known)
+    with pytest.warns(UserWarning, match="non-ASCII"):
+        assert parse_prompt("Romantic|Dvořák, Antonín|Chamber", None).lines[1] == "%Dvorak, Antonin\n"
+
+
+def test_prompt_list_file_next_to_the_weights_is_used(tmp_path):
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(WEIGHTS.read_bytes())
+    (tmp_path / "prompts.txt").write_text("Baroque_Bach, Johann Sebastian_Keyboard\n")
+    cfg = settings(tmp_path, "--inference_weights_path", str(weights), "--prompt", "Baroque|Nobody|Keyboard",
+                   "--max_chars", "10", "--num_samples", "1")
+    with pytest.warns(UserWarning, match="not one of the 1"):
+        summary = run_inference(cfg, log=lambda line: None)
+    assert summary["pieces"][0]["reason"] == "max_chars"  # the prompt alone is past 10 chars
+
+
+def test_bad_settings_get_clear_errors(tmp_path, capsys, monkeypatch):
+    with pytest.raises(SetupError, match="weights file not found: nowhere.pth"):
+        resolve_weights("nowhere.pth")
+    with pytest.raises(SetupError, match="unknown device 'gpu0'"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(SetupError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    if not torch.backends.mps.is_available():
+        with pytest.raises(SetupError, match="MPS is not available"):
+            resolve_device("mps")
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    with pytest.raises(SetupError, match="float16 is for GPUs"):
+        resolve_dtype("float16", torch.device("cpu"))
+    with pytest.raises(SetupError, match="unknown dtype"):
+        resolve_dtype("int8", torch.device("cpu"))
+    not_a_checkpoint = tmp_path / "junk.pth"
+    not_a_checkpoint.write_text("hello")
+    monkeypatch.chdir(REPO / "inference")  # the script's folder: paths still resolve
+    for argv, message in ((["--inference_weights_path", "missing.pth"], "weights file not found"),
+                          (["--inference_weights_path", str(not_a_checkpoint)], "not a readable PyTorch checkpoint"),
+                          (["--inference_weights_path", str(WEIGHTS), "--device", "cuda:7"], "cuda:7"),
+                          (["--inference_weights_path", str(WEIGHTS), "--prompt", "x.abc"], "not found")):
+        assert main(CONFIG, argv + ["--output_dir", str(tmp_path)]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("error: ") and message in error, error
