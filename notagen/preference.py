@@ -165,6 +165,9 @@ def make_preference_file(settings) -> Preferences:
               f"e.g. {incomplete[0]}")
     preferences = build_preferences(candidates, np.stack([v.reshape(-1) for v in ground_truth.values()]),
                                     settings.portion)
+    if not preferences.chosen:
+        raise ValueError(f"no generated piece passes the chosen-set rules ({preferences.summary()}); "
+                         f"nothing to prefer: generate more pieces or use a stronger model")
     atomic_write_json(settings.output_path, preferences.to_json())
     print(f"{len(candidates)} pieces ranked -> {settings.output_path}: {preferences.summary()}")
     return preferences

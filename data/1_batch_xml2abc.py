@@ -1,0 +1,24 @@
+"""Stage 1: every MusicXML score (.xml / .musicxml / .mxl) under a folder -> standard ABC.
+
+Runs xml2abc with `-d 8 -c 6 -x` on all cores, with a per-file timeout; bad files are logged with
+their reason and skipped; re-running converts only what is missing. Settings: config_xml2abc.py.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from notagen.abc.pipeline import failure_log_beside, print_stage_result, xml2abc_folder  # noqa: E402
+from notagen.settings import parse_settings  # noqa: E402
+
+
+def main(argv=None) -> int:
+    cfg = parse_settings(Path(__file__).with_name("config_xml2abc.py"), argv, description=__doc__)
+    failure_log = cfg.failure_log or failure_log_beside(cfg.des_folder)
+    report = xml2abc_folder(cfg.ori_folder, cfg.des_folder, workers=cfg.workers,
+                            timeout=cfg.timeout, failure_log=failure_log)
+    return print_stage_result(report, failure_log)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+"""Settings of `build_corpus.py` (the embedded corpus from music21's bundled scores, no downloads).
+Override any of them on the command line, e.g. `python data/build_corpus.py --max_pieces 0`.
+"""
+OUT_DIR = "corpus"  # output folder; a relative path is relative to the repository root
+MAX_PIECES = 100  # at most this many pieces in each training set (0 = every piece that converts)
+REFERENCE_PIECES = 20  # held-out pieces in each reference set (Bach chorales, Palestrina)
+EVAL_SPLIT = 0.1  # share of each training set listed in augmented_eval.jsonl
+SEED = 0  # seed of the piece choice and of the train / eval split
+WORKERS = 0  # worker processes (0 = every core)
+TIMEOUT = 180.0  # seconds one piece may take to convert; a piece still running then is logged as failed

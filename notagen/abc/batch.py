@@ -1,0 +1,244 @@
+"""A parallel batch runner for file conversions: one bad file never stops the batch.
+
+`run_batch(tasks, work)` calls `work(task.payload)` for every task in a pool of worker processes
+and shows a tqdm bar. `work` returns the files it produced as `{path: text or bytes}`; it never
+writes them itself. Design choices, each for one promise of the data scripts:
+- Parallel on all cores: a small pool of our own (`multiprocessing` pipes), not `Pool`, because a
+  `Pool` cannot stop one hung task. Each worker runs one task at a time; a task still running
+  after `timeout` seconds gets its worker killed and replaced, and fails with "timeout". A worker
+  that dies (segfault, out of memory) fails its task with "worker crashed" and is replaced.
+- No half-written outputs: only this (parent) process writes, each file atomically through
+  `notagen.io`, and a task whose files cannot all be written has the ones it did write removed.
+  A killed worker therefore never leaves anything behind.
+- Resume: a task whose `outputs` all exist is skipped, so re-running a stage finishes the rest.
+- Accounting: every failure is kept with its reason; `BatchReport.summary()` gives the line
+  "N converted, M failed (reason: count, ...), K skipped (already done)" and the failure log file
+  lists `name<TAB>reason` for every failure. Reasons are grouped by the text before their first
+  colon, which is why `AbcError` messages start with a short category.
+Workers are forked where the platform can (fast start, any callable works); elsewhere they are
+spawned, and then `work` and the payloads must be picklable.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from ..io import atomic_open, atomic_write_text
+
+Outputs = Mapping["str | Path", "str | bytes"]
+MAX_REASON_CHARS = 400
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: `name` identifies it in logs (usually the source path)."""
+    name: str
+    payload: Any
+    outputs: tuple[Path, ...] = ()  # files that exist once the task is done (resume check)
+
+    def is_done(self) -> bool:
+        return bool(self.outputs) and all(Path(path).exists() for path in self.outputs)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One log line for an exception: AbcError messages as they are, others prefixed with their type."""
+    from .errors import AbcError
+    text = str(exc) if isinstance(exc, AbcError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())[:MAX_REASON_CHARS]
+
+
+def reason_category(reason: str) -> str:
+    return reason.split(":", 1)[0].strip()
+
+
+@dataclass
+class BatchReport:
+    converted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (task name, reason)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[str]:
+        return [name for name, _ in self.failures]
+
+    def reason_counts(self) -> Counter:
+        return Counter(reason_category(reason) for _, reason in self.failures)
+
+    def summary(self) -> str:
+        by_count = sorted(self.reason_counts().items(), key=lambda item: (-item[1], item[0]))
+        reasons = ", ".join(f"{category}: {count}" for category, count in by_count)
+        line = f"{len(self.converted)} converted, {len(self.failures)} failed"
+        line += f" ({reasons})" if reasons else ""
+        line += f", {len(self.skipped)} skipped (already done)" if self.skipped else ""
+        return line + f" in {self.seconds:.1f} s"
+
+
+def _serve(connection, work: Callable[[Any], Outputs | None]) -> None:
+    """Worker loop: run jobs from the pipe until told to stop (None) or the parent goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    while True:
+        try:
+            job = connection.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        index, payload = job
+        try:
+            result = (index, True, dict(work(payload) or {}))
+        except Exception as exc:
+            result = (index, False, failure_reason(exc))
+        try:
+            connection.send(result)
+        except Exception as exc:  # an output that cannot be pickled
+            connection.send((index, False, f"unsendable result: {failure_reason(exc)}"))
+
+
+class _Worker:
+    def __init__(self, context, work):
+        self.connection, child_end = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child_end, work), daemon=True)
+        self.process.start()
+        child_end.close()
+        self.job: int | None = None
+        self.started = 0.0
+
+    def submit(self, index: int, payload) -> None:
+        self.connection.send((index, payload))
+        self.job, self.started = index, time.monotonic()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.join()
+        self.connection.close()
+
+    def stop(self) -> None:
+        try:
+            self.connection.send(None)
+        except (OSError, ValueError):
+            pass
+        self.process.join(timeout=2)
+        if self.process.is_alive():
+            self.kill()
+        else:
+            self.connection.close()
+
+
+def _context():
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def write_outputs(outputs: Outputs) -> None:
+    """Write every file atomically; if one fails, remove those already written, then re-raise."""
+    written: list[Path] = []
+    try:
+        for path, content in outputs.items():
+            if isinstance(content, bytes):
+                with atomic_open(path, "wb") as handle:
+                    handle.write(content)
+            else:
+                atomic_write_text(path, content)
+            written.append(Path(path))
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def write_failure_log(path: str | Path, report: BatchReport) -> None:
+    lines = [f"# {report.summary()}\n"] + [f"{name}\t{reason}\n" for name, reason in report.failures]
+    atomic_write_text(path, "".join(lines))
+
+
+def run_batch(tasks: Iterable[Task], work: Callable[[Any], Outputs | None], *, workers: int = 0,
+              timeout: float | None = 120.0, failure_log: str | Path | None = None,
+              desc: str = "converting", progress: bool = True, skip_done: bool = True,
+              known_failures: Iterable[tuple[str, str]] = ()) -> BatchReport:
+    """Run `work` on every task in parallel; see the module docstring for the guarantees.
+
+    workers: processes to use, 0 = every core. timeout: seconds per task (None = no limit).
+    known_failures: (name, reason) pairs found before running (e.g. name clashes), reported alike.
+    """
+    from tqdm import tqdm
+
+    started = time.monotonic()
+    report = BatchReport(failures=list(known_failures))
+    todo: list[Task] = []
+    for task in tasks:
+        if skip_done and task.is_done():
+            report.skipped.append(task.name)
+        else:
+            todo.append(task)
+    pool_size = max(1, min(workers if workers > 0 else (os.cpu_count() or 1), len(todo)))
+    context = _context()
+    pool: list[_Worker] = []
+    queue = deque(range(len(todo)))
+    bar = tqdm(total=len(todo), desc=desc, unit="file", disable=not progress or not todo,
+               dynamic_ncols=True, file=sys.stderr)
+
+    def finish(worker: _Worker, ok: bool, value) -> None:
+        task = todo[worker.job]
+        worker.job = None
+        if ok:
+            try:
+                write_outputs(value)
+                report.converted.append(task.name)
+            except Exception as exc:
+                report.failures.append((task.name, f"write failed: {failure_reason(exc)}"))
+        else:
+            report.failures.append((task.name, value))
+        bar.update(1)
+        bar.set_postfix(failed=len(report.failures), refresh=False)
+
+    def retire(worker: _Worker, reason: str) -> None:
+        # the fill step below starts a fresh worker if work remains
+        worker.kill()
+        finish(worker, False, reason)
+        pool.remove(worker)
+
+    try:
+        while queue or any(worker.job is not None for worker in pool):
+            for worker in pool:
+                if worker.job is None and queue:
+                    index = queue.popleft()
+                    worker.submit(index, todo[index].payload)
+            while queue and len(pool) < pool_size:
+                pool.append(_Worker(context, work))
+                index = queue.popleft()
+                pool[-1].submit(index, todo[index].payload)
+            busy = {worker.connection: worker for worker in pool if worker.job is not None}
+            wait_for = None
+            if timeout:
+                wait_for = max(0.0, min(w.started for w in busy.values()) + timeout - time.monotonic())
+            for connection in wait(list(busy), timeout=wait_for):
+                worker = busy[connection]
+                try:
+                    _, ok, value = connection.recv()
+                except (EOFError, OSError):
+                    worker.process.join(timeout=1)
+                    retire(worker, f"worker crashed: exit code {worker.process.exitcode}")
+                    continue
+                finish(worker, ok, value)
+            if timeout:
+                now = time.monotonic()
+                for worker in list(pool):
+                    if worker.job is not None and now - worker.started > timeout:
+                        retire(worker, f"timeout: no result after {timeout:g} s")
+    finally:
+        for worker in pool:
+            worker.stop()
+        bar.close()
+        report.seconds = time.monotonic() - started
+        if failure_log is not None:
+            write_failure_log(failure_log, report)
+    return report

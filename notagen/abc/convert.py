@@ -1,0 +1,241 @@
+"""Conversions at the edges of the pipeline: MusicXML -> standard ABC, and ABC -> MusicXML / MIDI / SVG.
+
+Design choices:
+- Vree's xml2abc and abc2xml (shipped by abctoolkit) run in-process, not as subprocesses: a
+  process start costs more than converting a chorale. Both print instead of raising; their
+  chatter is captured and becomes the detail of the `AbcError`. A hung conversion is the batch
+  runner's business (it kills the worker after its timeout), not this module's.
+- Inputs are checked before conversion, so a bad file gets a precise reason instead of an xml2abc
+  traceback: empty file, corrupted .mxl, wrong encoding, not XML, not MusicXML.
+- In an .mxl archive the score is the first non-META `.xml` member, xml2abc's own rule (it decides
+  which text the published data holds); `META-INF/container.xml` is the fallback.
+- ABC inputs may be generated text: prompt lines are dropped, stream prefixes stripped and
+  rest-reduced interleaved text is restored (`rest_unreduce`) before abc2xml sees it.
+"""
+from __future__ import annotations
+
+import io
+import re
+import warnings
+import xml.etree.ElementTree as ElementTree
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+from ..io import atomic_open
+from .errors import AbcError, captured_output, last_lines
+from .text import is_interleaved, split_prompt_lines, strip_stream_prefixes
+from .unreduce import full_interleaved
+
+# xml2abc options used for all data (spec section 1): L:1/8, credit filter 6, no line breaks.
+XML2ABC_ARGS = ["-d", "8", "-c", "6", "-x"]
+MUSICXML_SUFFIXES = (".xml", ".musicxml", ".mxl")
+_DECLARED_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+
+
+def _xml2abc_options() -> SimpleNamespace:
+    """The option object xml2abc's command line would build from XML2ABC_ARGS."""
+    return SimpleNamespace(d=8, c=6, x=True,  # the three options the data uses
+                           u=None, m=0, n=0, b=0, o="", v=0, p=[], j=None, t=None, s=None,
+                           v1=None, ped=True, stm=False, i=None)
+
+
+# ---------------------------------------------------------------- MusicXML -> ABC
+
+def _mxl_member(data: bytes) -> bytes:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+            candidates = [name for name in names
+                          if not name.startswith("META") and name.lower().endswith(".xml")]
+            if not candidates and "META-INF/container.xml" in names:
+                root = ElementTree.fromstring(archive.read("META-INF/container.xml"))
+                candidates = [node.get("full-path") for node in root.iter("rootfile")
+                              if node.get("full-path") in names]
+            if not candidates:
+                raise AbcError("corrupted .mxl", "the archive holds no MusicXML file")
+            return archive.read(candidates[0])
+    except AbcError:
+        raise
+    except Exception as exc:  # BadZipFile, zlib.error, EOFError, ... from a damaged archive
+        raise AbcError("corrupted .mxl", f"{type(exc).__name__}: {exc}") from None
+
+
+def _check_encoding(data: bytes) -> None:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"
+    else:
+        declared = _DECLARED_ENCODING.match(data.lstrip(b"\xef\xbb\xbf"))
+        encoding = declared.group(1).decode("ascii") if declared else "utf-8"
+    try:
+        data.decode(encoding)
+    except LookupError:
+        raise AbcError("wrong encoding", f"unknown encoding {encoding!r} declared") from None
+    except UnicodeDecodeError as exc:
+        raise AbcError("wrong encoding", f"declared {encoding}, but byte 0x{data[exc.start]:02x} "
+                                         f"at offset {exc.start} is not {encoding}") from None
+
+
+def _check_musicxml_root(data: bytes) -> None:
+    try:
+        _, root = next(ElementTree.iterparse(io.BytesIO(data), events=("start",)))
+    except ElementTree.ParseError as exc:
+        raise AbcError("not XML", str(exc)) from None
+    except StopIteration:
+        raise AbcError("not XML", "no element") from None
+    if root.tag == "score-timewise":
+        raise AbcError("not MusicXML", "score-timewise is not supported (convert it to partwise)")
+    if root.tag != "score-partwise":
+        raise AbcError("not MusicXML", f"root element is <{root.tag}>, not <score-partwise>")
+
+
+def musicxml_bytes(data: bytes, compressed: bool = False) -> bytes:
+    """Validate (and for .mxl unpack) MusicXML; raise AbcError with the reason it is unusable."""
+    if not data.strip():
+        raise AbcError("empty file")
+    if compressed:
+        data = _mxl_member(data)
+        if not data.strip():
+            raise AbcError("empty file", "the MusicXML inside the .mxl is empty")
+    _check_encoding(data)
+    _check_musicxml_root(data)
+    return data
+
+
+def read_musicxml(path: str | Path) -> bytes:
+    """The MusicXML text of a `.xml` / `.musicxml` / `.mxl` file, validated."""
+    path = Path(path)
+    return musicxml_bytes(path.read_bytes(), compressed=path.suffix.lower() == ".mxl")
+
+
+def musicxml_to_abc(data: bytes, name: str = "score.xml") -> str:
+    """Uncompressed MusicXML -> standard ABC exactly as `xml2abc -d 8 -c 6 -x` prints it."""
+    from abctoolkit import xml2abc
+    data = musicxml_bytes(data)  # a precise reason for bad input rather than an xml2abc traceback
+    options = _xml2abc_options()
+    output = io.StringIO()
+    with captured_output() as chatter:
+        # xml2abc's converter reads the output object from a module global and prints to stdout
+        xml2abc.abcOut = xml2abc.ABCoutput(str(Path(name).with_suffix(".abc")), "", 0, options)
+        xml2abc.abcOut.outfile = output
+        try:
+            xml2abc.Parser(options).parse(io.BytesIO(data))
+        except ElementTree.ParseError as exc:
+            raise AbcError("not XML", str(exc)) from None
+        except Exception as exc:
+            raise AbcError("xml2abc failed", f"{type(exc).__name__}: {exc}") from None
+    text = output.getvalue()
+    if not text.strip():
+        raise AbcError("no ABC output", last_lines(chatter.getvalue()) or "xml2abc wrote nothing")
+    return text
+
+
+def xml_file_to_abc(path: str | Path) -> str:
+    """A MusicXML file -> standard ABC (stage 1 on one file)."""
+    return musicxml_to_abc(read_musicxml(path), Path(path).name)
+
+
+# ---------------------------------------------------------------- ABC -> MusicXML, MIDI, SVG
+
+def read_abc_file(path: str | Path) -> str:
+    """An ABC file as text; it must be UTF-8 (what the pipeline writes), else AbcError."""
+    data = Path(path).read_bytes()
+    if not data.strip():
+        raise AbcError("empty file")
+    try:
+        return data.decode("utf-8").lstrip("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise AbcError("wrong encoding", f"not UTF-8: byte 0x{data[exc.start]:02x} "
+                                         f"at offset {exc.start}") from None
+
+
+def playable_abc(abc_text: str) -> str:
+    """Drop prompt lines and stream prefixes; give rest-reduced interleaved text all its voices back."""
+    _, body = split_prompt_lines(abc_text)
+    body = full_interleaved(body) if is_interleaved(body) else strip_stream_prefixes(body)
+    if not body.strip():
+        raise AbcError("empty ABC", "no tune after the prompt lines")
+    return body
+
+
+def _abc2xml_module():
+    """Vree's abc2xml, imported quietly: building its grammar trips pyparsing deprecation warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from abctoolkit import abc2xml
+    return abc2xml
+
+
+def abc_to_musicxml(abc_text: str) -> str:
+    """Standard or interleaved ABC (generated text welcome) -> a MusicXML document string."""
+    abc2xml = _abc2xml_module()
+    body = playable_abc(abc_text)
+    with captured_output() as chatter:
+        try:
+            documents = abc2xml.getXmlDocs(body)
+        except Exception as exc:
+            raise AbcError("abc2xml failed", f"{type(exc).__name__}: {exc}") from None
+    if not documents:
+        raise AbcError("abc2xml failed", last_lines(chatter.getvalue()) or "no score produced")
+    if next(documents[0].iter("note"), None) is None:  # abc2xml skips what it cannot parse
+        raise AbcError("no notes", last_lines(chatter.getvalue()) or "abc2xml found no notes or rests")
+    return abc2xml.fixDoctype(documents[0])
+
+
+def musicxml_to_score(musicxml: str):
+    """A music21 Score from a MusicXML string."""
+    from music21 import converter
+    try:
+        with captured_output():
+            return converter.parseData(musicxml, format="musicxml")
+    except Exception as exc:
+        raise AbcError("music21 failed", f"{type(exc).__name__}: {exc}") from None
+
+
+def _drop_repeats(score) -> None:
+    """Turn repeat barlines into plain ones and drop voltas, so music21 plays the score straight through."""
+    from music21 import bar, spanner, stream
+    for measure in score.recurse().getElementsByClass(stream.Measure):
+        if isinstance(measure.leftBarline, bar.Repeat):
+            measure.leftBarline = None
+        if isinstance(measure.rightBarline, bar.Repeat):
+            measure.rightBarline = bar.Barline("regular")
+    for bracket in list(score.recurse().getElementsByClass(spanner.RepeatBracket)):
+        score.remove(bracket, recurse=True)
+
+
+def abc_to_midi(abc_text: str, path: str | Path) -> Path:
+    """ABC -> MIDI file at `path` (through MusicXML and music21), written atomically.
+
+    Repeats are played as written; where music21 cannot expand them (generated text often has
+    unbalanced repeat signs) the score is played straight through instead of failing.
+    """
+    from music21.midi.translate import streamToMidiFile
+    from music21.repeat import ExpanderException
+    score = musicxml_to_score(abc_to_musicxml(abc_text))
+    try:
+        with captured_output():
+            try:
+                midi_bytes = streamToMidiFile(score).writestr()
+            except ExpanderException:
+                _drop_repeats(score)
+                midi_bytes = streamToMidiFile(score).writestr()
+    except Exception as exc:
+        raise AbcError("MIDI export failed", f"{type(exc).__name__}: {exc}") from None
+    with atomic_open(path, "wb") as handle:
+        handle.write(midi_bytes)
+    return Path(path)
+
+
+def abc_to_svg_pages(abc_text: str, options: dict | None = None) -> list[str]:
+    """ABC -> one SVG document per engraved page (verovio, from the MusicXML)."""
+    import verovio
+    verovio.enableLog(verovio.LOG_OFF)  # verovio logs from C++, past Python's redirection
+    toolkit = verovio.toolkit()
+    toolkit.setOptions({"adjustPageHeight": True, **(options or {})})
+    if not toolkit.loadData(abc_to_musicxml(abc_text)):
+        raise AbcError("verovio failed", "verovio could not read the MusicXML")
+    pages = [toolkit.renderToSVG(page) for page in range(1, toolkit.getPageCount() + 1)]
+    if not pages:
+        raise AbcError("verovio failed", "no page rendered")
+    return pages
