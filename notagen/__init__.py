@@ -6,7 +6,7 @@ are imported on first use, so light tools such as the data scripts start quickly
 """
 from __future__ import annotations
 
-import importlib
+from ._lazy import lazy_exports
 
 _EXPORTS = {
     "NotaGenConfig": "config", "PRESETS": "config", "resolve_config": "config",
@@ -23,9 +23,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'notagen' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

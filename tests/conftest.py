@@ -20,6 +20,18 @@ def load_vector(name: str):
     return json.loads(path.read_text())
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """One torch thread in the test process: on a small shared CPU, OpenMP oversubscription stalls
+    small products (subprocess tests choose their own threads)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def vectors_dir() -> Path:
     return VECTORS

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from notagen.clamp2 import (M3Patchilizer, extract_feature, extract_features_batched, extract_folder,
                             load_clamp2_music)
@@ -14,13 +13,6 @@ from notagen.clamp2.patchilizer import drop_comment_lines, split_bars
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
 CASES = json.loads((VECTORS / "m3_clamp2.json").read_text())["cases"]
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The test machine's cores are shared: one thread avoids OpenMP oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 

@@ -19,13 +19,6 @@ VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
 CLAMP2_CASES = json.loads((VECTORS / "m3_clamp2.json").read_text())
 SMALL = M3Config(patch_size=64, patch_length=16, hidden_size=64, num_layers=2, decoder_layers=1)
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The test machine's cores are shared: one thread avoids OpenMP oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 

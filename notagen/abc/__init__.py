@@ -19,7 +19,7 @@ grammar and music21 takes seconds to import).
 """
 from __future__ import annotations
 
-import importlib
+from notagen._lazy import lazy_exports
 
 _EXPORTS = {
     "AbcError": "errors",
@@ -38,9 +38,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'notagen.abc' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

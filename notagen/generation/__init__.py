@@ -5,7 +5,7 @@ does not pull in the ABC converters.
 """
 from __future__ import annotations
 
-import importlib
+from notagen._lazy import lazy_exports
 
 from .engine import (Engine, GenerationEvent, GenerationSettings, KVCache, Piece, PieceResult, Prompt,
                      PromptError, reference_generate, sample_rows, split_header, to_ascii)
@@ -17,9 +17,4 @@ __all__ = ["Engine", "GenerationEvent", "GenerationSettings", "KVCache", "Piece"
            "PromptError", "reference_generate", "sample_rows", "split_header", "to_ascii", *_LAZY]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY, globals())
