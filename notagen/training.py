@@ -634,6 +634,13 @@ def train(model: torch.nn.Module, train_dataset: Dataset, eval_dataset: Dataset 
                 save_training_state(config.resume_path, accelerator, model, optimizer, scheduler, state,
                                     config, **extra)
                 if at_max:
+                    if accelerator.is_main_process and not config.weights_path.exists():
+                        # stopped before any epoch end: leave usable weights (the best file is
+                        # otherwise written at epoch ends only)
+                        save_checkpoint(config.weights_path, accelerator.unwrap_model(model),
+                                        optimizer=optimizer.state_dict(), lr_sched=scheduler.state_dict(),
+                                        epoch=epoch, best_epoch=state.best_epoch,
+                                        min_eval_loss=state.min_eval_loss, **extra)
                     run_log.text(f"stopped at max_steps {config.max_steps} (step {state.global_step}); "
                                  f"continue with load_from_checkpoint")
                     stopped = True

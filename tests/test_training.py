@@ -110,6 +110,17 @@ def test_accumulation_equals_a_bigger_batch_and_loss_goes_down(tmp_path):
     assert torch.allclose(results["big"][0], results["accumulated"][0], atol=1e-6)
 
 
+def test_a_run_stopped_by_max_steps_before_any_epoch_end_leaves_its_weights(tmp_path):
+    torch.manual_seed(0)
+    model = Regression()
+    config = TrainConfig(output_dir=str(tmp_path), num_epochs=5, batch_size=1, max_steps=3,
+                         learning_rate=0.05, progress_bar=False, cpu=True)
+    result = train(model, Pairs(), None, None, config)
+    assert result.stopped_at_max_steps and result.completed_epochs == 0
+    saved = read_checkpoint(result.weights_path)["model"]
+    assert torch.equal(saved["linear.weight"], model.linear.weight.detach())
+
+
 def test_load_from_checkpoint_without_a_checkpoint_is_a_clear_error(tmp_path):
     config = TrainConfig(output_dir=str(tmp_path), load_from_checkpoint=True, progress_bar=False, cpu=True)
     with pytest.raises(FileNotFoundError, match="load_from_checkpoint"):
