@@ -96,7 +96,7 @@ def main(cfg) -> None:
     print(f"\nmain job finished in {(time.monotonic() - started) / 60:.1f} min; everything is under {runs}")
     print(f"  fine-tuned weights: {finetuned}")
     print(f"  generated pieces:   {runs / 'inference'} (original/ ABC, interleaved/ ABC, xml/ MusicXML, midi/ MIDI)")
-    if cfg.rl:
+    if (runs / "rl" / "scores.json").exists():
         print(f"  CLaMP-DPO scores:   {runs / 'rl' / 'scores.json'} and {runs / 'rl' / 'scores.png'}")
 
 
