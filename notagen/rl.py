@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from .data import collate_patches
 from .dpo import dpop_loss
 from .patchilizer import Patchilizer
 
@@ -45,17 +46,6 @@ def encode_for_preference(text: str, patchilizer: Patchilizer, patch_length: int
     return torch.tensor(patches, dtype=torch.long)
 
 
-def pad_sequences(sequences: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad [N_i, P] sequences -> patches [B, N, P], masks [B, N]."""
-    longest = max(len(s) for s in sequences)
-    patches = torch.zeros(len(sequences), longest, sequences[0].shape[-1], dtype=torch.long)
-    masks = torch.zeros(len(sequences), longest, dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        patches[row, :len(sequence)] = sequence
-        masks[row, :len(sequence)] = 1
-    return patches, masks
-
-
 @torch.no_grad()
 def reference_logps(reference, sequences: dict[str, torch.Tensor], batch_size: int = 4,
                     device: str | torch.device = "cpu") -> dict[str, float]:
@@ -65,8 +55,8 @@ def reference_logps(reference, sequences: dict[str, torch.Tensor], batch_size: i
     result: dict[str, float] = {}
     for start in range(0, len(names), batch_size):
         group = names[start:start + batch_size]
-        patches, masks = pad_sequences([sequences[n] for n in group])
-        logps = reference.sequence_logp(patches.to(device), masks.to(device))
+        batch = collate_patches([sequences[n] for n in group])
+        logps = reference.sequence_logp(batch["patches"].to(device), batch["masks"].to(device))
         result.update(zip(group, logps.double().cpu().tolist()))
     return result
 
@@ -90,8 +80,8 @@ class PreferencePairs(Dataset):
 
 def collate_pairs(items: list[dict]) -> dict[str, torch.Tensor]:
     """B pairs -> one [2B, N, 16] batch (chosen rows first) + reference log-probs [B] each."""
-    patches, masks = pad_sequences([i["chosen"] for i in items] + [i["rejected"] for i in items])
-    return {"patches": patches, "masks": masks,
+    batch = collate_patches([i["chosen"] for i in items] + [i["rejected"] for i in items])
+    return {**batch,
             "ref_chosen": torch.tensor([i["ref_chosen"] for i in items], dtype=torch.float64),
             "ref_rejected": torch.tensor([i["ref_rejected"] for i in items], dtype=torch.float64)}
 

@@ -20,8 +20,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from notagen.data import collate_patches
+
 from .extraction import list_abc_files
-from .features import encode_for_feature, pad_segments
+from .features import encode_for_feature
 from .patchilizer import M3Patchilizer
 
 
@@ -55,8 +57,7 @@ class M3TrainingDataset(Dataset):
 
 def collate_m3(items: list[torch.Tensor]) -> dict[str, torch.Tensor]:
     """Pad a list of [n_i, P] patch tensors to {"patches": [B, N, P], "masks": [B, N]}."""
-    patches, masks = pad_segments([item.numpy() for item in items], items[0].shape[1])
-    return {"patches": patches, "masks": masks}
+    return collate_patches(items)
 
 
 def split_files(folder: str | Path, eval_share: float, seed: int = 0) -> tuple[list[Path], list[Path]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from notagen.config import PAD_ID
+from notagen.data import collate_patches
 
 from .model import Clamp2MusicModel
 from .patchilizer import M3Patchilizer, drop_comment_lines
@@ -41,13 +41,9 @@ def segment(patches: np.ndarray, patch_length: int) -> tuple[list[np.ndarray], l
 
 def pad_segments(segments: list[np.ndarray], patch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack segments padded to the longest: patches [B, N, P] int64, masks [B, N] int64."""
-    longest = max(len(s) for s in segments)
-    patches = np.full((len(segments), longest, patch_size), PAD_ID, dtype=np.int64)
-    masks = np.zeros((len(segments), longest), dtype=np.int64)
-    for row, seg in enumerate(segments):
-        patches[row, :len(seg)] = seg
-        masks[row, :len(seg)] = 1
-    return torch.from_numpy(patches), torch.from_numpy(masks)
+    batch = collate_patches([torch.as_tensor(np.asarray(s, dtype=np.int64).reshape(-1, patch_size))
+                             for s in segments])
+    return batch["patches"], batch["masks"]
 
 
 @torch.inference_mode()
