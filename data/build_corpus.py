@@ -16,9 +16,13 @@ from notagen.settings import parse_settings  # noqa: E402
 
 def main(argv=None) -> int:
     cfg = parse_settings(Path(__file__).with_name("corpus_config.py"), argv, description=__doc__)
+    focus = tuple(field.strip() for field in cfg.focus_prompt.split("|")) if cfg.focus_prompt.strip() else None
+    if focus is not None and (len(focus) != 3 or not all(focus)):
+        raise SystemExit(f"--focus_prompt must be period|composer|instrumentation, got {cfg.focus_prompt!r}")
     summary = build_corpus(REPO_ROOT / cfg.out_dir, max_pieces=cfg.max_pieces,
                            reference_pieces=cfg.reference_pieces, eval_split=cfg.eval_split,
-                           seed=cfg.seed, workers=cfg.workers, timeout=cfg.timeout)
+                           seed=cfg.seed, workers=cfg.workers, timeout=cfg.timeout,
+                           focus=focus, focus_pieces=cfg.focus_pieces)
     print("\n".join(summary_lines(summary)))
     return 0 if summary["pretrain"]["pieces"] and summary["finetune"]["pieces"] else 1
 

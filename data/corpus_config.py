@@ -8,3 +8,5 @@ EVAL_SPLIT = 0.1  # share of each training set listed in augmented_eval.jsonl
 SEED = 0  # seed of the piece choice and of the train / eval split
 WORKERS = 0  # worker processes (0 = every core)
 TIMEOUT = 180.0  # seconds one piece may take to convert; a piece still running then is logged as failed
+FOCUS_PROMPT = ""  # period|composer|instrumentation of which FOCUS_PIECES more pieces join the fine-tuning set ('' = none)
+FOCUS_PIECES = 0  # extra fine-tuning pieces of FOCUS_PROMPT on top of the MAX_PIECES round robin (e.g. the style CLaMP-DPO targets)

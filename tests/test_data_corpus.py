@@ -86,6 +86,13 @@ def test_choice_is_varied_and_reproducible():
     assert sum(piece.collection == "haydn" for piece in plan.finetune) == 9  # every Haydn, then Bach
     held_out = {piece.name for chosen in plan.references.values() for piece in chosen}
     assert len(held_out) == 10 and not held_out & {piece.name for piece in plan.pretrain + list(plan.finetune)}
+    # a focus prompt adds pieces of that prompt to fine-tuning only, never a held-out one
+    focused = plan_corpus(pieces, prompts, max_pieces=40, reference_pieces=5, seed=3,
+                          focus=("P", "bach", "I"), focus_pieces=25)
+    added = set(focused.finetune) - set(plan.finetune)
+    assert set(plan.finetune) <= set(focused.finetune) and len(focused.finetune) == 65
+    assert all(piece.collection == "bach" for piece in added) and not held_out & {p.name for p in added}
+    assert focused.pretrain == plan.pretrain and focused.references == plan.references
     groups = {"a": [1, 2, 3], "b": [4]}
     assert sorted(round_robin(groups, 3, seed=0)) in ([1, 2, 4], [1, 3, 4], [2, 3, 4])
 

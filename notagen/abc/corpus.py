@@ -25,6 +25,9 @@ Design choices:
 - `max_pieces` (per set) picks round-robin across collections (pre-training) or prompts
   (fine-tuning), each shuffled with the seed, so a small corpus is still varied. Pieces are picked
   before conversion: a set holds at most `max_pieces`, fewer if some fail to convert.
+- `focus` + `focus_pieces`: a small corpus can add more pieces of one prompt to the fine-tuning
+  set (the main job adds Bach chorales, the style its CLaMP-DPO step targets), so a tiny model
+  sees enough of that style to write it; the round-robin choice above stays as it was.
 - Index `path`s are relative to the repository root when the output folder is inside it, so the
   corpus stays valid when the checkout moves; `augmented_file(REPO_ROOT / path, key)` finds a file.
 """
@@ -215,8 +218,10 @@ class CorpusPlan:
 
 
 def plan_corpus(pieces: list[CorpusPiece], prompts: dict[str, Prompt], max_pieces: int,
-                reference_pieces: int, seed: int) -> CorpusPlan:
-    """Choose the references first, then the training sets (see the module docstring)."""
+                reference_pieces: int, seed: int, focus: Prompt | None = None,
+                focus_pieces: int = 0) -> CorpusPlan:
+    """Choose the references first, then the training sets (see the module docstring); then add
+    up to `focus_pieces` more fine-tuning pieces of the `focus` prompt (seeded choice)."""
     rng = random.Random(seed)
     references = {}
     for set_name, pattern in REFERENCE_SETS.items():
@@ -233,7 +238,12 @@ def plan_corpus(pieces: list[CorpusPiece], prompts: dict[str, Prompt], max_piece
         for piece in with_prompt:
             by_prompt["|".join(prompts[piece.name])].append(piece)
         trainable = round_robin(by_collection, max_pieces, seed)
-        with_prompt = round_robin(by_prompt, max_pieces, seed)
+        with_prompt, every_with_prompt = round_robin(by_prompt, max_pieces, seed), with_prompt
+        if focus is not None and focus_pieces > 0:
+            chosen = {piece.name for piece in with_prompt}
+            extra = [piece for piece in every_with_prompt
+                     if prompts[piece.name] == tuple(focus) and piece.name not in chosen]
+            with_prompt += random.Random(seed).sample(extra, min(focus_pieces, len(extra)))
     return CorpusPlan(pretrain=sorted(trainable, key=lambda piece: piece.name),
                       finetune={piece: prompts[piece.name] for piece in sorted(with_prompt, key=lambda p: p.name)},
                       references=references)
@@ -335,7 +345,7 @@ def _finished(layout: PreprocessLayout, names) -> list[str]:
 
 def build_corpus(out_dir: str | Path, max_pieces: int = 0, reference_pieces: int = 20,
                  eval_split: float = 0.1, seed: int = 0, workers: int = 0, timeout: float = 180.0,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, focus: Prompt | None = None, focus_pieces: int = 0) -> dict:
     """Build (or finish) the embedded corpus under `out_dir`; returns the counts it also writes
     to `<out_dir>/summary.json`.
 
@@ -352,7 +362,7 @@ def build_corpus(out_dir: str | Path, max_pieces: int = 0, reference_pieces: int
     pieces = find_corpus_pieces(root)
     composers = metadata_composers(pieces, root)
     prompts = {piece.name: prompt for piece in pieces if (prompt := prompt_for(piece, composers))}
-    plan = plan_corpus(pieces, prompts, max_pieces, reference_pieces, seed)
+    plan = plan_corpus(pieces, prompts, max_pieces, reference_pieces, seed, focus, focus_pieces)
 
     standard = out_dir / "sources" / "standard_abc"
     conversion = run_batch(
@@ -369,7 +379,7 @@ def build_corpus(out_dir: str | Path, max_pieces: int = 0, reference_pieces: int
               (cache if name in training else references_only).outputs(name)) for name in sorted(converted)],
         preprocess_job, failure_log=failure_log_beside(cache.augmented_folder), desc="preprocess", **batch)
 
-    summary = {"max_pieces": max_pieces,
+    summary = {"max_pieces": max_pieces, "focus": list(focus or ()), "focus_pieces": focus_pieces,
                "sources": {"selected": len(plan.all_pieces()), "converted": len(converted),
                            "preprocessed": len(_finished(references_only, converted)),
                            "failed": dict(conversion.reason_counts() + preprocessing.reason_counts())}}
