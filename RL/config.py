@@ -7,6 +7,7 @@ GENERATED_ORIGINAL_DIR = "runs/rl/iter_1/generated/original"  # raw generated te
 GENERATED_INTERLEAVED_DIR = "runs/rl/iter_1/generated/interleaved"  # rest-unreduced generated texts (for the checks)
 OUTPUT_PATH = "runs/rl/iter_1/preferences.json"  # preference file written by data.py, read by train.py
 PORTION = 0.1  # share of pieces chosen (best) and rejected (worst); published 0.1
+COPY_THRESHOLD = 0.95  # a piece this close (cosine) to one ground-truth piece is a copy, never chosen; published 0.95; 0 = calibrated: above the closest two distinct ground-truth pieces (for a small M3)
 
 # ---- RL/train.py: DPOP training
 PREFERENCE_PATH = "runs/rl/iter_1/preferences.json"  # preference file {"chosen": [...], "rejected": [...]}

@@ -9,6 +9,10 @@ Design choices (shared/spec/clamp2-and-dpo.md, "CLaMP-DPO, one iteration")
   staves of one instrument not grouped together.
 - Ground-truth features are stacked and normalised once, then each candidate costs one
   matrix-vector product.
+- The copy threshold is the published 0.95. A small feature extractor (a tiny M3 trained for
+  minutes) can put two *different* real pieces above 0.95; `copy_threshold=0` then calibrates it:
+  a piece counts as a copy only when it is closer to one ground-truth piece than any two distinct
+  ground-truth pieces are to each other (never below 0.95).
 """
 from __future__ import annotations
 
@@ -47,12 +51,22 @@ def staves_grouped(text: str) -> bool:
 
 
 class CopyDetector:
-    """Cosine similarity of a piece against every ground-truth piece, precomputed once."""
+    """Cosine similarity of a piece against every ground-truth piece, precomputed once.
+
+    `threshold` 0 = calibrated (see the module docstring)."""
 
     def __init__(self, ground_truth_features: np.ndarray, threshold: float = COPY_THRESHOLD):
         features = np.asarray(ground_truth_features, dtype=np.float64).reshape(len(ground_truth_features), -1)
         self.unit = features / np.linalg.norm(features, axis=1, keepdims=True).clip(min=1e-12)  # [G, D]
-        self.threshold = threshold
+        self.threshold = threshold if threshold > 0 else self.calibrated_threshold()
+
+    def calibrated_threshold(self) -> float:
+        """max(0.95, highest cosine between two different ground-truth pieces)."""
+        if len(self.unit) < 2:
+            return COPY_THRESHOLD
+        similarities = self.unit @ self.unit.T  # [G, G]
+        np.fill_diagonal(similarities, -np.inf)
+        return max(COPY_THRESHOLD, float(similarities.max()))
 
     def max_similarity(self, feature: np.ndarray) -> float:
         vector = np.asarray(feature, dtype=np.float64).reshape(-1)
@@ -93,14 +107,14 @@ def exclusion_reason(candidate: Candidate, copies: CopyDetector) -> str | None:
     if not bars_aligned(candidate.interleaved_text):
         return "bars not aligned"
     if copies.is_copy(candidate.feature):
-        return f"copy (cosine > {copies.threshold})"
+        return f"copy (cosine > {copies.threshold:.4g})"
     if not staves_grouped(candidate.interleaved_text):
         return "staves not grouped"
     return None
 
 
 def build_preferences(candidates: list[Candidate], ground_truth_features: np.ndarray,
-                      portion: float = 0.1) -> Preferences:
+                      portion: float = 0.1, copy_threshold: float = COPY_THRESHOLD) -> Preferences:
     """Rejected: the lowest `portion`; chosen: the best that pass every exclusion rule."""
     if not candidates:
         raise ValueError("no generated pieces to rank")
@@ -108,7 +122,7 @@ def build_preferences(candidates: list[Candidate], ground_truth_features: np.nda
     count = max(1, int(portion * len(ranked)))
     rejected = ranked[-count:]
     rejected_names = {c.name for c in rejected}
-    copies = CopyDetector(ground_truth_features)
+    copies = CopyDetector(ground_truth_features, copy_threshold)
     preferences = Preferences(chosen=[], rejected=rejected)
     for candidate in ranked:
         if len(preferences.chosen) == count or candidate.name in rejected_names:
@@ -164,7 +178,7 @@ def make_preference_file(settings) -> Preferences:
         print(f"warning: {len(incomplete)} features have no matching original/interleaved text, "
               f"e.g. {incomplete[0]}")
     preferences = build_preferences(candidates, np.stack([v.reshape(-1) for v in ground_truth.values()]),
-                                    settings.portion)
+                                    settings.portion, settings.copy_threshold)
     if not preferences.chosen:
         raise ValueError(f"no generated piece passes the chosen-set rules ({preferences.summary()}); "
                          f"nothing to prefer: generate more pieces or use a stronger model")

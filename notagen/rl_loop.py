@@ -150,7 +150,8 @@ def run_loop(settings) -> list[dict]:
             make_preference_file(SimpleNamespace(
                 ground_truth_feature_dir=reference_features, generated_feature_dir=features,
                 generated_original_dir=original_dir, generated_interleaved_dir=interleaved_dir,
-                output_path=preference_path, portion=settings.portion))
+                output_path=preference_path, portion=settings.portion,
+                copy_threshold=settings.copy_threshold))
         weights = train_dpo(settings, weights, preference_path, iteration / "dpo")
 
     atomic_write_json(root / "scores.json", rows)

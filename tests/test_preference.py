@@ -38,6 +38,16 @@ def make(name, score, text=ALIGNED, feature=(0.0, 0.0, 1.0)):
                      interleaved_text=text, feature=np.array([feature]))
 
 
+def test_calibrated_copy_threshold_sits_above_the_closest_two_references():
+    close = np.array([[1.0, 0.0, 0.0], [0.99, 0.14, 0.0], [0.0, 0.0, 1.0]])  # rows 0 and 1: cosine 0.99015
+    calibrated = CopyDetector(close, threshold=0)
+    assert calibrated.threshold == pytest.approx(0.99 / np.hypot(0.99, 0.14))
+    near_copy, merely_similar = np.array([1.0, 0.05, 0.0]), np.array([1.0, 0.3, 0.0])  # 0.99875, 0.98863
+    assert calibrated.is_copy(near_copy) and not calibrated.is_copy(merely_similar)
+    assert CopyDetector(close).is_copy(merely_similar)  # the published 0.95 would call it a copy
+    assert CopyDetector(np.eye(3), threshold=0).threshold == 0.95  # never below the published value
+
+
 def test_chosen_walks_down_past_excluded_pieces_and_rejected_is_the_bottom():
     references = np.array([[1.0, 0.0, 0.0]])
     candidates = [make("best_but_misaligned", 0.9, SHORT_BAR), make("copy", 0.8, feature=(1.0, 0.0, 0.01)),
