@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from notagen.abc import KEYS_15, augmented_file, split_prompt_lines
-from notagen.abc.corpus import CorpusPiece, find_corpus_pieces, plan_corpus, round_robin
+from notagen.abc.corpus import CorpusPiece, find_corpus_pieces, plan_corpus, round_robin, write_focus_index
 from notagen.abc.roundtrip import check_corpus_roundtrip
 from test_data_support import read_jsonl, run_script
 
@@ -103,3 +103,15 @@ def test_tunes_of_abc_collections_are_pieces():
                                                                 "essenFolksong/altdeu10.abc", 1)
     assert pieces["josquin_milleRegrets"].tune is None  # its tunes are the voices of one piece
     assert pieces["beethoven_opus18no1_movement1"].source.endswith(".mxl")  # MusicXML wins over Humdrum
+
+
+def test_focus_index_is_a_subset_with_the_same_split(tmp_path):
+    def entry(name):
+        return json.dumps({"path": f"corpus/finetune/augmented/{name}", "key": "G"}) + "\n"
+
+    (tmp_path / "augmented_train.jsonl").write_text(entry("bach_a") + entry("haydn_b") + entry("bach_c"))
+    (tmp_path / "augmented_eval.jsonl").write_text(entry("bach_d") + entry("haydn_e"))
+    counts = write_focus_index(tmp_path / "augmented", {"bach_a", "bach_c", "bach_d", "bach_not_built"})
+    assert counts == {"train": 2, "eval": 1}
+    assert (tmp_path / "augmented_focus_train.jsonl").read_text() == entry("bach_a") + entry("bach_c")
+    assert (tmp_path / "augmented_focus_eval.jsonl").read_text() == entry("bach_d")

@@ -27,7 +27,9 @@ Design choices:
   before conversion: a set holds at most `max_pieces`, fewer if some fail to convert.
 - `focus` + `focus_pieces`: a small corpus can add more pieces of one prompt to the fine-tuning
   set (the main job adds Bach chorales, the style its CLaMP-DPO step targets), so a tiny model
-  sees enough of that style to write it; the round-robin choice above stays as it was.
+  sees enough of that style to write it; the round-robin choice above stays as it was. The
+  focus prompt's pieces also get their own index files (`augmented_focus_{train,eval}.jsonl`,
+  the same split), for a second fine-tune on that style alone.
 - Index `path`s are relative to the repository root when the output folder is inside it, so the
   corpus stays valid when the checkout moves; `augmented_file(REPO_ROOT / path, key)` finds a file.
 """
@@ -339,6 +341,21 @@ def _publish_set(standard: Path, cache: PreprocessLayout, set_folder: Path,
             _publish(source, target, prompt)
 
 
+def write_focus_index(augmented_folder: Path, names: set[str]) -> dict[str, int]:
+    """`<AUG>_focus_train.jsonl` / `<AUG>_focus_eval.jsonl`: the lines of the set's own train / eval
+    index files whose piece is in `names`, so the split stays the same (no eval piece is trained on)."""
+    import json
+
+    counts = {}
+    for split in ("train", "eval"):
+        source = augmented_folder.parent / f"{augmented_folder.name}_{split}.jsonl"
+        lines = [line for line in source.read_text(encoding="utf-8").splitlines(keepends=True)
+                 if Path(json.loads(line)["path"]).name in names]
+        atomic_write_text(augmented_folder.parent / f"{augmented_folder.name}_focus_{split}.jsonl", "".join(lines))
+        counts[split] = len(lines)
+    return counts
+
+
 def _finished(layout: PreprocessLayout, names) -> list[str]:
     return sorted(name for name in names if all(path.exists() for path in layout.outputs(name)))
 
@@ -395,6 +412,9 @@ def build_corpus(out_dir: str | Path, max_pieces: int = 0, reference_pieces: int
             atomic_write_json(out_dir / set_name / "prompts.json", triples)
             per_prompt = Counter(" / ".join(prompt) for prompt in chosen.values())
             summary[set_name]["per_prompt"] = dict(sorted(per_prompt.items()))
+            if focus is not None:  # the focus prompt's pieces alone, for a second, focused fine-tune
+                summary[set_name]["focus_index"] = write_focus_index(
+                    layout.augmented_folder, {name for name, prompt in chosen.items() if prompt == tuple(focus)})
 
     for set_name, chosen in plan.references.items():
         folder = out_dir / "reference" / set_name
@@ -418,6 +438,10 @@ def summary_lines(summary: dict) -> list[str]:
     for set_name in ("pretrain", "finetune"):
         lines.append(f"{set_name}: {summary[set_name]['pieces']} pieces")
     lines += [f"  {count:5d}  {prompt}" for prompt, count in summary["finetune"]["per_prompt"].items()]
+    if "focus_index" in summary["finetune"]:
+        counts = summary["finetune"]["focus_index"]
+        lines.append(f"focus ({' / '.join(summary['focus'])}): {counts['train']} train + {counts['eval']} eval "
+                     f"pieces in finetune/augmented_focus_{{train,eval}}.jsonl")
     lines += [f"{key.replace('_', ' ', 1)}: {value['pieces']} pieces"
               for key, value in summary.items() if key.startswith("reference_")]
     lines.append(f"built in {summary['seconds']} s")
