@@ -46,7 +46,10 @@ def generate_pieces(settings, weights: Path, out: Path) -> tuple[Path, Path]:
 
     originals, interleaved = out / "candidates" / "original", out / "candidates" / "interleaved"
     marker = out / "done.json"
-    if _done(marker):
+    if done := _done(marker):
+        if done.get("weights", str(weights)) != str(weights):  # a folder left by another chain of models
+            raise RuntimeError(f"{out} holds pieces of {done['weights']}, not of {weights}: "
+                               f"remove {out.parent} or choose another LOOP_DIR")
         return originals, interleaved
     cfg = parse_settings(REPO_ROOT / "inference" / "config.py", [])  # every inference default
     cfg.__dict__.update(
@@ -75,7 +78,7 @@ def generate_pieces(settings, weights: Path, out: Path) -> tuple[Path, Path]:
     print("candidates: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
     if not any(interleaved.glob("*.abc")):
         raise RuntimeError(f"none of the {len(summary['pieces'])} generated pieces is usable; see {out}")
-    atomic_write_json(marker, counts)
+    atomic_write_json(marker, {**counts, "weights": str(weights)})
     return originals, interleaved
 
 

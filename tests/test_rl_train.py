@@ -102,3 +102,16 @@ def test_preference_file_problems_are_clear(tmp_path):
     (tmp_path / "p.json").write_text(json.dumps({"chosen": [str(tmp_path / "gone.abc")], "rejected": ["x"]}))
     with pytest.raises(FileNotFoundError, match="are gone"):
         read_preferences(tmp_path / "p.json")
+
+
+def test_loop_refuses_pieces_generated_by_other_weights(tmp_path):
+    """RL/loop.py skips a finished generation step only when the same weights made its pieces."""
+    from notagen.io import atomic_write_json
+    from notagen.rl_loop import generate_pieces
+
+    out = tmp_path / "iter_1" / "generated"
+    atomic_write_json(out / "done.json", {"finished": 3, "weights": "runs/old/weights.pth"})
+    with pytest.raises(RuntimeError, match="holds pieces of runs/old/weights.pth"):
+        generate_pieces(SimpleNamespace(), tmp_path / "new.pth", out)
+    originals, interleaved = generate_pieces(SimpleNamespace(), "runs/old/weights.pth", out)
+    assert (originals, interleaved) == (out / "candidates" / "original", out / "candidates" / "interleaved")
