@@ -36,6 +36,7 @@ Design choices:
 from __future__ import annotations
 
 import fnmatch
+import json
 import random
 import re
 import time
@@ -240,7 +241,8 @@ def plan_corpus(pieces: list[CorpusPiece], prompts: dict[str, Prompt], max_piece
         for piece in with_prompt:
             by_prompt["|".join(prompts[piece.name])].append(piece)
         trainable = round_robin(by_collection, max_pieces, seed)
-        with_prompt, every_with_prompt = round_robin(by_prompt, max_pieces, seed), with_prompt
+        every_with_prompt = with_prompt
+        with_prompt = round_robin(by_prompt, max_pieces, seed)
         if focus is not None and focus_pieces > 0:
             chosen = {piece.name for piece in with_prompt}
             extra = [piece for piece in every_with_prompt
@@ -344,8 +346,6 @@ def _publish_set(standard: Path, cache: PreprocessLayout, set_folder: Path,
 def write_focus_index(augmented_folder: Path, names: set[str]) -> dict[str, int]:
     """`<AUG>_focus_train.jsonl` / `<AUG>_focus_eval.jsonl`: the lines of the set's own train / eval
     index files whose piece is in `names`, so the split stays the same (no eval piece is trained on)."""
-    import json
-
     counts = {}
     for split in ("train", "eval"):
         source = augmented_folder.parent / f"{augmented_folder.name}_{split}.jsonl"
