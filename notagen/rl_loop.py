@@ -46,6 +46,7 @@ def generate_pieces(settings, weights: Path, out: Path) -> tuple[Path, Path]:
 
     originals, interleaved = out / "candidates" / "original", out / "candidates" / "interleaved"
     marker = out / "done.json"
+    weights = Path(weights).resolve()
     if done := _done(marker):
         if done.get("weights", str(weights)) != str(weights):  # a folder left by another chain of models
             raise RuntimeError(f"{out} holds pieces of {done['weights']}, not of {weights}: "

@@ -1,5 +1,6 @@
 """DPOP training (RL/train.py's engine) on the tiny published-format checkpoint."""
 import json
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -110,8 +111,10 @@ def test_loop_refuses_pieces_generated_by_other_weights(tmp_path):
     from notagen.rl_loop import generate_pieces
 
     out = tmp_path / "iter_1" / "generated"
-    atomic_write_json(out / "done.json", {"finished": 3, "weights": "runs/old/weights.pth"})
-    with pytest.raises(RuntimeError, match="holds pieces of runs/old/weights.pth"):
+    old = tmp_path / "runs" / "old" / "weights.pth"
+    atomic_write_json(out / "done.json", {"finished": 3, "weights": str(old)})
+    with pytest.raises(RuntimeError, match="holds pieces of .*old/weights.pth, not of .*new.pth"):
         generate_pieces(SimpleNamespace(), tmp_path / "new.pth", out)
-    originals, interleaved = generate_pieces(SimpleNamespace(), "runs/old/weights.pth", out)
+    # the same file named another way (relative to the current folder) is the same weights
+    originals, interleaved = generate_pieces(SimpleNamespace(), os.path.relpath(old), out)
     assert (originals, interleaved) == (out / "candidates" / "original", out / "candidates" / "interleaved")
