@@ -78,5 +78,5 @@ def parse_settings(config_path: str | Path, argv: list[str] | None = None,
     for name, default in defaults.items():
         parser.add_argument(f"--{name.lower()}", *([f"--{name}"] if name.lower() != name else []),
                             dest=name.lower(), type=_converter(default), default=default,
-                            help=helps.get(name, " "))
+                            help=helps.get(name, " ").replace("%", "%%"))  # argparse formats help with %
     return SimpleNamespace(**vars(parser.parse_args(argv)))
