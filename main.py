@@ -5,6 +5,7 @@ overridable as `--name value`. Every step runs the real stage script (as a user 
 skipped when an earlier run finished it, so an interrupted job continues where it stopped
 (`--fresh true` starts the runs over; the corpus is kept). Defaults suit a 2-core CPU.
 """
+import json
 import subprocess
 import sys
 import time
@@ -113,8 +114,6 @@ def main(cfg) -> None:
     print(f"  fine-tuned weights: {finetuned}")
     print(f"  generated pieces:   {runs / 'inference'} (original/ ABC, interleaved/ ABC, xml/ MusicXML, midi/ MIDI)")
     if (runs / "rl" / "scores.json").exists():
-        import json
-
         rows = json.loads((runs / "rl" / "scores.json").read_text())
         print(f"  CLaMP-DPO scores:   {runs / 'rl' / 'scores.json'} and {runs / 'rl' / 'scores.png'}")
         print("  mean CLaMP 2 score of fresh pieces (same seed, extractor and reference set): "
