@@ -117,8 +117,8 @@ def main(cfg) -> None:
         rows = json.loads((runs / "rl" / "scores.json").read_text())
         print(f"  CLaMP-DPO scores:   {runs / 'rl' / 'scores.json'} and {runs / 'rl' / 'scores.png'}")
         print("  mean CLaMP 2 score of fresh pieces (same seed, extractor and reference set): "
-              + " -> ".join(f"{row['label']} {row['mean_score']:.4f} ({row['pieces']} usable of "
-                            f"{cfg.rl_samples})" for row in rows))
+              + " -> ".join(f"{row['label']} {row['mean_score']:.4f} +- {row.get('sem', float('nan')):.4f} "
+                            f"({row['pieces']} usable of {cfg.rl_samples})" for row in rows))
 
 
 def run_clamp_dpo(cfg, runs: Path, corpus: Path, finetuned: Path, threads: list[str]) -> None:

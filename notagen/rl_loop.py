@@ -91,11 +91,14 @@ def extract(settings, abc_dir: Path, feature_dir: Path) -> Path:
     return feature_dir
 
 
-def mean_score(feature_dir: Path, reference_dir: Path) -> tuple[float, int]:
+def score_summary(feature_dir: Path, reference_dir: Path) -> dict:
+    """Mean CLaMP 2 score of a model's pieces, its standard error (how far the mean may move with
+    other samples of the same model) and the number of pieces."""
     from .clamp2 import score_folder
 
-    scores = score_folder(feature_dir, reference_dir)
-    return float(np.mean(list(scores.values()))), len(scores)
+    scores = np.fromiter(score_folder(feature_dir, reference_dir).values(), dtype=np.float64)
+    sem = float(scores.std(ddof=1) / np.sqrt(scores.size)) if scores.size > 1 else float("nan")
+    return {"mean_score": float(scores.mean()), "sem": sem, "pieces": int(scores.size)}
 
 
 def train_dpo(settings, weights: Path, preference_path: Path, out: Path) -> Path:
@@ -120,7 +123,8 @@ def plot_scores(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(5, 3.2))
-    axis.plot([r["model"] for r in rows], [r["mean_score"] for r in rows], marker="o")
+    axis.errorbar([r["model"] for r in rows], [r["mean_score"] for r in rows],
+                  yerr=[r["sem"] for r in rows], marker="o", capsize=4)  # +- one standard error
     axis.set_xticks([r["model"] for r in rows], [r["label"] for r in rows])
     axis.set_ylabel("mean CLaMP 2 score")
     axis.set_title("CLaMP-DPO")
@@ -143,10 +147,10 @@ def run_loop(settings) -> list[dict]:
         iteration = root / f"iter_{k}"
         original_dir, interleaved_dir = generate_pieces(settings, weights, iteration / "generated")
         features = extract(settings, interleaved_dir, iteration / "features")
-        score, count = mean_score(features, reference_features)
         rows.append({"model": k - 1, "label": "fine-tuned" if k == 1 else f"RL{k - 1}",
-                     "weights": str(weights), "mean_score": score, "pieces": count})
-        print(f"iteration {k}: model {rows[-1]['label']} mean CLaMP 2 score {score:.4f} over {count} pieces")
+                     "weights": str(weights), **score_summary(features, reference_features)})
+        print(f"iteration {k}: model {rows[-1]['label']} mean CLaMP 2 score {rows[-1]['mean_score']:.4f} "
+              f"+- {rows[-1]['sem']:.4f} over {rows[-1]['pieces']} pieces")
         if k > settings.iterations:
             break
         preference_path = iteration / "preferences.json"
@@ -160,8 +164,9 @@ def run_loop(settings) -> list[dict]:
 
     atomic_write_json(root / "scores.json", rows)
     plot_scores(rows, root / "scores.png")
-    print("\n| model | mean CLaMP 2 score | pieces | weights |\n|---|---|---|---|")
+    print("\n| model | mean CLaMP 2 score +- standard error | pieces | weights |\n|---|---|---|---|")
     for row in rows:
-        print(f"| {row['label']} | {row['mean_score']:.4f} | {row['pieces']} | {Path(row['weights']).name} |")
+        print(f"| {row['label']} | {row['mean_score']:.4f} +- {row['sem']:.4f} | {row['pieces']} | "
+              f"{Path(row['weights']).name} |")
     print(f"\nscores: {root / 'scores.json'}, plot: {root / 'scores.png'}")
     return rows

@@ -118,3 +118,20 @@ def test_loop_refuses_pieces_generated_by_other_weights(tmp_path):
     # the same file named another way (relative to the current folder) is the same weights
     originals, interleaved = generate_pieces(SimpleNamespace(), os.path.relpath(old), out)
     assert (originals, interleaved) == (out / "candidates" / "original", out / "candidates" / "interleaved")
+
+
+def test_score_summary_gives_mean_standard_error_and_count(tmp_path):
+    """The loop's table: mean CLaMP 2 score +- its standard error, checked by hand."""
+    import numpy as np
+
+    from notagen.rl_loop import score_summary
+
+    (tmp_path / "ref").mkdir(), (tmp_path / "gen").mkdir()
+    np.save(tmp_path / "ref" / "a.npy", np.array([[1.0, 0.0]]))
+    for name, vector in {"x": [1.0, 0.0], "y": [0.0, 1.0], "z": [1.0, 1.0]}.items():  # cosines 1, 0, 1/sqrt(2)
+        np.save(tmp_path / "gen" / f"{name}.npy", np.array([vector]))
+    summary = score_summary(tmp_path / "gen", tmp_path / "ref")
+    scores = np.array([1.0, 0.0, 2 ** -0.5])
+    assert summary["pieces"] == 3
+    assert summary["mean_score"] == pytest.approx(scores.mean())
+    assert summary["sem"] == pytest.approx(np.std(scores, ddof=1) / np.sqrt(3))
