@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 
 from .io import atomic_write_json
 
@@ -94,11 +93,10 @@ def extract(settings, abc_dir: Path, feature_dir: Path) -> Path:
 def score_summary(feature_dir: Path, reference_dir: Path) -> dict:
     """Mean CLaMP 2 score of a model's pieces, its standard error (how far the mean may move with
     other samples of the same model) and the number of pieces."""
-    from .clamp2 import score_folder
+    from .clamp2 import score_folder, summarize_scores
 
-    scores = np.fromiter(score_folder(feature_dir, reference_dir).values(), dtype=np.float64)
-    sem = float(scores.std(ddof=1) / np.sqrt(scores.size)) if scores.size > 1 else float("nan")
-    return {"mean_score": float(scores.mean()), "sem": sem, "pieces": int(scores.size)}
+    stats = summarize_scores(score_folder(feature_dir, reference_dir))
+    return {"mean_score": stats["mean"], "sem": stats["sem"], "pieces": stats["count"]}
 
 
 def train_dpo(settings, weights: Path, preference_path: Path, out: Path) -> Path:

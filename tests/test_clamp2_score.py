@@ -47,6 +47,7 @@ def test_feature_folder_and_folder_scores(feature_folders):
     stats = summarize_scores(scores)
     assert stats["count"] == 4 and stats["min"] == pytest.approx(-1) and stats["max"] == pytest.approx(1)
     assert stats["mean"] == pytest.approx((1 + 2 ** -0.5 - 1 + 0) / 4)
+    assert stats["sem"] == pytest.approx(np.std([1, 2 ** -0.5, -1, 0], ddof=1) / 2)
     assert stats["median"] == pytest.approx(2 ** -0.5 / 2)  # linear quantiles of 4 values
     assert stats["q1"] <= stats["median"] <= stats["q3"]
 

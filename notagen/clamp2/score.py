@@ -55,12 +55,13 @@ def score_folder(generated_dir: str | Path, reference_dir: str | Path) -> dict[s
 
 
 def summarize_scores(scores: dict[str, float]) -> dict[str, float]:
-    """count, mean, min, quartiles, max of a set of scores."""
+    """count, mean, its standard error (nan for one score), min, quartiles, max of a set of scores."""
     values = np.fromiter(scores.values(), dtype=np.float64)
     if values.size == 0:
         raise ValueError("no scores to summarize")
     q1, median, q3 = np.quantile(values, [0.25, 0.5, 0.75])
-    return {"count": int(values.size), "mean": float(values.mean()), "min": float(values.min()),
+    sem = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else float("nan")
+    return {"count": int(values.size), "mean": float(values.mean()), "sem": sem, "min": float(values.min()),
             "q1": float(q1), "median": float(median), "q3": float(q3), "max": float(values.max())}
 
 
