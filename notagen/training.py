@@ -93,7 +93,7 @@ class TrainConfig:
     num_workers: int = _help("DataLoader worker processes per training process", 0)
     save_every_steps: int = _help("write the resume checkpoint every N optimizer steps; 0 = at epoch ends only", 0)
     log_every_steps: int = _help("log the training loss every N optimizer steps", 10)
-    max_steps: int = _help("stop (resumably) after this many optimizer steps in total; 0 = all epochs", 0)
+    max_steps: int = _help("stop (resumably) after this many optimizer steps in total, where linear/cosine decay reach 0; 0 = all epochs", 0)
     load_from_checkpoint: bool = _help("continue from the resume checkpoint (or the best one) in output_dir", False)
     report_to: str = _help("trackers: none, tensorboard, wandb, or a comma list", "none")
     find_unused_parameters: bool = _help("DDP option for models with parameters that get no gradient", False)
@@ -520,6 +520,8 @@ def train(model: torch.nn.Module, train_dataset: Dataset, eval_dataset: Dataset 
     batches_per_epoch = math.ceil(len(sampler) / config.batch_size)
     steps_per_epoch = math.ceil(batches_per_epoch / config.accumulation_steps)
     total_steps = steps_per_epoch * config.num_epochs
+    if config.max_steps:  # the run ends there, so linear/cosine decay reach 0 there (as in HF Trainer)
+        total_steps = min(total_steps, config.max_steps)
 
     model.to(device)
     model.train()

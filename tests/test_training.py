@@ -167,3 +167,14 @@ def test_pretrained_path_errors(tmp_path):
     torch.save({"model": {"linear.weight": torch.zeros(2, 2)}}, not_a_checkpoint)
     with pytest.raises(CheckpointError, match="not a NotaGen checkpoint"):
         load_model(find_weights_file(not_a_checkpoint))
+
+
+def test_max_steps_is_the_horizon_of_the_lr_decay(tmp_path):
+    """A run cut by max_steps decays to 0 there, not over num_epochs it will never reach."""
+    torch.manual_seed(0)
+    config = TrainConfig(output_dir=str(tmp_path), num_epochs=100, batch_size=1, max_steps=6,
+                         learning_rate=0.05, lr_schedule="cosine", log_every_steps=1, progress_bar=False, cpu=True)
+    train(Regression(), Pairs(), None, None, config)
+    logged = [json.loads(line)["lr"] for line in config.steps_log_path.read_text().splitlines()]
+    cosine = WarmupSchedule(0, 6, "cosine")
+    assert logged == pytest.approx([0.05 * cosine(i) for i in range(6)])  # 0.05, ..., 0.0034
