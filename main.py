@@ -24,18 +24,18 @@ PRETRAIN_STEPS = 450  # optimizer steps of tiny pre-training (about 7 min on 1 t
 PRETRAIN_LEARNING_RATE = 2e-3  # peak learning rate of pre-training (cosine decay)
 FINETUNE_STEPS = 800  # optimizer steps of fine-tuning with prompt lines (about 13 min)
 FINETUNE_LEARNING_RATE = 1e-3  # peak learning rate of fine-tuning (cosine decay)
-FOCUS_FINETUNE_STEPS = 500  # then fine-tune on PROMPT's pieces alone for this many steps (about 8 min; 0 = skip): 4x more usable pieces
+FOCUS_FINETUNE_STEPS = 1700  # then fine-tune on PROMPT's pieces alone for this many steps (about 21 min; 0 = skip): enough aligned pieces for the chosen set
 PROMPT = "Baroque|Bach, Johann Sebastian|Choral"  # period|composer|instrumentation to generate (and to optimise with RL)
-NUM_PIECES = 4  # pieces generated from the fine-tuned model at the end of training
+NUM_PIECES = 8  # pieces generated from the fine-tuned model at the end of training (about half are usable)
+TEMPERATURE = 1.0  # sampling temperature of every generation step (published 1.2, for a far stronger model: the tiny one then writes 1 usable piece in 8)
 MAX_CHARS = 6000  # a generated piece stops (as failed, partial text kept) past this many characters
 RL = True  # run one CLaMP-DPO iteration (M3 training, generation, scoring, DPOP) and print before/after scores
 M3_STEPS = 150  # optimizer steps of the tiny M3 feature extractor
-RL_SAMPLES = 640  # pieces generated per model for CLaMP-DPO (published 1,000); about 18% of the tiny model's pieces are usable
+RL_SAMPLES = 640  # pieces generated per model for CLaMP-DPO (published 1,000); about half of the tiny model's pieces are usable
 RL_GENERATION_BATCH_SIZE = 64  # pieces generated together during CLaMP-DPO
-RL_TEMPERATURE = 1.0  # sampling temperature during CLaMP-DPO (published 1.2, for a far stronger model)
 RL_PORTION = 0.1  # share of usable pieces chosen / rejected (published 0.1)
 RL_COPY_THRESHOLD = 0.0  # 0 = calibrated on the reference set: the tiny M3 puts distinct chorales above the published 0.95
-RL_STEPS = 50  # DPOP optimizer steps (more, or a higher rate, over-fits the few chosen pieces: scores drop)
+RL_STEPS = 200  # DPOP optimizer steps (about 1 min, each pair drawn at most once; at 5e-5, or 500 steps, the score drops)
 RL_LEARNING_RATE = 2e-5  # DPOP learning rate (published 1e-6 for 516M parameters)
 
 
@@ -95,7 +95,8 @@ def main(cfg) -> None:
         finetuned = weights_in(runs / "finetune_focus")
     run("inference", ["inference/inference.py", "--inference_weights_path", str(finetuned),
                       "--num_samples", str(cfg.num_pieces), "--batch_size", str(cfg.num_pieces),
-                      "--prompt", cfg.prompt, "--seed", "0", "--max_chars", str(cfg.max_chars),
+                      "--prompt", cfg.prompt, "--seed", "0", "--temperature", str(cfg.temperature),
+                      "--max_chars", str(cfg.max_chars),
                       "--output_dir", str(runs / "inference"), "--stream", "false", *threads], runs)
     if cfg.rl:
         # M3 learns from the fine-tuning pieces: mostly chorales, so its features tell chorales apart
@@ -126,7 +127,7 @@ def run_clamp_dpo(cfg, runs: Path, corpus: Path, finetuned: Path, threads: list[
                           "--weights_path", str(finetuned), "--clamp2_weights_path", str(runs / "m3/weights_m3.pth"),
                           "--reference_dir", str(corpus / "reference/bach_chorales"), "--prompt", cfg.prompt,
                           "--num_samples", str(cfg.rl_samples), "--generation_batch_size",
-                          str(cfg.rl_generation_batch_size), "--temperature", str(cfg.rl_temperature),
+                          str(cfg.rl_generation_batch_size), "--temperature", str(cfg.temperature),
                           "--max_chars", str(cfg.max_chars), "--portion", str(cfg.rl_portion),
                           "--copy_threshold", str(cfg.rl_copy_threshold),
                           "--optimization_steps", str(cfg.rl_steps), "--learning_rate", str(cfg.rl_learning_rate),
