@@ -32,7 +32,7 @@ SEED = 0  # seed of initial weights, train/eval split, data order, windows, mask
 NUM_WORKERS = 0  # DataLoader workers per process
 NUM_THREADS = 0  # CPU threads per process (0 = torch default; 1 avoids oversubscription on busy CPUs)
 CPU = False  # train on the CPU even when a GPU is present
-MAX_STEPS = 0  # stop (resumably) after this many optimizer steps (0 = all epochs)
+MAX_STEPS = 0  # stop (resumably) after this many optimizer steps, where linear/cosine decay reach 0 (0 = all epochs)
 
 # ---- checkpoints and logs
 LOAD_FROM_CHECKPOINT = False  # continue the run with these settings from its last checkpoint
