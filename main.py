@@ -110,7 +110,7 @@ def main(cfg) -> None:
             print("\n== clamp_dpo: the CLaMP-DPO iteration stopped (its reason is printed above); the "
                   "models and pieces made so far are kept. A tiny model trained for minutes may write no "
                   "piece that passes the chosen-set rules: generate more (--rl_samples) or train longer "
-                  "(--finetune_steps).")
+                  "(--focus_finetune_steps).")
     print(f"\nmain job finished in {(time.monotonic() - started) / 60:.1f} min; everything is under {runs}")
     print(f"  fine-tuned weights: {finetuned}")
     print(f"  generated pieces:   {runs / 'inference'} (original/ ABC, interleaved/ ABC, xml/ MusicXML, midi/ MIDI)")

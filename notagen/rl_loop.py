@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-
 from .io import atomic_write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
