@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine:
 #   bash run.sh          install (first time) and run the main job on the embedded default
-#   bash run.sh test     install (first time) and run the test suite
+#   bash run.sh test     install (first time, with the browser-test tools) and run the test suite
+#   bash run.sh demo     install (first time) and serve the demo page on http://127.0.0.1:7860/
 # VENV=path chooses the virtual environment (default .venv beside this file).
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV="${VENV:-.venv}"
-if [ ! -x "$VENV/bin/python" ] || [ ! -f "$VENV/.installed" ] || [ requirements.txt -nt "$VENV/.installed" ]; then
-  echo "== installing into $VENV =="
-  python3 -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -r requirements.txt
-  touch "$VENV/.installed"
-fi
+# install "$1" into the venv unless its marker is newer than the requirements file
+install() {
+  local requirements="$1" marker="$VENV/.installed-$1"
+  if [ ! -x "$VENV/bin/python" ] || [ ! -f "$marker" ] || [ "$requirements" -nt "$marker" ]; then
+    echo "== installing $requirements into $VENV =="
+    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet -r "$requirements"
+    touch "$marker"
+  fi
+}
+install requirements.txt
 export PATH="$PWD/$VENV/bin:$PATH"
 case "${1:-main}" in
-  test) shift || true; exec python -m pytest -q tests "$@" ;;
+  test) shift || true; install requirements-test.txt; exec python -m pytest -q tests "$@" ;;
   main) shift || true; exec python main.py "$@" ;;
-  *) echo "usage: bash run.sh [main|test] [args...]" >&2; exit 2 ;;
+  demo) shift || true; exec python gradio/demo.py "$@" ;;
+  *) echo "usage: bash run.sh [main|test|demo] [args...]" >&2; exit 2 ;;
 esac

@@ -114,3 +114,13 @@ def save_checkpoint(path: str | Path, model, **extra) -> None:
         state["config"] = unwrapped.config.to_dict()
     state.update(extra)
     atomic_torch_save(state, path)
+
+
+def export_weights(source: str | Path, destination: str | Path, **extra) -> Path:
+    """A training checkpoint -> a weights-only file (no optimizer or scheduler state) that
+    `load_model`, `inference.py` and the demo read like any other; `extra` entries are kept beside."""
+    checkpoint = read_checkpoint(source)
+    model = load_model(source)
+    kept = {key: checkpoint[key] for key in ("stage", "settings", "epoch", "min_eval_loss") if key in checkpoint}
+    save_checkpoint(destination, model, **kept, exported_from=Path(source).name, **extra)
+    return Path(destination)

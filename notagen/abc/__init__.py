@@ -4,6 +4,7 @@ Text functions (all accept and keep the `%period` / `%composer` / `%instrumentat
     clean_abc(text) -> str                     spec 2; AbcError for voices with different bar counts
     interleave_abc(cleaned) -> str             spec 3, the CLaMP 2 format
     augment_abc(cleaned) -> {key: str}         spec 4, 15 keys (KEYS_15), rest-reduced
+    reduce_abc(text) -> str                    cleaned + rest-reduced, in the piece's own key
     preprocess_abc(text) -> PreprocessedPiece  all of the above from one cleaning
     rest_unreduce(text) -> str                 spec 9, generated text -> every voice on every line
     strip_stream_prefixes(text), split_prompt_lines(text) -> (prompt lines, rest)
@@ -11,6 +12,7 @@ Text functions (all accept and keep the `%period` / `%composer` / `%instrumentat
 Conversions (ABC inputs may be generated: prompt lines, stream prefixes, rest-reduced):
     xml_file_to_abc(path), musicxml_to_abc(bytes)       xml2abc -d 8 -c 6 -x
     abc_to_musicxml(abc) -> str, abc_to_midi(abc, path), abc_to_svg_pages(abc) -> [svg]
+    musicxml_to_midi(xml, path), musicxml_to_svg_pages(xml) -> [svg]   (safe from any thread)
 Batch stages and the runner: xml2abc_folder, preprocess_folder, abc2xml_folder, run_batch, Task.
 Every failure is an `AbcError` (a ValueError) whose message starts with a short reason.
 
@@ -25,11 +27,11 @@ _EXPORTS = {
     "AbcError": "errors",
     "KEYS_15": "text", "split_prompt_lines": "text", "strip_stream_prefixes": "text",
     "clean_abc": "preprocess", "interleave_abc": "preprocess", "augment_abc": "preprocess",
-    "preprocess_abc": "preprocess", "PreprocessedPiece": "preprocess",
+    "preprocess_abc": "preprocess", "reduce_abc": "preprocess", "PreprocessedPiece": "preprocess",
     "rest_unreduce": "unreduce", "check_bar_alignment": "unreduce", "full_interleaved": "unreduce",
     "xml_file_to_abc": "convert", "musicxml_to_abc": "convert", "read_musicxml": "convert",
     "read_abc_file": "convert", "abc_to_musicxml": "convert", "abc_to_midi": "convert",
-    "abc_to_svg_pages": "convert",
+    "abc_to_svg_pages": "convert", "musicxml_to_midi": "convert", "musicxml_to_svg_pages": "convert",
     "run_batch": "batch", "Task": "batch", "BatchReport": "batch",
     "xml2abc_folder": "pipeline", "preprocess_folder": "pipeline", "abc2xml_folder": "pipeline",
     "augmented_file": "pipeline",

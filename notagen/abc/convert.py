@@ -204,15 +204,15 @@ def _drop_repeats(score) -> None:
         score.remove(bracket, recurse=True)
 
 
-def abc_to_midi(abc_text: str, path: str | Path) -> Path:
-    """ABC -> MIDI file at `path` (through MusicXML and music21), written atomically.
+def musicxml_to_midi(musicxml: str, path: str | Path) -> Path:
+    """MusicXML -> MIDI file at `path` (music21), written atomically.
 
     Repeats are played as written; where music21 cannot expand them (generated text often has
     unbalanced repeat signs) the score is played straight through instead of failing.
     """
     from music21.midi.translate import streamToMidiFile
     from music21.repeat import ExpanderException
-    score = musicxml_to_score(abc_to_musicxml(abc_text))
+    score = musicxml_to_score(musicxml)
     try:
         with captured_output():
             try:
@@ -227,15 +227,41 @@ def abc_to_midi(abc_text: str, path: str | Path) -> Path:
     return Path(path)
 
 
-def abc_to_svg_pages(abc_text: str, options: dict | None = None) -> list[str]:
-    """ABC -> one SVG document per engraved page (verovio, from the MusicXML)."""
+def abc_to_midi(abc_text: str, path: str | Path) -> Path:
+    """ABC -> MIDI file at `path` (through MusicXML and music21), written atomically."""
+    return musicxml_to_midi(abc_to_musicxml(abc_text), path)
+
+
+def _verovio_toolkit(options: dict | None):
+    """A verovio toolkit that can engrave from any thread.
+
+    verovio keeps its resource path (fonts) per thread and only the importing thread gets the
+    right one: a toolkit made in a server's worker thread cannot load its fonts and a later render
+    may crash. So the path is set explicitly on every toolkit, and every return value is checked.
+    """
     import verovio
     verovio.enableLog(verovio.LOG_OFF)  # verovio logs from C++, past Python's redirection
-    toolkit = verovio.toolkit()
-    toolkit.setOptions({"adjustPageHeight": True, **(options or {})})
-    if not toolkit.loadData(abc_to_musicxml(abc_text)):
+    resources = Path(verovio.__file__).resolve().parent / "data"
+    toolkit = verovio.toolkit(False)  # False: do not load the (thread-local) default resources
+    if not resources.is_dir() or not toolkit.setResourcePath(str(resources)):
+        raise AbcError("verovio failed", f"cannot load its fonts from {resources}")
+    if not toolkit.setOptions({"adjustPageHeight": True, **(options or {})}):
+        raise AbcError("verovio failed", f"options not accepted: {options}")
+    return toolkit
+
+
+def musicxml_to_svg_pages(musicxml: str, options: dict | None = None) -> list[str]:
+    """MusicXML -> one SVG document per engraved page (verovio); safe from any thread."""
+    toolkit = _verovio_toolkit(options)
+    if not toolkit.loadData(musicxml):
         raise AbcError("verovio failed", "verovio could not read the MusicXML")
     pages = [toolkit.renderToSVG(page) for page in range(1, toolkit.getPageCount() + 1)]
-    if not pages:
+    if not pages or not all(page.lstrip().startswith(("<svg", "<?xml")) for page in pages):
         raise AbcError("verovio failed", "no page rendered")
     return pages
+
+
+def abc_to_svg_pages(abc_text: str, options: dict | None = None) -> list[str]:
+    """ABC -> one SVG document per engraved page (verovio reads the MusicXML: its own ABC reader
+    collapses the voices)."""
+    return musicxml_to_svg_pages(abc_to_musicxml(abc_text), options)

@@ -168,6 +168,13 @@ def _augment_lines(lines: list[str]) -> dict[str, str]:
     return {key: rest_reduce_lines(_transposed_lines(lines, key)) for key in KEYS_15}
 
 
+def reduce_abc(text: str) -> str:
+    """Standard ABC -> cleaned, rest-reduced interleaved text in its own key (the model's format
+    without a transposition; the prompt of a continuation)."""
+    prompts, lines = _prompt_free(text)
+    return join_prompt_lines(prompts, rest_reduce_lines(_clean_lines(lines)))
+
+
 def augment_abc(text: str) -> dict[str, str]:
     """Cleaned standard ABC -> {key name: transposed, rest-reduced interleaved text} for KEYS_15."""
     prompts, lines = _prompt_free(text)

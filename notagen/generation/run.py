@@ -27,9 +27,11 @@ from types import SimpleNamespace
 import torch
 
 from ..io import atomic_write_json, atomic_write_text
+from ..render import RenderSettings, error_reason, export_piece
 from .engine import Engine, GenerationSettings, PieceResult, Prompt, PromptError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+OUTPUT_FOLDERS = {"musicxml": "xml", "midi": "midi", "svg": "svg", "audio": "audio"}  # kind -> folder
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 
@@ -101,20 +103,20 @@ def resolve_weights(path: str | Path) -> Path:
     return found
 
 
-def load_prompt_list(path: str | Path | None) -> set[tuple[str, str, str]] | None:
-    """Known (period, composer, instrumentation) triples: lines `period_composer_instrumentation`
-    (the published demo's prompts.txt) or `period|composer|instrumentation`. None: no list."""
+def load_prompt_list(path: str | Path | None):
+    """The `PromptCatalog` of known (period, composer, instrumentation) triples in `path`
+    (`period_composer_instrumentation` lines, as the published demo's prompts.txt). None: no list."""
+    from ..prompts import PromptCatalog, PromptCatalogError
+
     if not path:
         return None
     found = _find(path)
     if found is None:
         raise SetupError(f"prompt list not found: {path}")
-    triples = set()
-    for line in found.read_text(encoding="utf-8").splitlines():
-        parts = line.split("|") if "|" in line else line.split("_")
-        if len(parts) == 3 and all(p.strip() for p in parts):
-            triples.add(tuple(p.strip() for p in parts))
-    return triples
+    try:
+        return PromptCatalog.from_file(found)
+    except PromptCatalogError as error:
+        raise SetupError(str(error)) from None
 
 
 def default_prompt_list(weights: Path) -> Path | None:
@@ -125,7 +127,7 @@ def default_prompt_list(weights: Path) -> Path | None:
     return None
 
 
-def parse_prompt(prompt: str, known: set[tuple[str, str, str]] | None = None) -> Prompt:
+def parse_prompt(prompt: str, known=None) -> Prompt:
     """`period|composer|instrumentation`, free prompt lines (separated by newlines or a literal
     `\\n`), or the path of an ABC file to continue."""
     prompt = prompt or ""
@@ -193,12 +195,17 @@ def interleaved_text(text: str) -> str:
     return unreduced if unreduced.startswith("X:") else "X:1\n" + unreduced
 
 
-def _error_text(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+def render_settings(cfg: SimpleNamespace):
+    """The score-page and audio settings of a stage's config (`render`, `audio_format`, `synth`, `soundfont`)."""
+    render = bool(getattr(cfg, "render", False))
+    return RenderSettings(svg=render, audio=render, audio_format=getattr(cfg, "audio_format", "mp3"),
+                          synth=getattr(cfg, "synth", "auto"), soundfont=getattr(cfg, "soundfont", ""))
 
 
-def write_piece(result: PieceResult, name: str, out: Path, folder: str, convert: bool) -> dict:
-    """Files for one piece; returns its summary entry."""
+def write_piece(result: PieceResult, name: str, out: Path, folder: str, convert: bool,
+                render: RenderSettings | None = None) -> dict:
+    """Files for one piece; returns its summary entry. `convert`: MusicXML and MIDI; `render`
+    (a `notagen.render.RenderSettings`): score pages and audio too."""
     entry = {"index": result.index, "name": name, "status": "ok", "reason": "",
              "seconds": round(result.seconds, 3), "chars": result.chars, "patches": result.patches,
              "stream_events": result.stream_events, "files": {}}
@@ -211,7 +218,7 @@ def write_piece(result: PieceResult, name: str, out: Path, folder: str, convert:
     try:
         interleaved = interleaved_text(result.text)
     except Exception as error:  # noqa: BLE001 - any converter failure is recorded, not raised
-        entry.update(status="failed", reason=f"rest_unreduce: {_error_text(error)}")
+        entry.update(status="failed", reason=f"rest_unreduce: {error_reason(error)}")
         files["failed"] = str(out / "failed" / folder / f"{name}.abc")
         atomic_write_text(files["failed"], result.text)
         return entry
@@ -220,20 +227,13 @@ def write_piece(result: PieceResult, name: str, out: Path, folder: str, convert:
     files["interleaved"] = str(out / "interleaved" / folder / f"{name}.abc")
     atomic_write_text(files["interleaved"], interleaved)
     if convert:
-        problems = []
-        try:
-            from ..abc import abc_to_midi, abc_to_musicxml
-
-            xml_path = out / "xml" / folder / f"{name}.musicxml"
-            atomic_write_text(xml_path, abc_to_musicxml(interleaved))
-            files["musicxml"] = str(xml_path)
-            midi_path = out / "midi" / folder / f"{name}.mid"
-            abc_to_midi(interleaved, midi_path)
-            files["midi"] = str(midi_path)
-        except Exception as error:  # noqa: BLE001
-            problems.append(_error_text(error))
-        if problems:
-            entry.update(status="conversion_failed", reason="; ".join(problems))
+        rendered = export_piece(interleaved, lambda kind, suffix: out / OUTPUT_FOLDERS[kind] / folder / f"{name}{suffix}",
+                                render)
+        files.update(rendered.files)
+        if rendered.audio_seconds is not None:
+            entry["audio_seconds"] = rendered.audio_seconds
+        if rendered.problems:
+            entry.update(status="conversion_failed", reason="; ".join(rendered.problems))
     return entry
 
 
@@ -263,6 +263,7 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
         out = REPO_ROOT / out
     folder = output_folder_name(weights, cfg.top_k, cfg.top_p, cfg.temperature)
     slug = prompt_slug(prompt, cfg.prompt)
+    render = render_settings(cfg)
 
     started = time.monotonic()
     try:
@@ -271,7 +272,7 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
         raise
     except Exception as error:  # noqa: BLE001 - torch's unpickler raises odd types for junk files
         raise CheckpointError(f"{weights} is not a readable PyTorch checkpoint: "
-                              f"{type(error).__name__}: {_error_text(error)}") from error
+                              f"{type(error).__name__}: {error_reason(error)}") from error
     c = model.config
     log(f"model {weights.name}: {c.patch_num_layers}+{c.char_num_layers} layers, hidden {c.hidden_size}, "
         f"context {c.patch_length} patches; {device} {str(dtype).replace('torch.', '')}; seed {seed}")
@@ -286,7 +287,7 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
         if event.result is None:
             continue
         name = f"{slug}_seed{seed}_{event.piece:04d}"
-        entry = write_piece(event.result, name, out, folder, cfg.convert)
+        entry = write_piece(event.result, name, out, folder, cfg.convert, render)
         entries.append(entry)
         if show_text:
             print()
@@ -310,12 +311,13 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
     atomic_write_json(summary_path, summary)
     summary["summary_path"] = str(summary_path)
     log(f"done in {total:.1f} s: " + ", ".join(f"{n} {s}" for s, n in summary["counts"].items() if n))
-    for kind, label in (("original", "ABC"), ("interleaved", "ABC, interleaved"),
-                        ("xml", "MusicXML"), ("midi", "MIDI"), ("failed", "failed pieces")):
-        key = {"xml": "musicxml"}.get(kind, kind)
+    for key, label in (("original", "ABC"), ("interleaved", "ABC, interleaved"), ("musicxml", "MusicXML"),
+                       ("midi", "MIDI"), ("svg", "score pages (SVG)"), ("audio", "audio"),
+                       ("failed", "failed pieces")):
         count = sum(key in e["files"] for e in entries)
         if count:
-            log(f"{label + ':':19} {out / kind / folder}  ({count} file{'s' * (count != 1)})")
+            log(f"{label + ':':19} {out / OUTPUT_FOLDERS.get(key, key) / folder}  "
+                f"({count} piece{'s' * (count != 1)})")
     log(f"{'run summary:':19} {summary_path}")
     return summary
 

@@ -1,0 +1,237 @@
+"""The demo page (Gradio): pick a prompt or upload music, watch the piece stream in, see its score,
+hear it, download it. All work is `DemoBackend`'s; this file only wires components to it.
+
+Design choices
+- Offline by construction: analytics and version checks off (set before gradio is imported),
+  no `share`, no server-side rendering process, a theme with system fonts (the default theme
+  loads web fonts from outside), bound to 127.0.0.1 unless `--host` says otherwise.
+- One generation at a time (queue concurrency 1, bounded queue); Stop bypasses the queue and sets
+  the session's stop event, which ends the engine's stream at its next patch.
+- Bad input (an unknown triple, an upload that does not convert) raises `gr.Error`: a toast on
+  the page, the server goes on.
+"""
+from __future__ import annotations
+
+import html
+import os
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
+
+import gradio as gr  # noqa: E402
+
+from ..generation.engine import PromptError  # noqa: E402
+from ..generation.run import SetupError  # noqa: E402
+from .session import DemoBackend, DemoRequest, Progress, Variation  # noqa: E402
+
+CSS = """
+.score-page svg { width: 100%; height: auto; background: white; }
+.score-page { margin-bottom: 1em; }
+#status { min-height: 3em; }
+"""
+UPLOAD_TYPES = [".abc", ".xml", ".musicxml", ".mxl", ".mid", ".midi"]
+STATUS_MARK = {"finished": "finished", "failed": "failed", "stopped": "stopped", "running": "writing",
+               "waiting": "waiting"}
+
+
+def score_html(pages: list[str], note: str = "") -> str:
+    if not pages:
+        return f"<p class='score-empty'>{html.escape(note)}</p>" if note else ""
+    return "".join(f"<div class='score-page' data-page='{n}'>{page}</div>" for n, page in enumerate(pages, 1))
+
+
+def status_markdown(progress: Progress) -> str:
+    state = "stopped" if progress.stopped else "done" if progress.done else "generating"
+    lines = [f"**{state}** · seed {progress.seed} · {progress.seconds:.1f} s · "
+             f"{progress.patches_per_second:.1f} patches/s · folder `{progress.run_dir.name}`"]
+    for v in progress.variations:
+        reason = f" — {v.reason}" if v.reason else ""
+        lines.append(f"- variation {v.index + 1}: {STATUS_MARK[v.status]}, {v.bars} bars{reason}")
+    return "\n".join(lines)
+
+
+def downloads(variation: Variation, run_dir: Path | None) -> list[str]:
+    files = [variation.files[k] for k in ("abc", "musicxml", "midi", "audio", "raw") if k in variation.files]
+    if run_dir is not None and (run_dir / "settings.json").is_file():
+        files.append(str(run_dir / "settings.json"))
+    return files
+
+
+def build_page(backend: DemoBackend):
+    """The gr.Blocks of the demo."""
+    cfg, catalog = backend.cfg, backend.catalog
+    stops: dict[str, threading.Event] = {}
+    first = catalog.triples[0]
+
+    def prompt_lines(period, composer, instrumentation) -> tuple[str, ...]:
+        try:
+            triple = catalog.check(period, composer, instrumentation)
+        except ValueError as error:
+            raise gr.Error(str(error)) from None
+        return tuple(f"%{field}" for field in triple)
+
+    def on_period(period):
+        composers = catalog.composers(period)
+        instrumentations = catalog.instrumentations(period, composers[0]) if composers else []
+        return (gr.update(choices=composers, value=composers[0] if composers else None),
+                gr.update(choices=instrumentations, value=instrumentations[0] if instrumentations else None))
+
+    def on_composer(period, composer):
+        instrumentations = catalog.instrumentations(period, composer)
+        return gr.update(choices=instrumentations, value=instrumentations[0] if instrumentations else None)
+
+    def on_random():
+        period, composer, instrumentation = catalog.random()
+        return (gr.update(value=period), gr.update(choices=catalog.composers(period), value=composer),
+                gr.update(choices=catalog.instrumentations(period, composer), value=instrumentation))
+
+    def on_upload(path, bars):
+        if not path:
+            return None, "No music uploaded: the model starts a new piece."
+        from ..continuation import music_to_prompt
+
+        try:
+            continuation = music_to_prompt(path, continue_bars=int(bars or 0))
+        except (PromptError, ValueError) as error:
+            raise gr.Error(f"cannot continue {Path(path).name}: {error}") from None
+        return (str(path), f"Continuing **{Path(path).name}**: the model writes on from bar "
+                           f"{continuation.bars_given + 1} ({continuation.bars_given} of its "
+                           f"{continuation.bars_in_file} bars given).")
+
+    def run(period, composer, instrumentation, upload, bars, top_k, top_p, temperature, seed, variations,
+            request: gr.Request):
+        lines = prompt_lines(period, composer, instrumentation)
+        continuation = None
+        if upload:
+            from ..continuation import music_to_prompt
+
+            try:
+                continuation = music_to_prompt(upload, lines, int(bars or 0)).prompt
+            except (PromptError, ValueError) as error:
+                raise gr.Error(f"cannot continue {Path(upload).name}: {error}") from None
+        stop = stops[request.session_hash] = threading.Event()
+        job = DemoRequest(prompt_lines=lines, continue_from=continuation, top_k=int(top_k), top_p=float(top_p),
+                          temperature=float(temperature), seed=int(seed), variations=int(variations))
+        sent_score = 0
+        try:
+            for progress in backend.generate(job, stop):
+                shown = progress.variations[0]
+                score = score_html(shown.svg_pages) if shown.score_version != sent_score else gr.update()
+                sent_score = shown.score_version
+                yield (status_markdown(progress), shown.text, score,
+                       gr.update(), gr.update(), progress, progress.seed,
+                       gr.update(choices=[str(i + 1) for i in range(len(progress.variations))], value="1"))
+        except (PromptError, SetupError) as error:
+            raise gr.Error(str(error)) from None
+        yield show_variation("1", progress)[:-1] + (progress, progress.seed, gr.update())
+
+    def show_variation(choice, progress):
+        if progress is None:
+            return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+        variation = progress.variations[int(choice or 1) - 1]
+        note = f"No score: {variation.reason}" if variation.reason else ""
+        return (status_markdown(progress), variation.text, score_html(variation.svg_pages, note),
+                variation.files.get("audio"), downloads(variation, progress.run_dir), gr.update())
+
+    def rerender(text, progress):
+        run_dir = progress.run_dir if progress is not None else None
+        try:
+            edited = backend.render_edited(text, run_dir)
+        except PromptError as error:
+            raise gr.Error(str(error)) from None
+        folder = Path(edited.files["abc"]).parent
+        state = (f"**re-rendered** the text in the box → `{folder.name}/{Path(edited.files['abc']).name}`"
+                 + (f" — {edited.reason}" if edited.reason else ""))
+        note = f"No score: {edited.reason}" if edited.reason else ""
+        return state, score_html(edited.svg_pages, note), edited.files.get("audio"), downloads(edited, folder)
+
+    def on_stop(request: gr.Request):
+        event = stops.get(request.session_hash)
+        if event is not None:
+            event.set()
+
+    with gr.Blocks(title="NotaGen demo", analytics_enabled=False) as page:
+        last_run = gr.State(None)
+        gr.Markdown(f"# NotaGen\nSymbolic music from `{backend.weights.name}` "
+                    f"({backend.device}). Choose a style, or upload a piece to continue.")
+        with gr.Row():
+            with gr.Column(scale=1, min_width=300):
+                period = gr.Dropdown(catalog.periods(), value=first[0], label="Period", elem_id="period")
+                composer = gr.Dropdown(catalog.composers(first[0]), value=first[1], label="Composer",
+                                       elem_id="composer")
+                instrumentation = gr.Dropdown(catalog.instrumentations(*first[:2]), value=first[2],
+                                              label="Instrumentation", elem_id="instrumentation")
+                random_button = gr.Button("Random valid prompt", elem_id="random-prompt")
+                with gr.Row():
+                    generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
+                    stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
+                with gr.Accordion("Continue your music (ABC, MusicXML or MIDI)", open=False):
+                    upload = gr.File(label="Music file", file_types=UPLOAD_TYPES, type="filepath",
+                                     elem_id="upload")
+                    bars = gr.Number(cfg.continue_bars, label="Bars to continue from (0 = all)", precision=0,
+                                     minimum=0)
+                    upload_note = gr.Markdown("No music uploaded: the model starts a new piece.", elem_id="upload-note")
+                with gr.Accordion("Sampling", open=True):
+                    top_k = gr.Slider(1, 128, value=cfg.top_k, step=1, label="top-k")
+                    top_p = gr.Slider(0.05, 1.0, value=cfg.top_p, step=0.05, label="top-p")
+                    temperature = gr.Slider(0.1, 2.0, value=cfg.temperature, step=0.05, label="temperature")
+                    seed = gr.Number(-1, label="seed (-1 = new)", precision=0, elem_id="seed")
+                    last_seed = gr.Number(None, label="seed of the last run", precision=0, interactive=False,
+                                          elem_id="last-seed")
+                    reuse_seed = gr.Button("Reuse that seed", size="sm")
+                    variations = gr.Slider(1, cfg.max_variations, value=1, step=1, label="variations")
+            with gr.Column(scale=2):
+                status = gr.Markdown("Ready.", elem_id="status")
+                choice = gr.Radio(["1"], value="1", label="Variation", elem_id="variation")
+                abc = gr.Textbox(label="ABC (editable: change it and press Re-render)", lines=12, max_lines=24,
+                                 interactive=True, elem_id="abc-text")
+                rerender_button = gr.Button("Re-render score and audio from the text", elem_id="rerender")
+                score = gr.HTML(elem_id="score")
+                audio = gr.Audio(label="Listen", type="filepath", interactive=False, elem_id="audio", buttons=["download"])
+                files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
+
+        period.change(on_period, period, [composer, instrumentation], queue=False)
+        composer.input(on_composer, [period, composer], instrumentation, queue=False)
+        random_button.click(on_random, None, [period, composer, instrumentation], queue=False)
+        # queued (errors become toasts), beside the generation slot rather than behind it
+        upload.change(on_upload, [upload, bars], [upload, upload_note], concurrency_limit=4, concurrency_id="upload")
+        reuse_seed.click(lambda value: value if value is not None else -1, last_seed, seed, queue=False)
+        generate_button.click(
+            run, [period, composer, instrumentation, upload, bars, top_k, top_p, temperature, seed, variations],
+            [status, abc, score, audio, files, last_run, last_seed, choice],
+            concurrency_limit=1, concurrency_id="generation", show_progress="minimal")
+        stop_button.click(on_stop, None, None, queue=False)
+        choice.input(show_variation, [choice, last_run], [status, abc, score, audio, files, choice], queue=False)
+        rerender_button.click(rerender, [abc, last_run], [status, score, audio, files], concurrency_limit=2,
+                              concurrency_id="render")
+    return page
+
+
+def offline_theme():
+    """Gradio's default look with system fonts: the stock theme fetches web fonts from outside."""
+    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                             font_mono=["ui-monospace", "SFMono-Regular", "monospace"])
+
+
+def launch(cfg: SimpleNamespace, block: bool = True):
+    """Load the model, build the page and serve it; returns the gradio App when `block` is False."""
+    if getattr(cfg, "num_threads", 0) > 0:
+        import torch
+
+        torch.set_num_threads(cfg.num_threads)
+    backend = DemoBackend(cfg)
+    page = build_page(backend)
+    page.queue(max_size=cfg.max_queue, default_concurrency_limit=1, api_open=False)
+    page.launch(server_name=cfg.host, server_port=cfg.port or None, share=False, inbrowser=False,
+                prevent_thread_lock=True, show_error=True, quiet=True, ssr_mode=False, footer_links=[],
+                allowed_paths=[str(backend.output_dir)], mcp_server=False, pwa=False, theme=offline_theme(),
+                css=CSS)
+    print(f"demo on {page.local_url} (Ctrl+C stops it); runs are kept under {backend.output_dir}", flush=True)
+    if block:
+        try:
+            page.block_thread()
+        except KeyboardInterrupt:
+            pass
+    return page

@@ -1,0 +1,252 @@
+"""The demo's work without the web page: load a checkpoint, generate variations as a stream of
+progress snapshots, finish each piece into files, re-render edited text. The page (`page.py`)
+only turns these snapshots into components, so everything here is testable without a browser.
+
+Design choices
+- One `DemoBackend` per server: one model, one engine, one lock, so one generation runs at a
+  time per device (the page's queue also limits it); a second request waits for the lock.
+- `generate` is a generator of `Progress` snapshots: the engine's text as it is yielded (no
+  stdout), throttled to a few updates a second; every `score_every_bars` bars the shown variation's
+  score is engraved again from its complete lines. Setting the `stop` event ends the engine's
+  stream at the next patch (its generator is closed, so no more work is done).
+- Every run gets its own folder under `output_dir` (`<time>_seed<seed>`, never reused), holding
+  `settings.json` (settings, seed, prompt, weights, per-variation results) and each variation's
+  files: raw text, interleaved ABC, MusicXML, MIDI, audio, score pages (`notagen.render`, the
+  code path of `inference.py --render true`).
+- Nothing is retried: a piece stopped by a limit, or whose text does not convert, keeps its raw
+  text and shows the reason.
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Iterator
+
+from ..generation.engine import Engine, GenerationSettings, Prompt, PromptError
+from ..generation.run import (REPO_ROOT, SetupError, default_prompt_list, interleaved_text, load_prompt_list,
+                              resolve_device, resolve_dtype, resolve_weights)
+from ..io import atomic_write_json, atomic_write_text
+from ..render import RenderSettings, error_reason, export_piece
+
+SHIPPED_WEIGHTS = REPO_ROOT / "weights" / "embedded"  # the checkpoint this project trained and ships
+MAIN_JOB_WEIGHTS = ("runs/main/finetune_focus", "runs/main/finetune")  # what `bash run.sh` trains
+
+
+def default_weights() -> Path:
+    """The shipped checkpoint, else the main job's chorale model, else an error naming the way on."""
+    for folder in (SHIPPED_WEIGHTS, *(REPO_ROOT / f for f in MAIN_JOB_WEIGHTS)):
+        found = sorted(folder.glob("weights_*.pth"))
+        if found:
+            return found[0]
+    raise SetupError("no checkpoint found: none is shipped under weights/embedded/ and the main job has "
+                     "not trained one yet. Run `bash run.sh` (trains one on the embedded corpus), or give a "
+                     "checkpoint with --weights_path (e.g. the published NotaGen-X file)")
+
+
+@dataclass
+class Variation:
+    index: int
+    text: str = ""  # raw text so far: prompt lines, stream prefixes, rest-reduced
+    status: str = "waiting"  # waiting, running, finished, failed, stopped
+    reason: str = ""  # why it failed or did not convert
+    patches: int = 0
+    files: dict = field(default_factory=dict)  # kind -> path (svg: list of pages)
+    svg_pages: list[str] = field(default_factory=list)
+    score_version: int = 0  # +1 whenever svg_pages change, so the page sends a score only when it is new
+    audio_seconds: float | None = None
+
+    def set_score(self, pages: list[str]) -> None:
+        self.svg_pages = pages
+        self.score_version += 1
+
+    @property
+    def bars(self) -> int:
+        """Tune-body lines so far (one bar of every voice a line)."""
+        return sum(line.startswith(("[r:", "[V:")) for line in self.text.split("\n")[:-1])
+
+
+@dataclass
+class Progress:
+    run_dir: Path
+    seed: int
+    variations: list[Variation]
+    started: float
+    patches: int = 0
+    done: bool = False
+    stopped: bool = False
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def patches_per_second(self) -> float:
+        return self.patches / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class DemoRequest:
+    prompt_lines: tuple[str, ...] = ()  # e.g. ("%Baroque", "%Bach, Johann Sebastian", "%Choral")
+    continue_from: Prompt | None = None  # the user's music (notagen.continuation), prompt lines included
+    top_k: int = 9
+    top_p: float = 0.9
+    temperature: float = 1.2
+    seed: int = -1  # -1: a fresh one, shown after the run
+    variations: int = 1
+
+
+class DemoBackend:
+    def __init__(self, cfg: SimpleNamespace, log=print):
+        from ..checkpoint import load_model
+
+        self.cfg, self.log = cfg, log
+        self.device = resolve_device(cfg.device)
+        self.dtype = resolve_dtype(cfg.dtype, self.device)
+        self.weights = resolve_weights(cfg.weights_path) if cfg.weights_path else default_weights()
+        list_path = cfg.prompt_list or default_prompt_list(self.weights)
+        if not list_path:
+            raise SetupError(f"no prompts.txt next to {self.weights} and no gradio/prompts.txt: give --prompt_list")
+        self.catalog = load_prompt_list(list_path)
+        self.model = load_model(self.weights, device=self.device, dtype=self.dtype)
+        self.engine = Engine(self.model)
+        self.output_dir = Path(cfg.output_dir).expanduser()
+        if not self.output_dir.is_absolute():
+            self.output_dir = REPO_ROOT / self.output_dir
+        self.render_settings = RenderSettings(svg=True, audio=True, audio_format=cfg.audio_format,
+                                              synth=cfg.synth, soundfont=cfg.soundfont)
+        self.lock = threading.Lock()
+        c = self.model.config
+        log(f"demo model {self.weights}: {c.patch_num_layers}+{c.char_num_layers} layers, hidden {c.hidden_size}, "
+            f"context {c.patch_length} patches, {self.device} {str(self.dtype).replace('torch.', '')}; "
+            f"{len(self.catalog)} prompts from {self.catalog.source}")
+
+    # -- one run ---------------------------------------------------------------------------------
+    def new_run_dir(self, seed: int) -> Path:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        for attempt in range(1000):
+            folder = self.output_dir / f"{stamp}_seed{seed}{f'_{attempt}' if attempt else ''}"
+            try:
+                folder.mkdir(parents=True, exist_ok=False)  # never reuse an earlier run's folder
+                return folder
+            except FileExistsError:
+                continue
+        raise SetupError(f"cannot make a new run folder under {self.output_dir}")
+
+    def prompt_for(self, request: DemoRequest) -> Prompt:
+        if request.continue_from is not None:
+            return request.continue_from
+        if not request.prompt_lines:
+            raise PromptError("choose a period, composer and instrumentation, or upload music to continue")
+        return Prompt.from_lines(request.prompt_lines)
+
+    def generate(self, request: DemoRequest, stop: threading.Event | None = None) -> Iterator[Progress]:
+        """Snapshots of the run as it grows; the last one has done=True and every variation's files."""
+        cfg, stop = self.cfg, stop or threading.Event()
+        if not 1 <= request.variations <= cfg.max_variations:
+            raise PromptError(f"variations must be 1 to {cfg.max_variations}")
+        prompt = self.prompt_for(request)
+        seed = request.seed if request.seed >= 0 else random.SystemRandom().randrange(1 << 31)
+        settings = GenerationSettings(top_k=request.top_k, top_p=request.top_p, temperature=request.temperature,
+                                      seed=seed, max_chars=cfg.max_chars, max_seconds=cfg.max_seconds,
+                                      max_empty_patches=cfg.max_empty_patches, batch_size=request.variations)
+        with self.lock:
+            run_dir = self.new_run_dir(seed)
+            progress = Progress(run_dir, seed, [Variation(i) for i in range(request.variations)], time.monotonic())
+            record = {"weights": str(self.weights), "device": str(self.device), "seed": seed,
+                      "prompt": prompt.prompt_text, "settings": vars(settings) | {"variations": request.variations}}
+            atomic_write_json(run_dir / "settings.json", record)
+            yield from self._stream(prompt, settings, progress, stop)
+            progress.done = True
+            record["seconds"] = round(progress.seconds, 3)
+            record["variations"] = [{"index": v.index + 1, "status": v.status, "reason": v.reason, "bars": v.bars,
+                                     "patches": v.patches, "files": v.files} for v in progress.variations]
+            atomic_write_json(run_dir / "settings.json", record)
+            yield progress
+
+    def _stream(self, prompt, settings, progress: Progress, stop: threading.Event) -> Iterator[Progress]:
+        shown = progress.variations[0]
+        last_yield, last_score_bars = 0.0, 0
+        stream = self.engine.stream([prompt] * len(progress.variations), settings)
+        try:
+            for event in stream:
+                variation = progress.variations[event.piece]
+                if variation.status == "waiting":
+                    variation.status = "running"  # its first event carries the prompt text
+                elif event.result is None:
+                    variation.patches += 1
+                    progress.patches += 1
+                variation.text += event.text
+                if event.result is not None:
+                    self.finish(variation, event.result, progress.run_dir)
+                    yield progress
+                    continue
+                if variation is shown and shown.bars >= last_score_bars + self.cfg.score_every_bars:
+                    last_score_bars = shown.bars
+                    self.engrave_partial(shown)
+                now = time.monotonic()
+                if now - last_yield >= self.cfg.stream_interval:
+                    last_yield = now
+                    yield progress
+                if stop.is_set():
+                    break
+        finally:
+            stream.close()  # the engine does no more work once its generator is closed
+        for variation in progress.variations:
+            if variation.status in ("waiting", "running"):
+                variation.status, variation.reason = "stopped", "stopped by the user"
+                progress.stopped = True
+                path = progress.run_dir / f"variation{variation.index + 1}_raw.abc"
+                atomic_write_text(path, variation.text)
+                variation.files["raw"] = str(path)
+
+    def engrave_partial(self, variation: Variation) -> None:
+        """Score pages of the complete lines so far (kept as they were if they do not convert yet)."""
+        from ..abc import musicxml_to_svg_pages, abc_to_musicxml
+
+        complete = variation.text[:variation.text.rfind("\n") + 1]
+        try:
+            variation.set_score(musicxml_to_svg_pages(abc_to_musicxml(interleaved_text(complete))))
+        except Exception:  # noqa: BLE001 - a half-written piece often does not convert yet
+            pass
+
+    def finish(self, variation: Variation, result, run_dir: Path) -> None:
+        """Files of a finished (or failed) variation; its reason says what did not work."""
+        name = f"variation{variation.index + 1}"
+        variation.text = result.text
+        raw = run_dir / f"{name}_raw.abc"
+        atomic_write_text(raw, result.text)
+        variation.files = {"raw": str(raw)}
+        if not result.ok:
+            variation.status, variation.reason = "failed", result.reason
+            return
+        try:
+            interleaved = interleaved_text(result.text)
+        except Exception as error:  # noqa: BLE001
+            variation.status, variation.reason = "failed", f"unreduce error: {error_reason(error)}"
+            return
+        self.render(variation, interleaved, run_dir, name)
+
+    def render(self, variation: Variation, abc_text: str, run_dir: Path, name: str) -> Variation:
+        """Write `<name>.abc` (the text rendered) and its MusicXML, MIDI, score pages and audio."""
+        abc_path = run_dir / f"{name}.abc"
+        atomic_write_text(abc_path, abc_text)
+        rendered = export_piece(abc_text, lambda kind, suffix: run_dir / f"{name}{suffix}", self.render_settings)
+        variation.files.update({"abc": str(abc_path), **rendered.files})
+        variation.set_score(rendered.svg_pages)
+        variation.audio_seconds = rendered.audio_seconds
+        variation.status = "finished" if not rendered.problems else "failed"
+        variation.reason = "; ".join(rendered.problems)
+        return variation
+
+    def render_edited(self, text: str, run_dir: Path | None) -> Variation:
+        """The user's edited or pasted ABC (standard, interleaved or generated) -> files named `edit<N>`."""
+        if not text or not text.strip():
+            raise PromptError("the ABC text box is empty")
+        run_dir = run_dir if run_dir is not None and run_dir.is_dir() else self.new_run_dir(0)
+        number = 1 + len(list(run_dir.glob("edit*.abc")))
+        return self.render(Variation(index=-1, text=text), text, run_dir, f"edit{number}")

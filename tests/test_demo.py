@@ -1,0 +1,289 @@
+"""The demo's parts without a browser: prompt cascade and triple check, score pages from a worker
+thread, audio as long as its MIDI, per-run folders that never overwrite each other, Stop, the
+re-render of pasted text, continuation files, and inference.py --render."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from notagen.generation.run import SetupError
+from notagen.prompts import PromptCatalog, PromptCatalogError
+from notagen.settings import parse_settings
+from test_data_support import MUSIC21_CORPUS, load_vector
+
+REPO = Path(__file__).resolve().parents[1]
+VECTORS = REPO.parent / "shared" / "vectors"
+TINY_WEIGHTS = VECTORS / "tiny_notagen.pth"
+BACH = next(item for item in load_vector("data_pipeline.json")["items"] if item["source"] == "bach/bwv269.mxl")
+CHORALE = MUSIC21_CORPUS / "bach" / "bwv269.mxl"
+
+
+# -- prompts -----------------------------------------------------------------------------------
+def test_prompt_cascade_from_a_prompts_file(tmp_path):
+    path = tmp_path / "prompts.txt"
+    path.write_text("Baroque_Bach, Johann Sebastian_Keyboard\nBaroque_Bach, Johann Sebastian_Choral\n"
+                    "Baroque_Handel, George Frideric_Orchestral\nRomantic_Chopin, Frederic_Keyboard\n\n")
+    catalog = PromptCatalog.from_file(path)
+    assert catalog.periods() == ["Baroque", "Romantic"]
+    assert catalog.composers("Baroque") == ["Bach, Johann Sebastian", "Handel, George Frideric"]
+    assert catalog.instrumentations("Baroque", "Bach, Johann Sebastian") == ["Keyboard", "Choral"]
+    assert catalog.instrumentations("Romantic", "Bach, Johann Sebastian") == []
+    assert catalog.check(" Romantic", "Chopin, Frederic ", "Keyboard") == ("Romantic", "Chopin, Frederic", "Keyboard")
+    shipped = PromptCatalog.from_file(REPO / "gradio" / "prompts.txt")
+    assert len(shipped) == 112 and len(shipped.periods()) == 3  # the published NotaGen-X combinations
+    assert all(shipped.random() in shipped for _ in range(20))
+
+
+@pytest.mark.parametrize("triple, message", [
+    (("Modern", "Bach, Johann Sebastian", "Choral"), "known periods: Baroque, Romantic"),
+    (("Romantic", "Bach, Johann Sebastian", "Keyboard"), "composers of the Romantic period: Chopin, Frederic"),
+    (("Baroque", "Bach, Johann Sebastian", "Orchestral"), "instrumentations for Bach, Johann Sebastian: Choral"),
+    (("", "", ""), "is not a combination this model knows")])
+def test_a_triple_outside_the_catalog_is_refused_with_what_is_known(triple, message):
+    catalog = PromptCatalog.from_text("Baroque|Bach, Johann Sebastian|Choral\nRomantic|Chopin, Frederic|Keyboard\n")
+    with pytest.raises(PromptCatalogError, match=message):
+        catalog.check(*triple)
+
+
+def test_a_malformed_prompts_file_names_its_bad_lines(tmp_path):
+    path = tmp_path / "prompts.txt"
+    path.write_text("Baroque_Bach_Choral\njust one field\nRomantic_Chopin\n")
+    with pytest.raises(PromptCatalogError, match="line\\(s\\) 2, 3"):
+        PromptCatalog.from_file(path)
+    with pytest.raises(PromptCatalogError, match="not found"):
+        PromptCatalog.from_file(tmp_path / "missing.txt")
+
+
+# -- rendering ---------------------------------------------------------------------------------
+def test_score_pages_render_from_a_worker_thread():
+    """verovio keeps its font path per thread: a server's worker thread must engrave too."""
+    from notagen.abc import abc_to_svg_pages
+
+    results = {}
+
+    def engrave():
+        try:
+            results["pages"] = abc_to_svg_pages(BACH["interleaved"])
+        except Exception as error:  # noqa: BLE001 - reported below
+            results["error"] = error
+
+    worker = threading.Thread(target=engrave)
+    worker.start()
+    worker.join(120)
+    assert "error" not in results, results.get("error")
+    pages = results["pages"]
+    assert len(pages) >= 1 and pages[0].lstrip().startswith(("<svg", "<?xml"))
+    assert sum(page.count('class="note"') for page in pages) > 100  # 4 voices of a chorale
+
+
+def synth_routes():
+    from notagen.audio import system_soundfont
+
+    routes = ["midirenderer"]
+    if shutil.which("fluidsynth") and system_soundfont():
+        routes.append("fluidsynth")
+    elif os.environ.get("CI"):
+        raise AssertionError("CI installs fluidsynth and fluid-soundfont-gm: both synth routes must be tested")
+    return routes
+
+
+@pytest.mark.parametrize("route", synth_routes())
+@pytest.mark.parametrize("audio_format", ["mp3", "wav"])
+def test_audio_is_real_sound_as_long_as_its_midi(tmp_path, route, audio_format):
+    import soundfile
+
+    from notagen.abc import abc_to_midi
+    from notagen.audio import find_synth, midi_seconds, midi_to_audio
+
+    midi = abc_to_midi(BACH["interleaved"], tmp_path / "bach.mid")
+    audio = midi_to_audio(midi, tmp_path / f"bach.{audio_format}", find_synth(route))
+    samples, rate = soundfile.read(str(audio.path), always_2d=True)
+    seconds = len(samples) / rate
+    assert audio.synth.route == route
+    assert abs(seconds - audio.seconds) < 0.1
+    assert midi_seconds(midi) - 0.1 <= seconds <= midi_seconds(midi) + 2.0  # a release tail, no more
+    rms = float(np.sqrt(np.mean(samples ** 2)))
+    assert 0.02 < rms < 0.9
+    # the sound follows the score: the first second (a pickup, then four voices) is not silent
+    assert float(np.abs(samples[:rate]).max()) > 0.05
+
+
+def test_audio_errors_are_clear(tmp_path):
+    from notagen.audio import AudioError, find_synth, midi_to_audio
+
+    with pytest.raises(AudioError, match="unknown synth 'piano'"):
+        find_synth("piano")
+    with pytest.raises(AudioError, match="soundfont not found"):
+        find_synth("midirenderer", tmp_path / "none.sf2")
+    with pytest.raises(AudioError, match="unknown audio format"):
+        midi_to_audio(tmp_path / "x.mid", tmp_path / "x.aiff")
+    with pytest.raises(AudioError, match="MIDI file not found"):
+        midi_to_audio(tmp_path / "x.mid", tmp_path / "x.wav")
+
+
+# -- the backend -------------------------------------------------------------------------------
+def demo_settings(tmp_path, *extra):
+    return parse_settings(REPO / "gradio" / "config.py",
+                          ["--weights_path", str(TINY_WEIGHTS), "--output_dir", str(tmp_path / "runs"),
+                           "--device", "cpu", "--synth", "midirenderer", *extra])
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory):
+    from notagen.demo.session import DemoBackend
+
+    return DemoBackend(demo_settings(tmp_path_factory.mktemp("demo"), "--max_chars", "1500"), log=lambda line: None)
+
+
+def test_each_run_has_its_own_folder_with_settings_seed_and_files(backend):
+    from notagen.demo.session import DemoRequest
+
+    request = DemoRequest(prompt_lines=("%Baroque", "%Bach, Johann Sebastian", "%Choral"), seed=11, variations=2)
+    snapshots = list(backend.generate(request))
+    first = snapshots[-1]
+    assert first.done and len(snapshots) > 2 and first.seed == 11
+    again = list(backend.generate(request))[-1]
+    assert again.run_dir != first.run_dir and first.run_dir.is_dir()  # the earlier run is kept
+    record = json.loads((first.run_dir / "settings.json").read_text())
+    assert record["seed"] == 11 and record["settings"]["top_k"] == 9 and record["settings"]["variations"] == 2
+    assert record["prompt"] == "%Baroque\n%Bach, Johann Sebastian\n%Choral\n"
+    assert [v["status"] for v in record["variations"]] == [v.status for v in first.variations]
+    for variation, repeated in zip(first.variations, again.variations):
+        assert variation.status in ("finished", "failed") and (variation.status == "finished" or variation.reason)
+        raw = Path(variation.files["raw"])
+        assert raw.parent == first.run_dir and raw.read_text() == variation.text
+        assert variation.text.startswith("%Baroque\n") and len(variation.text) > 100
+        assert repeated.text == variation.text  # same seed, same music
+    assert first.patches == sum(v.patches for v in first.variations) > 0
+
+
+def test_stop_ends_the_engine_at_the_next_patch(backend):
+    from notagen.demo.session import DemoRequest
+
+    stop = threading.Event()
+    request = DemoRequest(prompt_lines=("%Romantic", "%Chopin, Frederic", "%Keyboard"), seed=3, variations=2)
+    at_stop = None
+    for progress in backend.generate(request, stop):
+        if at_stop is None and progress.patches >= 5:
+            at_stop = progress.patches
+            stop.set()
+    last = progress
+    assert last.done and last.stopped
+    assert {v.status for v in last.variations} == {"stopped"}
+    assert all(v.reason == "stopped by the user" for v in last.variations)
+    assert last.patches <= at_stop + len(last.variations)  # at most the rest of one round of patches
+    assert all(Path(v.files["raw"]).read_text() == v.text for v in last.variations)
+    assert backend.lock.acquire(blocking=False)  # the generation slot is free again
+    backend.lock.release()
+
+
+def test_pasted_chorale_is_rendered_to_score_audio_and_files(backend, tmp_path):
+    edited = backend.render_edited(BACH["interleaved"], None)
+    assert edited.status == "finished" and edited.reason == ""
+    folder = Path(edited.files["abc"]).parent
+    assert Path(edited.files["abc"]).read_text() == BACH["interleaved"]
+    for kind, suffix in (("musicxml", ".musicxml"), ("midi", ".mid"), ("audio", ".mp3")):
+        assert Path(edited.files[kind]) == folder / f"edit1{suffix}" and Path(edited.files[kind]).stat().st_size > 1000
+    assert [Path(p).name for p in edited.files["svg"]] == [f"edit1_page{n}.svg" for n in range(1, len(edited.svg_pages) + 1)]
+    assert edited.audio_seconds > 20
+    second = backend.render_edited(BACH["interleaved"].replace("K:G", "K:D"), folder)
+    assert Path(second.files["abc"]).name == "edit2.abc" and Path(edited.files["abc"]).is_file()
+
+
+def test_text_that_does_not_convert_gets_its_reason(backend):
+    from notagen.generation.engine import PromptError
+
+    broken = backend.render_edited("<<<>>> ||| ]]]] [[[\n", None)
+    assert broken.status == "failed" and broken.reason.startswith("no notes")
+    with pytest.raises(PromptError, match="empty"):
+        backend.render_edited("  \n", None)
+
+
+def test_no_checkpoint_names_the_command_that_makes_one(tmp_path, monkeypatch):
+    from notagen.demo import session
+
+    monkeypatch.setattr(session, "SHIPPED_WEIGHTS", tmp_path / "none")
+    monkeypatch.setattr(session, "MAIN_JOB_WEIGHTS", (str(tmp_path / "nothing"),))
+    with pytest.raises(SetupError, match="bash run.sh"):
+        session.default_weights()
+
+
+# -- continuation of a user's file ---------------------------------------------------------------
+def test_a_chorale_as_abc_musicxml_or_midi_becomes_the_same_prompt(tmp_path):
+    from music21 import converter
+
+    from notagen.abc import xml_file_to_abc
+    from notagen.continuation import ContinuationError, music_to_prompt
+
+    standard = tmp_path / "bwv269.abc"
+    standard.write_text(xml_file_to_abc(CHORALE))
+    lines = ("%Baroque", "%Bach, Johann Sebastian", "%Choral")
+    from_xml = music_to_prompt(CHORALE, lines, continue_bars=4)
+    from_abc = music_to_prompt(standard, lines, continue_bars=4)
+    assert from_xml.prompt == from_abc.prompt and from_xml.bars_given == 4
+    body = [line for line in from_xml.prompt.text.splitlines() if line.startswith("[r:")]
+    assert body[0].startswith("[r:0/") and body[3].startswith(f"[r:3/{from_xml.bars_in_file - 4}]")
+    assert from_xml.prompt.text.startswith("%Baroque\n%Bach, Johann Sebastian\n%Choral\n")
+    assert "[V:1]G2|[V:2]D2|[V:3]B,2|[V:4]G,,2|" in body[0]  # the pickup bar is bar 1
+    midi = tmp_path / "bwv269.mid"
+    converter.parse(str(CHORALE)).write("midi", str(midi))
+    from_midi = music_to_prompt(midi, (), continue_bars=0)
+    # MIDI has no pickup bar (its bars are shifted by a beat), so compare the notes themselves, up to
+    # the first repeat sign (music21 writes the repeat out into the MIDI file)
+    assert soprano_pitches(from_midi.prompt.text)[:16] == soprano_pitches(music_to_prompt(CHORALE).prompt.text)[:16]
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello")
+    with pytest.raises(ContinuationError, match="notes.txt: not a music file"):
+        music_to_prompt(bad)
+    junk = tmp_path / "junk.musicxml"
+    junk.write_text("<html></html>")
+    with pytest.raises(ContinuationError, match="junk.musicxml: not MusicXML"):
+        music_to_prompt(junk)
+
+
+def soprano_pitches(prompt_text: str) -> list[int]:
+    """MIDI note numbers of the first voice of a prompt, ties merged (through MusicXML and music21)."""
+    from notagen.abc import abc_to_musicxml
+    from notagen.abc.convert import musicxml_to_score
+
+    score = musicxml_to_score(abc_to_musicxml(prompt_text))
+    return [n.pitch.midi for n in score.parts[0].stripTies().recurse().notes]
+
+
+# -- inference.py --render ---------------------------------------------------------------------
+def test_inference_render_writes_score_pages_and_audio(tmp_path):
+    from notagen.generation.engine import PieceResult, Prompt
+    from notagen.generation.run import render_settings, write_piece
+
+    cfg = parse_settings(REPO / "inference" / "config.py", ["--render", "true", "--synth", "midirenderer"])
+    piece = load_vector("rest_unreduce.json")["rest_unreduce"][0]
+    result = PieceResult(0, Prompt(), piece["text"], "finished")
+    entry = write_piece(result, "piece", tmp_path, "run", True, render_settings(cfg))
+    assert entry["status"] == "ok", entry["reason"]
+    files = entry["files"]
+    assert Path(files["audio"]) == tmp_path / "audio" / "run" / "piece.mp3"
+    assert [Path(p) for p in files["svg"]][0] == tmp_path / "svg" / "run" / "piece_page1.svg"
+    assert Path(files["musicxml"]).parent == tmp_path / "xml" / "run" and entry["audio_seconds"] > 1
+    plain = write_piece(result, "plain", tmp_path, "run", True)
+    assert "svg" not in plain["files"] and "audio" not in plain["files"] and "midi" in plain["files"]
+
+
+def test_the_growing_score_is_engraved_from_complete_lines_only(backend):
+    from notagen.continuation import music_to_prompt
+    from notagen.demo.session import Variation
+
+    text = music_to_prompt(CHORALE, ("%Baroque", "%Bach, Johann Sebastian", "%Choral")).prompt.text
+    cut = text.index("[r:6/")  # six complete bars, then half of the seventh
+    growing = Variation(0, text=text[:cut + 30])
+    backend.engrave_partial(growing)
+    assert growing.score_version == 1 and len(growing.svg_pages) == 1
+    assert growing.svg_pages[0].count('class="measure"') == 6
+    garbage = Variation(0, text="%Baroque\n[r:0/3][V:9]((((\n")
+    backend.engrave_partial(garbage)  # does not convert yet: nothing changes, nothing raises
+    assert garbage.score_version == 0 and garbage.svg_pages == []
