@@ -1,6 +1,6 @@
 """Benchmark the demo's generation as a user meets it: time to the first streamed text, and finished
 pieces per minute with N variations generated together against one at a time (the baseline,
-same process, same seeds), including each piece's score pages and audio.
+same process, as many pieces), including each piece's score pages and audio.
 
     python benchmarks/demo_speed.py                         # the demo's default checkpoint
     python benchmarks/demo_speed.py --weights path.pth --pieces 8 --variations 4
