@@ -39,12 +39,15 @@ RL_STEPS = 200  # DPOP optimizer steps (about 1 min, each pair drawn at most onc
 RL_LEARNING_RATE = 2e-5  # DPOP learning rate (published 1e-6 for 516M parameters)
 
 
-def run(step: str, args: list[str], runs: Path) -> None:
-    """Run one stage script unless an earlier job finished it."""
+def run(step: str, args: list[str], runs: Path, output_dir: Path | None = None) -> None:
+    """Run one stage script unless an earlier job finished it; a training step that an earlier job
+    left unfinished in `output_dir` continues from its checkpoint."""
     marker = runs / "steps" / f"{step}.done"
     if marker.exists():
         print(f"== {step}: done earlier, skipped ({marker})")
         return
+    if output_dir is not None and any(output_dir.glob("resume_*.pth")):
+        args = [*args, "--load_from_checkpoint", "true"]
     print(f"== {step}: python {' '.join(args)}", flush=True)
     started = time.monotonic()
     subprocess.run([sys.executable, *args], cwd=REPO, check=True)
@@ -77,13 +80,13 @@ def main(cfg) -> None:
                      "--data_train_index_path", str(corpus / "pretrain/augmented_train.jsonl"),
                      "--data_eval_index_path", str(corpus / "pretrain/augmented_eval.jsonl"),
                      "--learning_rate", str(cfg.pretrain_learning_rate), "--max_steps", str(cfg.pretrain_steps),
-                     "--output_dir", str(runs / "pretrain")], runs)
+                     "--output_dir", str(runs / "pretrain")], runs, runs / "pretrain")
     run("finetune", ["finetune/train-gen.py", *training[2:],
                      "--pretrained_path", str(weights_in(runs / "pretrain")),
                      "--data_train_index_path", str(corpus / "finetune/augmented_train.jsonl"),
                      "--data_eval_index_path", str(corpus / "finetune/augmented_eval.jsonl"),
                      "--learning_rate", str(cfg.finetune_learning_rate), "--max_steps", str(cfg.finetune_steps),
-                     "--output_dir", str(runs / "finetune")], runs)
+                     "--output_dir", str(runs / "finetune")], runs, runs / "finetune")
     finetuned = weights_in(runs / "finetune")
     if cfg.focus_finetune_steps > 0:
         run("finetune_focus", ["finetune/train-gen.py", *training[2:], "--pretrained_path", str(finetuned),
@@ -91,7 +94,7 @@ def main(cfg) -> None:
                                "--data_eval_index_path", str(corpus / "finetune/augmented_focus_eval.jsonl"),
                                "--learning_rate", str(cfg.finetune_learning_rate),
                                "--max_steps", str(cfg.focus_finetune_steps),
-                               "--output_dir", str(runs / "finetune_focus")], runs)
+                               "--output_dir", str(runs / "finetune_focus")], runs, runs / "finetune_focus")
         finetuned = weights_in(runs / "finetune_focus")
     run("inference", ["inference/inference.py", "--inference_weights_path", str(finetuned),
                       "--num_samples", str(cfg.num_pieces), "--batch_size", str(cfg.num_pieces),
@@ -103,7 +106,7 @@ def main(cfg) -> None:
         run("m3", ["clamp2/train-m3.py", "--preset", "tiny", "--train_dir", str(corpus / "finetune/interleaved"),
                    "--output_dir", str(runs / "m3"), "--max_steps", str(cfg.m3_steps), "--num_epochs", "1000",
                    "--batch_size", "8", "--learning_rate", "1e-3", "--warmup_steps", "20",
-                   "--decoder_patch_sample", "32", *threads], runs)
+                   "--decoder_patch_sample", "32", *threads], runs, runs / "m3")
         try:
             run_clamp_dpo(cfg, runs, corpus, finetuned, threads)
         except subprocess.CalledProcessError:

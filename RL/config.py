@@ -25,6 +25,7 @@ SEED = 0  # seed of pair order and dropout
 SAVE_EVERY_STEPS = 500  # resume checkpoint every N steps
 LOG_EVERY_STEPS = 10  # log loss, reward margin and accuracy every N steps
 LOAD_FROM_CHECKPOINT = False  # continue an interrupted run from OUTPUT_DIR
+OVERWRITE = False  # start over in an OUTPUT_DIR that holds this run's weights, resume checkpoint or step log (they are replaced); without it such a run stops
 MIXED_PRECISION = ""  # no, bf16 or fp16; '' = what accelerate launch says
 REPORT_TO = "none"  # trackers: none, tensorboard, wandb
 

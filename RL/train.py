@@ -5,8 +5,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from notagen.rl import run_dpo_training  # noqa: E402
-from notagen.settings import parse_settings  # noqa: E402
+from notagen.settings import parse_settings, run_stage  # noqa: E402
 
 if __name__ == "__main__":
-    weights = run_dpo_training(parse_settings(Path(__file__).with_name("config.py"), description=__doc__))
-    print(f"DPO weights: {weights}")
+    settings = parse_settings(Path(__file__).with_name("config.py"), description=__doc__)
+    sys.exit(run_stage(lambda: print(f"DPO weights: {run_dpo_training(settings)}")))

@@ -9,7 +9,7 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # not this folder: statistics.py would shadow the stdlib
 
 from notagen.clamp2.training import run_m3_training  # noqa: E402
-from notagen.settings import parse_settings  # noqa: E402
+from notagen.settings import parse_settings, run_stage  # noqa: E402
 
 if __name__ == "__main__":
-    run_m3_training(parse_settings(Path(__file__).with_name("m3_config.py"), description=__doc__))
+    sys.exit(run_stage(run_m3_training, parse_settings(Path(__file__).with_name("m3_config.py"), description=__doc__)))

@@ -9,7 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from notagen.abc.pipeline import failure_log_beside, print_stage_result, xml2abc_folder  # noqa: E402
-from notagen.settings import parse_settings  # noqa: E402
+from notagen.settings import parse_settings, run_stage  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -21,4 +21,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage(main))

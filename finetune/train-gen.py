@@ -5,10 +5,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from notagen.settings import parse_settings  # noqa: E402
+from notagen.settings import parse_settings, run_stage  # noqa: E402
 from notagen.training import run_notagen_training  # noqa: E402
 
 if __name__ == "__main__":
     settings = parse_settings(Path(__file__).with_name("config.py"), sys.argv[1:],
                               description="Fine-tune NotaGen from pre-trained weights (settings from finetune/config.py)")
-    run_notagen_training(settings, stage="finetune")
+    sys.exit(run_stage(run_notagen_training, settings, "finetune"))

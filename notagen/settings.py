@@ -80,3 +80,20 @@ def parse_settings(config_path: str | Path, argv: list[str] | None = None,
                             dest=name.lower(), type=_converter(default), default=default,
                             help=helps.get(name, " ").replace("%", "%%"))  # argparse formats help with %
     return SimpleNamespace(**vars(parser.parse_args(argv)))
+
+
+def run_stage(main, *args) -> int:
+    """Run a stage script's work. A mistake the user can fix (a missing file, an earlier run in the
+    way, a setting that cannot work) ends in one `error:` line and exit code 2, not a traceback;
+    NOTAGEN_TRACEBACK=1 shows the traceback too."""
+    import os
+    import sys
+
+    try:
+        result = main(*args)
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        if os.environ.get("NOTAGEN_TRACEBACK"):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0

@@ -95,6 +95,7 @@ class TrainConfig:
     log_every_steps: int = _help("log the training loss every N optimizer steps", 10)
     max_steps: int = _help("stop (resumably) after this many optimizer steps in total, where linear/cosine decay reach 0; 0 = all epochs", 0)
     load_from_checkpoint: bool = _help("continue from the resume checkpoint (or the best one) in output_dir", False)
+    overwrite: bool = _help("start over in an output_dir that holds this run's files (they are replaced)", False)
     report_to: str = _help("trackers: none, tensorboard, wandb, or a comma list", "none")
     find_unused_parameters: bool = _help("DDP option for models with parameters that get no gradient", False)
     progress_bar: bool = _help("show a tqdm progress bar on the main process", True)
@@ -506,6 +507,7 @@ def train(model: torch.nn.Module, train_dataset: Dataset, eval_dataset: Dataset 
     from tqdm.auto import tqdm
 
     config = config or TrainConfig()
+    check_output_dir(config)
     if config.num_threads > 0:
         torch.set_num_threads(config.num_threads)
     accelerator = accelerator or make_accelerator(config)
@@ -700,6 +702,23 @@ def _fold_epoch_loss(state: TrainState, epoch_sum: torch.Tensor, epoch_count: in
     state.epoch_loss_count += epoch_count
 
 
+class RunExistsError(FileExistsError):
+    """A fresh run asked for in a folder that holds a run of the same name."""
+
+
+def check_output_dir(config: TrainConfig) -> None:
+    """Refuse, before anything is written, to start a fresh run over an earlier run's files: one
+    forgotten flag must not replace hours of training. Resuming or `overwrite` are the ways on."""
+    if config.load_from_checkpoint or config.overwrite:
+        return
+    found = [path.name for path in (config.weights_path, config.resume_path, config.steps_log_path)
+             if path.exists()]
+    if found:
+        raise RunExistsError(f"{config.output_dir} holds a run of the same name ({', '.join(found)}): continue it "
+                             f"with --load_from_checkpoint true, start over with --overwrite true (its files are "
+                             f"replaced), or choose another --output_dir")
+
+
 def _load_resume(config: TrainConfig, accelerator, run_log: RunLogger):
     """(checkpoint, path) to continue from, or an error naming what was looked for."""
     for path in (config.resume_path, config.weights_path):
@@ -853,6 +872,7 @@ def run_notagen_training(settings: SimpleNamespace, stage: str) -> TrainResult:
         settings, output_dir=str(resolve_output_dir(settings.output_dir)),
         weights_name=weights_file_name(model_config, settings.exp_tag, settings.learning_rate, settings.batch_size),
         run_name=f"notagen_{tag_name}", report_to=report_to)
+    check_output_dir(config)  # before prompts.txt is written
     if stage == "finetune" and int(os.environ.get("RANK", "0")) == 0:
         # the prompts this model knows (data-formats.md s.6), where the inference script looks
         triples = train_data.prompt_triples()

@@ -36,6 +36,7 @@ MAX_STEPS = 0  # stop (resumably) after this many optimizer steps, where linear/
 
 # ---- checkpoints and logs
 LOAD_FROM_CHECKPOINT = False  # continue the run with these settings from its last checkpoint
+OVERWRITE = False  # start over in an OUTPUT_DIR that holds this run's weights, resume checkpoint or step log (they are replaced); without it such a run stops
 SAVE_EVERY_STEPS = 500  # also write the resume checkpoint every N optimizer steps (0 = epoch ends only)
 LOG_EVERY_STEPS = 10  # log the training loss every N optimizer steps
 EXP_TAG = "pretrain"  # tag in the file names: weights_notagen_<tag>_p_size_..._batch_<n>.pth

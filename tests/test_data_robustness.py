@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -13,7 +14,10 @@ import pytest
 
 from notagen.abc import AbcError, abc_to_midi, abc_to_musicxml, abc_to_svg_pages, run_batch, Task
 from notagen.abc.batch import write_outputs
-from test_data_support import MUSIC21_CORPUS, files_under, load_vector, run_script, summary_line
+import subprocess
+import sys
+
+from test_data_support import MUSIC21_CORPUS, REPO_ROOT, files_under, load_vector, run_script, summary_line
 
 BACH = next(item for item in load_vector("data_pipeline.json")["items"] if item["source"] == "bach/bwv269.mxl")
 
@@ -143,3 +147,80 @@ def test_exports_refuse_unconvertible_abc(tmp_path, text, reason):
     with pytest.raises(AbcError, match=reason):
         abc_to_midi(text, tmp_path / "never.mid")
     assert not (tmp_path / "never.mid").exists()
+
+
+@pytest.mark.parametrize("script, output_flag", [("2_data_preprocess.py", "--interleaved_folder"),
+                                                  ("2_data_preprocess.py", "--augmented_folder"),
+                                                  ("1_batch_xml2abc.py", "--des_folder"),
+                                                  ("3_batch_abc2xml.py", "--des_folder")])
+def test_a_stage_never_writes_into_its_input_folder(tmp_path, script, output_flag):
+    source = tmp_path / "std"
+    source.mkdir()
+    (source / "bach.abc").write_text(BACH["standard_abc"])
+    before = files_under(tmp_path)
+    others = {"2_data_preprocess.py": ["--interleaved_folder", tmp_path / "inter", "--augmented_folder", tmp_path / "aug"],
+              "1_batch_xml2abc.py": [], "3_batch_abc2xml.py": []}[script]
+    args = ["--ori_folder", source, *others]
+    if output_flag in args:
+        args[args.index(output_flag) + 1] = source
+    else:
+        args += [output_flag, source]
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "data" / script), *map(str, args)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: output folder") and "is the input folder" in result.stderr
+    assert files_under(tmp_path) == before  # nothing written, the source untouched
+    nested = subprocess.run([sys.executable, str(REPO_ROOT / "data" / script), "--ori_folder", str(source),
+                             *[str(a) for a in others], output_flag, str(source / "out")],
+                            capture_output=True, text=True, timeout=300)
+    assert nested.returncode == 2 and "overlaps the input folder" in nested.stderr
+
+
+def _scores(folder: Path, copies: int) -> Path:
+    folder.mkdir(parents=True)
+    source = MUSIC21_CORPUS / "beethoven" / "opus18no1" / "movement1.mxl"  # a few seconds per copy
+    for index in range(copies):
+        shutil.copy(source, folder / f"quartet{index:03d}.mxl")
+    return folder
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_die_with_a_killed_batch_and_its_pipe_reaches_the_end(tmp_path, how):
+    import threading
+
+    scores = _scores(tmp_path / "scores", 12)
+    command = [sys.executable, str(REPO_ROOT / "data" / "1_batch_xml2abc.py"), "--ori_folder", str(scores),
+               "--des_folder", str(tmp_path / "abc"), "--workers", "2"]
+    batch = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "abc").is_dir() or not any((tmp_path / "abc").iterdir()):
+        assert time.monotonic() < deadline and batch.poll() is None, "the batch never got going"
+        time.sleep(0.1)
+    batch.send_signal(how)
+    ended = threading.Event()
+    reader = threading.Thread(target=lambda: (batch.stdout.read(), ended.set()), daemon=True)
+    reader.start()
+    assert ended.wait(20), "a reader of the killed batch's output still waits: a worker holds the pipe"
+    batch.wait(10)
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-f", str(scores)], capture_output=True, text=True).stdout.split()
+    assert left == [], f"workers outlived their parent: {left}"
+
+
+def test_stale_temporaries_are_removed_and_names_cannot_forge_log_records(tmp_path):
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    shutil.copy(MUSIC21_CORPUS / "bach" / "bwv269.mxl", scores / "bach.mxl")
+    forged = "evil\tnot a reason\nfake.mxl"
+    (scores / f"{forged}.musicxml").write_text("<html>not music</html>")
+    out = tmp_path / "abc"
+    out.mkdir()
+    (out / ".bach.abc.x1y2z3.tmp").write_text("left by a killed run")
+    (out / ".unrelated.txt.tmp").write_text("not ours")
+    stdout = run_script("1_batch_xml2abc.py", "--ori_folder", scores, "--des_folder", out, "--workers", "1")
+    assert "1 converted, 1 failed" in summary_line(stdout)
+    assert sorted(p.name for p in out.iterdir()) == [".unrelated.txt.tmp", "bach.abc"]
+    log_lines = (tmp_path / "abc_failures.log").read_text().splitlines()
+    assert len(log_lines) == 2  # the summary and one record, however the name is spelled
+    name, reason = log_lines[1].split("\t")
+    assert name.endswith("evil\\tnot a reason\\nfake.mxl.musicxml") and reason.startswith("not MusicXML")

@@ -133,3 +133,18 @@ def test_bad_settings_get_clear_errors(tmp_path, capsys, monkeypatch):
         assert main(CONFIG, argv + ["--output_dir", str(tmp_path)]) == 2
         error = capsys.readouterr().err
         assert error.startswith("error: ") and message in error, error
+
+
+def test_only_a_music_file_is_read_as_a_prompt(tmp_path):
+    """A prompt naming any other existing file is prompt text: the file is never read or copied."""
+    secret = tmp_path / "notes.txt"
+    secret.write_text("private: do not copy\n")
+    for given in (str(secret), str(REPO / "inference" / "config.py")):
+        prompt = parse_prompt(given)
+        assert prompt.text is None and prompt.lines == (given + "\n",)
+    from test_data_support import MUSIC21_CORPUS
+
+    chorale = parse_prompt(str(MUSIC21_CORPUS / "bach" / "bwv269.mxl"))  # MusicXML is converted
+    assert chorale.text.splitlines()[-1].startswith("[r:") and "[V:1]G2|[V:2]D2|" in chorale.text
+    with pytest.raises(PromptError, match="music file to continue not found"):
+        parse_prompt(str(tmp_path / "missing.mid"))

@@ -123,3 +123,23 @@ def test_killed_run_resumes_to_the_same_losses_and_weights(tmp_path):
         assert a["epoch"] == b["epoch"] == 3 and a["best_epoch"] == b["best_epoch"]
         for key, tensor in a["model"].items():
             assert torch.allclose(tensor, b["model"][key], atol=1e-5, rtol=0), key
+
+
+def test_a_fresh_run_never_replaces_an_earlier_one(tmp_path):
+    """A run started without --load_from_checkpoint in a folder holding a run of the same name stops
+    before touching anything and names the ways on; --overwrite true starts over."""
+    corpus, out = write_corpus(tmp_path / "corpus"), tmp_path / "run"
+    command = [sys.executable, str(SCRIPT), *stage_args(corpus, out, "--max_steps", "3", "--num_epochs", "5")]
+    subprocess.run(command, env=env(), check=True, capture_output=True, timeout=600)
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert any(name.startswith("weights_") for name in before) and any(name.startswith("resume_") for name in before)
+    again = subprocess.run(command + ["--max_steps", "1"], env=env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2, again.stderr
+    assert again.stderr.startswith("error: ") and "Traceback" not in again.stderr
+    for way in ("--load_from_checkpoint true", "--overwrite true", "--output_dir"):
+        assert way in again.stderr
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # nothing touched
+    fresh = subprocess.run(command + ["--max_steps", "1", "--overwrite", "true"], env=env(), capture_output=True,
+                           text=True, timeout=600)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert [record["step"] for record in steps_of(out)] == [1]  # started over

@@ -13,8 +13,14 @@ writes them itself. Design choices, each for one promise of the data scripts:
 - Resume: a task whose `outputs` all exist is skipped, so re-running a stage finishes the rest.
 - Accounting: every failure is kept with its reason; `BatchReport.summary()` gives the line
   "N converted, M failed (reason: count, ...), K skipped (already done)" and the failure log file
-  lists `name<TAB>reason` for every failure. Reasons are grouped by the text before their first
+  lists `name<TAB>reason` for every failure, control characters of both escaped (`\\t`, `\\n`,
+  `\\x..`) so a file name cannot forge a record. Reasons are grouped by the text before their first
   colon, which is why `AbcError` messages start with a short category.
+- Workers die with the runner: on Linux each asks the kernel for SIGKILL when its parent dies
+  (`kill -9`, SIGTERM, a crash) and checks it still has that parent, and it closes its copy of the
+  parent's pipe end and of the output streams, so nobody waits on a dead run's pipes.
+- Temporary files that an interrupted atomic write left beside this batch's outputs are removed
+  at the start of the next run.
 Workers are forked where the platform can (fast start, any callable works); elsewhere they are
 spawned, and then `work` and the payloads must be picklable.
 """
@@ -82,9 +88,28 @@ class BatchReport:
         return line + f" in {self.seconds:.1f} s"
 
 
-def _serve(connection, work: Callable[[Any], Outputs | None]) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGKILL this process when its parent dies (prctl PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _serve(connection, parent_end, parent: int, work: Callable[[Any], Outputs | None]) -> None:
     """Worker loop: run jobs from the pipe until told to stop (None) or the parent goes away."""
+    _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if parent_end is not None:
+        parent_end.close()  # else the pipe never reaches end-of-file when the parent dies
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (1, 2):  # a reader of the parent's output must not wait on workers
+        os.dup2(devnull, stream)
     while True:
         try:
             job = connection.recv()
@@ -106,7 +131,9 @@ def _serve(connection, work: Callable[[Any], Outputs | None]) -> None:
 class _Worker:
     def __init__(self, context, work):
         self.connection, child_end = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child_end, work), daemon=True)
+        forked = context.get_start_method() == "fork"  # a spawned child holds no copy of our end
+        self.process = context.Process(target=_serve, daemon=True,
+                                       args=(child_end, self.connection if forked else None, os.getpid(), work))
         self.process.start()
         child_end.close()
         self.job: int | None = None
@@ -155,9 +182,43 @@ def write_outputs(outputs: Outputs) -> None:
         raise
 
 
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def log_safe(text: str) -> str:
+    """`text` with backslashes and control characters escaped: one log field on one line."""
+    out = []
+    for char in str(text):
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif not char.isprintable():
+            out.append(f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def write_failure_log(path: str | Path, report: BatchReport) -> None:
-    lines = [f"# {report.summary()}\n"] + [f"{name}\t{reason}\n" for name, reason in report.failures]
+    lines = [f"# {report.summary()}\n"] + [f"{log_safe(name)}\t{log_safe(reason)}\n"
+                                           for name, reason in report.failures]
     atomic_write_text(path, "".join(lines))
+
+
+def remove_stale_temporaries(tasks: Iterable[Task]) -> int:
+    """Delete `.<name>.<random>.tmp` files (notagen.io's temporaries) of this batch's outputs."""
+    names: dict[Path, set[str]] = {}
+    for task in tasks:
+        for output in task.outputs:
+            names.setdefault(Path(output).parent, set()).add(Path(output).name)
+    removed = 0
+    for folder, outputs in names.items():
+        if not folder.is_dir():
+            continue
+        for temporary in folder.glob(".*.tmp"):
+            if temporary.name[1:].rsplit(".", 2)[0] in outputs:
+                temporary.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def run_batch(tasks: Iterable[Task], work: Callable[[Any], Outputs | None], *, workers: int = 0,
@@ -173,6 +234,8 @@ def run_batch(tasks: Iterable[Task], work: Callable[[Any], Outputs | None], *, w
 
     started = time.monotonic()
     report = BatchReport(failures=list(known_failures))
+    tasks = list(tasks)
+    remove_stale_temporaries(tasks)
     todo: list[Task] = []
     for task in tasks:
         if skip_done and task.is_done():

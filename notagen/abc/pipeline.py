@@ -31,6 +31,19 @@ from .text import KEYS_15, original_key, split_prompt_lines, text_to_lines
 ABC_SUFFIXES = (".abc",)
 
 
+def check_folders_apart(ori_folder, *out_folders) -> None:
+    """Stop before writing when an output folder is the input folder, or one lies inside the other:
+    the stage would overwrite its sources, or read its own outputs as inputs on the next run."""
+    source = Path(ori_folder).resolve()
+    for out in out_folders:
+        if out is None:
+            continue
+        target = Path(out).resolve()
+        if target == source or source in target.parents or target in source.parents:
+            raise ValueError(f"output folder {out} {'is' if target == source else 'overlaps'} the input folder "
+                             f"{ori_folder}: choose an output folder outside it")
+
+
 def find_files(folder: str | Path, suffixes: Iterable[str]) -> list[Path]:
     """Files under `folder` (recursively) whose suffix is one of `suffixes` (any case), sorted."""
     if not Path(folder).is_dir():
@@ -85,6 +98,7 @@ def xml2abc_folder(ori_folder, des_folder, *, workers: int = 0, timeout: float =
                    failure_log=None, progress: bool = True) -> BatchReport:
     """Every .xml/.musicxml/.mxl under `ori_folder` -> `<des_folder>/<name>.abc` (xml2abc -d 8 -c 6 -x)."""
     ori_folder, des_folder = Path(ori_folder), Path(des_folder)
+    check_folders_apart(ori_folder, des_folder)
     named, clashes = name_inputs(find_files(ori_folder, MUSICXML_SUFFIXES), ori_folder)
     tasks = [Task(str(source), (source, des_folder / f"{name}.abc"), (des_folder / f"{name}.abc",))
              for name, source in named.items()]
@@ -173,6 +187,7 @@ def preprocess_folder(ori_folder, interleaved_folder, augmented_folder, *, eval_
     """Every .abc under `ori_folder` -> interleaved folder, 15 augmented key folders, index files;
     returns the batch report and the number of pieces in each index file."""
     ori_folder = Path(ori_folder)
+    check_folders_apart(ori_folder, interleaved_folder, augmented_folder)
     named, clashes = name_inputs(find_files(ori_folder, ABC_SUFFIXES), ori_folder)
     layout = PreprocessLayout(Path(interleaved_folder), Path(augmented_folder))
     report = preprocess_files(named, layout, known_failures=clashes, **options)
@@ -190,6 +205,7 @@ def abc2xml_folder(ori_folder, des_folder, *, workers: int = 0, timeout: float =
                    failure_log=None, progress: bool = True) -> BatchReport:
     """Every .abc under `ori_folder` (standard, interleaved or generated) -> `<des_folder>/<name>.xml`."""
     ori_folder, des_folder = Path(ori_folder), Path(des_folder)
+    check_folders_apart(ori_folder, des_folder)
     named, clashes = name_inputs(find_files(ori_folder, ABC_SUFFIXES), ori_folder)
     tasks = [Task(str(source), (source, des_folder / f"{name}.xml"), (des_folder / f"{name}.xml",))
              for name, source in named.items()]

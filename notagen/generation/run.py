@@ -129,13 +129,18 @@ def default_prompt_list(weights: Path) -> Path | None:
 
 def parse_prompt(prompt: str, known=None) -> Prompt:
     """`period|composer|instrumentation`, free prompt lines (separated by newlines or a literal
-    `\\n`), or the path of an ABC file to continue."""
+    `\\n`), or the path of a music file to continue. Only a name with a music suffix (.abc, .xml,
+    .musicxml, .mxl, .mid, .midi) is read as a file: any other text is prompt text."""
+    from ..continuation import MUSIC_SUFFIXES, music_to_prompt
+
     prompt = prompt or ""
-    if prompt.strip().lower().endswith(".abc") or (len(prompt) < 4096 and "\n" not in prompt
-                                                    and _find(prompt.strip()) is not None):
-        found = _find(prompt.strip())
+    name = prompt.strip()
+    if "\n" not in name and len(name) < 4096 and name.lower().endswith(MUSIC_SUFFIXES):
+        found = _find(name)
         if found is None:
-            raise PromptError(f"ABC file to continue not found: {prompt.strip()}")
+            raise PromptError(f"music file to continue not found: {name}")
+        if found.suffix.lower() != ".abc":
+            return music_to_prompt(found).prompt
         try:
             text = found.read_text(encoding="utf-8")
         except UnicodeDecodeError as error:
