@@ -16,7 +16,7 @@ def main(argv=None) -> int:
     cfg = parse_settings(Path(__file__).with_name("config_xml2abc.py"), argv, description=__doc__)
     failure_log = cfg.failure_log or failure_log_beside(cfg.des_folder)
     report = xml2abc_folder(cfg.ori_folder, cfg.des_folder, workers=cfg.workers,
-                            timeout=cfg.timeout, failure_log=failure_log)
+                            timeout=cfg.timeout, failure_log=failure_log, max_input_mb=cfg.max_input_mb)
     return print_stage_result(report, failure_log)
 
 

@@ -11,4 +11,5 @@ ORI_FOLDER = str(_WORK / "xml")  # folder searched recursively for .xml / .music
 DES_FOLDER = str(_WORK / "standard_abc")  # where the standard ABC files go, one <name>.abc per score
 WORKERS = 0  # worker processes (0 = every core)
 TIMEOUT = 120.0  # seconds one file may take; a file still running then is killed and logged
+MAX_INPUT_MB = 64.0  # a score file, or the MusicXML inside an .mxl, larger than this is logged as "too large" (bounds a worker's memory)
 FAILURE_LOG = ""  # file listing every failure and its reason ("" = <DES_FOLDER>_failures.log)

@@ -224,3 +224,28 @@ def test_stale_temporaries_are_removed_and_names_cannot_forge_log_records(tmp_pa
     assert len(log_lines) == 2  # the summary and one record, however the name is spelled
     name, reason = log_lines[1].split("\t")
     assert name.endswith("evil\\tnot a reason\\nfake.mxl.musicxml") and reason.startswith("not MusicXML")
+
+
+def test_a_score_that_inflates_past_the_limit_is_refused_unread(tmp_path):
+    import zipfile
+
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    shutil.copy(MUSIC21_CORPUS / "bach" / "bwv269.mxl", scores / "bach.mxl")
+    with zipfile.ZipFile(scores / "bomb.mxl", "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("score.xml", "w") as member:  # 1 GB of MusicXML-looking padding
+            member.write(b'<?xml version="1.0"?><score-partwise>')
+            for _ in range(1024):
+                member.write(b" " * 2**20)
+    assert (scores / "bomb.mxl").stat().st_size < 4 * 2**20
+    # a fresh parent process, so its children's peak memory is this batch's alone
+    measure = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+               "print(done.stdout); print('peak_kib', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    done = subprocess.run([sys.executable, "-c", measure, sys.executable, str(REPO_ROOT / "data" / "1_batch_xml2abc.py"),
+                           "--ori_folder", str(scores), "--des_folder", str(tmp_path / "abc"), "--workers", "1"],
+                          capture_output=True, text=True, timeout=600)
+    assert "1 converted, 1 failed (too large: 1)" in summary_line(done.stdout), done.stdout + done.stderr
+    reason = (tmp_path / "abc_failures.log").read_text().splitlines()[1].split("\t")[1]
+    assert reason.startswith("too large: score.xml inflates to more than 64 MB")
+    peak_mib = int(done.stdout.split("peak_kib")[1]) / 1024
+    assert peak_mib < 600, f"a worker took {peak_mib:.0f} MiB for a 1 GB member"

@@ -30,6 +30,7 @@ from .unreduce import full_interleaved
 # xml2abc options used for all data (spec section 1): L:1/8, credit filter 6, no line breaks.
 XML2ABC_ARGS = ["-d", "8", "-c", "6", "-x"]
 MUSICXML_SUFFIXES = (".xml", ".musicxml", ".mxl")
+MAX_INPUT_MB = 64.0  # a score file, or the MusicXML inside an .mxl, larger than this is refused (memory bound)
 _DECLARED_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 
 
@@ -42,7 +43,11 @@ def _xml2abc_options() -> SimpleNamespace:
 
 # ---------------------------------------------------------------- MusicXML -> ABC
 
-def _mxl_member(data: bytes) -> bytes:
+def _limit(max_mb: float) -> int:
+    return int(max_mb * 2**20)
+
+
+def _mxl_member(data: bytes, max_mb: float = MAX_INPUT_MB) -> bytes:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = archive.namelist()
@@ -54,7 +59,14 @@ def _mxl_member(data: bytes) -> bytes:
                               if node.get("full-path") in names]
             if not candidates:
                 raise AbcError("corrupted .mxl", "the archive holds no MusicXML file")
-            return archive.read(candidates[0])
+            limit = _limit(max_mb)
+            declared = archive.getinfo(candidates[0]).file_size
+            with archive.open(candidates[0]) as member:  # the header may lie: read at most the limit
+                content = member.read(limit + 1)
+            if declared > limit or len(content) > limit:
+                raise AbcError("too large", f"{candidates[0]} inflates to more than {max_mb:g} MB "
+                                            f"(declared {declared / 2**20:.0f} MB; the limit is max_input_mb)")
+            return content
     except AbcError:
         raise
     except Exception as exc:  # BadZipFile, zlib.error, EOFError, ... from a damaged archive
@@ -89,12 +101,12 @@ def _check_musicxml_root(data: bytes) -> None:
         raise AbcError("not MusicXML", f"root element is <{root.tag}>, not <score-partwise>")
 
 
-def musicxml_bytes(data: bytes, compressed: bool = False) -> bytes:
+def musicxml_bytes(data: bytes, compressed: bool = False, max_mb: float = MAX_INPUT_MB) -> bytes:
     """Validate (and for .mxl unpack) MusicXML; raise AbcError with the reason it is unusable."""
     if not data.strip():
         raise AbcError("empty file")
     if compressed:
-        data = _mxl_member(data)
+        data = _mxl_member(data, max_mb)
         if not data.strip():
             raise AbcError("empty file", "the MusicXML inside the .mxl is empty")
     _check_encoding(data)
@@ -102,10 +114,14 @@ def musicxml_bytes(data: bytes, compressed: bool = False) -> bytes:
     return data
 
 
-def read_musicxml(path: str | Path) -> bytes:
-    """The MusicXML text of a `.xml` / `.musicxml` / `.mxl` file, validated."""
+def read_musicxml(path: str | Path, max_mb: float = MAX_INPUT_MB) -> bytes:
+    """The MusicXML text of a `.xml` / `.musicxml` / `.mxl` file, validated; files (and .mxl
+    contents) over `max_mb` are refused before they are read into memory."""
     path = Path(path)
-    return musicxml_bytes(path.read_bytes(), compressed=path.suffix.lower() == ".mxl")
+    size = path.stat().st_size
+    if size > _limit(max_mb):
+        raise AbcError("too large", f"{size / 2**20:.0f} MB file, the limit is {max_mb:g} MB (max_input_mb)")
+    return musicxml_bytes(path.read_bytes(), compressed=path.suffix.lower() == ".mxl", max_mb=max_mb)
 
 
 def musicxml_to_abc(data: bytes, name: str = "score.xml") -> str:
@@ -130,15 +146,18 @@ def musicxml_to_abc(data: bytes, name: str = "score.xml") -> str:
     return text
 
 
-def xml_file_to_abc(path: str | Path) -> str:
+def xml_file_to_abc(path: str | Path, max_mb: float = MAX_INPUT_MB) -> str:
     """A MusicXML file -> standard ABC (stage 1 on one file)."""
-    return musicxml_to_abc(read_musicxml(path), Path(path).name)
+    return musicxml_to_abc(read_musicxml(path, max_mb), Path(path).name)
 
 
 # ---------------------------------------------------------------- ABC -> MusicXML, MIDI, SVG
 
 def read_abc_file(path: str | Path) -> str:
     """An ABC file as text; it must be UTF-8 (what the pipeline writes), else AbcError."""
+    size = Path(path).stat().st_size
+    if size > _limit(MAX_INPUT_MB):
+        raise AbcError("too large", f"{size / 2**20:.0f} MB file, the limit is {MAX_INPUT_MB:g} MB")
     data = Path(path).read_bytes()
     if not data.strip():
         raise AbcError("empty file")

@@ -24,7 +24,7 @@ from typing import Iterable
 
 from ..io import atomic_write_text
 from .batch import BatchReport, Task, run_batch
-from .convert import MUSICXML_SUFFIXES, abc_to_musicxml, read_abc_file, xml_file_to_abc
+from .convert import MAX_INPUT_MB, MUSICXML_SUFFIXES, abc_to_musicxml, read_abc_file, xml_file_to_abc
 from .preprocess import preprocess_abc
 from .text import KEYS_15, original_key, split_prompt_lines, text_to_lines
 
@@ -89,18 +89,18 @@ def name_inputs(paths: list[Path], folder: Path) -> tuple[dict[str, Path], list[
 
 # ---------------------------------------------------------------- stage 1: MusicXML -> ABC
 
-def _xml2abc_job(job: tuple[Path, Path]):
-    source, target = job
-    return {target: xml_file_to_abc(source)}
+def _xml2abc_job(job: tuple[Path, Path, float]):
+    source, target, max_mb = job
+    return {target: xml_file_to_abc(source, max_mb)}
 
 
 def xml2abc_folder(ori_folder, des_folder, *, workers: int = 0, timeout: float = 120.0,
-                   failure_log=None, progress: bool = True) -> BatchReport:
+                   failure_log=None, progress: bool = True, max_input_mb: float = MAX_INPUT_MB) -> BatchReport:
     """Every .xml/.musicxml/.mxl under `ori_folder` -> `<des_folder>/<name>.abc` (xml2abc -d 8 -c 6 -x)."""
     ori_folder, des_folder = Path(ori_folder), Path(des_folder)
     check_folders_apart(ori_folder, des_folder)
     named, clashes = name_inputs(find_files(ori_folder, MUSICXML_SUFFIXES), ori_folder)
-    tasks = [Task(str(source), (source, des_folder / f"{name}.abc"), (des_folder / f"{name}.abc",))
+    tasks = [Task(str(source), (source, des_folder / f"{name}.abc", max_input_mb), (des_folder / f"{name}.abc",))
              for name, source in named.items()]
     return run_batch(tasks, _xml2abc_job, workers=workers, timeout=timeout, known_failures=clashes,
                      failure_log=failure_log, desc="xml2abc", progress=progress)
