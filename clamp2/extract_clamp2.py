@@ -15,7 +15,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[0] = str(_HERE.parent)
 
 from notagen.clamp2 import run_extraction  # noqa: E402
-from notagen.settings import parse_settings  # noqa: E402
+from notagen.settings import parse_settings, run_stage  # noqa: E402
 
 
 def main(argv=None):
@@ -25,4 +25,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_stage(main))

@@ -13,7 +13,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[0] = str(_HERE.parent)
 
 from notagen.clamp2 import score_folder, summarize_scores, write_scores_csv  # noqa: E402
-from notagen.settings import parse_settings  # noqa: E402
+from notagen.settings import parse_settings, run_stage  # noqa: E402
 from notagen.training import resolve_input_path, resolve_output_dir  # noqa: E402
 
 
@@ -33,4 +33,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_stage(main))

@@ -123,25 +123,29 @@ def read_index(path: str | Path) -> list[IndexEntry]:
         raise FileNotFoundError(f"index file not found: {path} (build the corpus first, or set the "
                                 f"data index path)")
     entries = []
-    with open(path, encoding="utf-8") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            if line.startswith("{"):
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise DataError(f"{path}:{line_no}: not valid JSON ({error.msg})") from None
-                entry_path = obj.get("path") or obj.get("filepath") or obj.get("filename")
-                if not isinstance(entry_path, str) or not entry_path:
-                    raise DataError(f"{path}:{line_no}: no \"path\" in {line[:80]}")
-                key = obj.get("key")
-                if key is not None and not isinstance(key, str):
-                    raise DataError(f"{path}:{line_no}: \"key\" must be a string, got {key!r}")
-                entries.append(IndexEntry(entry_path, key, line_no))
-            else:
-                entries.append(IndexEntry(line, None, line_no))
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as error:
+        line_no = path.read_bytes()[:error.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line_no}: not UTF-8 text (byte 0x{error.object[error.start]:02x})") from None
+    for line_no, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("{"):
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}:{line_no}: not valid JSON ({error.msg})") from None
+            entry_path = obj.get("path") or obj.get("filepath") or obj.get("filename")
+            if not isinstance(entry_path, str) or not entry_path:
+                raise DataError(f"{path}:{line_no}: no \"path\" in {line[:80]}")
+            key = obj.get("key")
+            if key is not None and not isinstance(key, str):
+                raise DataError(f"{path}:{line_no}: \"key\" must be a string, got {key!r}")
+            entries.append(IndexEntry(entry_path, key, line_no))
+        else:
+            entries.append(IndexEntry(line, None, line_no))
     if not entries:
         raise DataError(f"index file {path} lists no pieces")
     return entries

@@ -5,11 +5,38 @@ flush to disk, then `os.replace` it over the target (atomic on POSIX and Windows
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+
+class DiskFullError(OSError):
+    """No space left where a file was being written; the message names the file."""
+
+
+def _disk_full(path: Path) -> DiskFullError:
+    try:
+        free = f", {shutil.disk_usage(path.parent).free / 2**20:.0f} MB free"
+    except OSError:
+        free = ""
+    return DiskFullError(errno.ENOSPC, f"disk full while writing {path}{free}: nothing was replaced; make room "
+                                       f"and run again")
+
+
+def _is_disk_full(error: BaseException, path: Path) -> bool:
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    # torch.save reports a short write as RuntimeError("... unexpected pos ...")
+    if isinstance(error, RuntimeError) and "unexpected pos" in str(error):
+        try:
+            return shutil.disk_usage(path.parent).free < 64 * 2**20
+        except OSError:
+            return False
+    return False
 
 
 _UMASK = os.umask(0)
@@ -30,11 +57,13 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as error:
         try:
             os.unlink(tmp_name)
         except FileNotFoundError:
             pass
+        if not isinstance(error, DiskFullError) and _is_disk_full(error, path):
+            raise _disk_full(path) from error
         raise
 
 

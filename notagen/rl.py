@@ -29,7 +29,12 @@ def read_preferences(path: str | Path) -> tuple[list[str], list[str]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"preference file not found: {path} (make it with RL/data.py)")
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not a preference file (JSON with chosen and rejected lists): {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a preference file: expected a JSON object with chosen and rejected lists")
     chosen, rejected = list(data.get("chosen", [])), list(data.get("rejected", []))
     if not chosen or not rejected:
         raise ValueError(f"{path} needs at least one chosen and one rejected piece "

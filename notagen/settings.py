@@ -84,15 +84,18 @@ def parse_settings(config_path: str | Path, argv: list[str] | None = None,
 
 def run_stage(main, *args) -> int:
     """Run a stage script's work. A mistake the user can fix (a missing file, an earlier run in the
-    way, a setting that cannot work) ends in one `error:` line and exit code 2, not a traceback;
-    NOTAGEN_TRACEBACK=1 shows the traceback too."""
+    way, a setting that cannot work, a full disk) ends in one `error:` line and exit code 2, not a
+    traceback; NOTAGEN_TRACEBACK=1 shows the traceback too."""
+    import errno
     import os
     import sys
 
     try:
         result = main(*args)
-    except (FileExistsError, FileNotFoundError, ValueError) as error:
-        if os.environ.get("NOTAGEN_TRACEBACK"):
+    except (FileExistsError, FileNotFoundError, ValueError, OSError) as error:
+        user_made = not isinstance(error, OSError) or isinstance(error, (FileExistsError, FileNotFoundError)) \
+            or error.errno in (errno.ENOSPC, errno.EDQUOT)
+        if not user_made or os.environ.get("NOTAGEN_TRACEBACK"):
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ Design choices
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from notagen.io import atomic_open
+from notagen.io import atomic_open, atomic_write_json
 
 from .features import encode_for_feature, features_of_patches
 from .model import Clamp2MusicModel
@@ -79,10 +80,37 @@ def _extract_group(model, patchilizer, files: list[Path], outputs: list[Path], b
         summary.written += 1
 
 
+EXTRACTOR_FILE = "extractor.json"  # beside the features: which weights made them
+
+
+def model_fingerprint(model) -> str:
+    """A short hash of a model's weights (names, shapes, and the first and last values of every
+    tensor): two extractors with other weights get other fingerprints, cheaply."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().reshape(-1).float().cpu()
+        digest.update(f"{name}{tuple(tensor.shape)}".encode())
+        digest.update(flat[:64].numpy().tobytes() + flat[-64:].numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def recorded_extractor(feature_dir: str | Path) -> dict | None:
+    path = Path(feature_dir) / EXTRACTOR_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {"fingerprint": "unreadable"}
+
+
 def extract_folder(model: Clamp2MusicModel, patchilizer: M3Patchilizer, input_dir: str | Path,
                    output_dir: str | Path, batch_size: int = 16, process_index: int = 0,
-                   num_processes: int = 1, progress: bool = True) -> ExtractionSummary:
-    """Features of this process's share of the .abc files under `input_dir`; see module docstring."""
+                   num_processes: int = 1, progress: bool = True, reuse: bool = True) -> ExtractionSummary:
+    """Features of this process's share of the .abc files under `input_dir`; see module docstring.
+    `reuse` False: existing features (made by other weights) are extracted again."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input folder {input_dir} does not exist")
@@ -91,7 +119,7 @@ def extract_folder(model: Clamp2MusicModel, patchilizer: M3Patchilizer, input_di
     todo = []
     for abc_file in share:
         output = feature_path(abc_file, input_dir, output_dir)
-        if output.exists():
+        if reuse and output.exists():
             summary.skipped += 1
         else:
             todo.append((abc_file, output))
@@ -126,11 +154,21 @@ def run_extraction(input_dir: str | Path, output_dir: str | Path, weights_path: 
     state = PartialState(cpu=not torch.cuda.is_available())
     model = load_clamp2_music(weights_path, device=state.device)
     patchilizer = M3Patchilizer(model.config.patch_size)
+    fingerprint = model_fingerprint(model)
+    earlier = recorded_extractor(output_dir)
+    stale = earlier is not None and earlier.get("fingerprint") != fingerprint
     if state.is_main_process:
         log.info("%s model from %s: %s, features of size %d", model.checkpoint_kind, weights_path,
                  model.config, model.feature_size)
+        if stale:
+            log.warning("the features in %s were made by other weights (%s): extracting them all again",
+                        output_dir, earlier.get("weights", "unknown"))
+    state.wait_for_everyone()  # every process has read the old record before it is replaced
+    if state.is_main_process:
+        atomic_write_json(output_dir / EXTRACTOR_FILE, {"fingerprint": fingerprint, "weights": str(weights_path),
+                                                        "feature_size": model.feature_size})
     summary = extract_folder(model, patchilizer, input_dir, output_dir, batch_size,
-                             state.process_index, state.num_processes, progress)
+                             state.process_index, state.num_processes, progress, reuse=not stale)
     log.info("process %d: %d written, %d already there, %d failed", state.process_index,
              summary.written, summary.skipped, len(summary.failed))
     if summary.failed:

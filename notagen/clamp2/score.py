@@ -19,20 +19,42 @@ import numpy as np
 from notagen.io import atomic_write_text
 
 
+class FeatureError(ValueError):
+    """A feature file or folder that cannot be scored; the message names it."""
+
+
+def load_feature(path: Path) -> np.ndarray:
+    """One [1, F] feature; garbage, another shape and NaN/inf values are refused with the file named."""
+    try:
+        feature = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise FeatureError(f"{path} is not a .npy feature file: {error}") from None
+    if feature.ndim != 2 or feature.shape[0] != 1 or feature.dtype.kind != "f":
+        raise FeatureError(f"{path} holds a {feature.dtype} array of shape {feature.shape}, not a [1, F] feature")
+    if not np.isfinite(feature).all():
+        raise FeatureError(f"{path} holds NaN or infinite values: re-extract it")
+    return feature
+
+
 def load_feature_folder(folder: str | Path) -> dict[str, np.ndarray]:
-    """{relative path without `.npy`: feature [1, F]} for every `.npy` under `folder`, sorted."""
+    """{relative path without `.npy`: feature [1, F]} for every `.npy` under `folder`, sorted;
+    every feature checked, and all of one size."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"feature folder {folder} does not exist")
-    return {path.relative_to(folder).with_suffix("").as_posix(): np.load(path)
-            for path in sorted(folder.rglob("*.npy"))}
+    features = {path.relative_to(folder).with_suffix("").as_posix(): load_feature(path)
+                for path in sorted(folder.rglob("*.npy"))}
+    sizes = {feature.shape[1] for feature in features.values()}
+    if len(sizes) > 1:
+        raise FeatureError(f"features of different sizes {sorted(sizes)} under {folder}: made by different extractors")
+    return features
 
 
 def reference_mean(features: dict[str, np.ndarray] | list[np.ndarray]) -> np.ndarray:
     """Mean feature [F] of a reference set."""
     vectors = list(features.values()) if isinstance(features, dict) else list(features)
     if not vectors:
-        raise ValueError("the reference set has no features")
+        raise FeatureError("the reference set has no features")
     return np.mean([np.asarray(v, dtype=np.float64).reshape(-1) for v in vectors], axis=0)
 
 
@@ -41,7 +63,7 @@ def clamp2_score(feature: np.ndarray, reference: np.ndarray) -> float:
     a = np.asarray(feature, dtype=np.float64).reshape(-1)
     b = np.asarray(reference, dtype=np.float64).reshape(-1)
     if a.shape != b.shape:
-        raise ValueError(f"feature size {a.size} differs from reference size {b.size}")
+        raise FeatureError(f"feature size {a.size} differs from reference size {b.size}: not the same extractor")
     return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
 
 
@@ -49,8 +71,21 @@ def score_folder(generated_dir: str | Path, reference_dir: str | Path) -> dict[s
     """{relative path: CLaMP 2 score} of every generated feature against the reference folder's mean."""
     generated = load_feature_folder(generated_dir)
     if not generated:
-        raise ValueError(f"no .npy features under {generated_dir}")
-    reference = reference_mean(load_feature_folder(reference_dir))
+        raise FeatureError(f"no .npy features under {generated_dir}")
+    from .extraction import recorded_extractor
+
+    made_by = [(recorded_extractor(folder) or {}).get("fingerprint") for folder in (generated_dir, reference_dir)]
+    if None not in made_by and made_by[0] != made_by[1]:
+        raise FeatureError(f"the features under {generated_dir} and {reference_dir} were extracted by different "
+                           f"weights ({made_by[0]} vs {made_by[1]}, see their extractor.json): extract both with one model")
+    references = load_feature_folder(reference_dir)
+    if not references:
+        raise FeatureError(f"no .npy features under the reference folder {reference_dir}")
+    reference = reference_mean(references)
+    size, reference_size = next(iter(generated.values())).shape[1], reference.size
+    if size != reference_size:
+        raise FeatureError(f"features under {generated_dir} have {size} values, those under {reference_dir} "
+                           f"{reference_size}: extracted by different models")
     return {name: clamp2_score(feature, reference) for name, feature in generated.items()}
 
 

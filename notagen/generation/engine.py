@@ -138,9 +138,13 @@ class GenerationSettings:
 
     def __post_init__(self):
         if self.batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
+            raise ValueError(f"batch_size must be >= 1, not {self.batch_size}")
         if self.temperature <= 0 and not self.greedy:
-            raise ValueError("temperature must be > 0 (use greedy for argmax)")
+            raise ValueError(f"temperature must be > 0, not {self.temperature} (use greedy for argmax)")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], not {self.top_p}")
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, not {self.top_k}")
 
 
 @dataclass

@@ -329,7 +329,7 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
 
 def main(config_path: str | Path, argv: list[str] | None = None) -> int:
     """Command line entry: settings from `config_path` + `--name value` overrides."""
-    from ..checkpoint import CheckpointError
+    from ..io import DiskFullError
     from ..settings import parse_settings
 
     cfg = parse_settings(config_path, argv, description="Generate music with a NotaGen checkpoint.")
@@ -337,7 +337,7 @@ def main(config_path: str | Path, argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     try:
         run_inference(cfg)
-    except (SetupError, PromptError, CheckpointError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, DiskFullError) as error:  # setup, prompt, checkpoint, settings
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
