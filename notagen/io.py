@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader (or a crash) never sees a half-written file.
+"""Atomic file writes (a reader, or a crash, never sees a half-written file), and log-safe text.
 
 Every output of the project goes through these: write to a temporary file in the same folder,
 flush to disk, then `os.replace` it over the target (atomic on POSIX and Windows).
@@ -82,3 +82,19 @@ def atomic_torch_save(obj, path: str | Path) -> None:
 
     with atomic_open(path, "wb") as handle:
         torch.save(obj, handle)
+
+
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def log_safe(text: str) -> str:
+    """`text` with backslashes and control characters escaped: one log field on one line."""
+    out = []
+    for char in str(text):
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif not char.isprintable():
+            out.append(f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return "".join(out)

@@ -708,7 +708,11 @@ class RunExistsError(FileExistsError):
 
 def check_output_dir(config: TrainConfig) -> None:
     """Refuse, before anything is written, to start a fresh run over an earlier run's files: one
-    forgotten flag must not replace hours of training. Resuming or `overwrite` are the ways on."""
+    forgotten flag must not replace hours of training. Resuming or `overwrite` are the ways on.
+    Temporaries of a checkpoint save that was killed are removed."""
+    for name in (config.weights_name, config.resume_name):  # left by a save that was killed
+        for temporary in Path(config.output_dir).glob(f".{name}.*.tmp"):
+            temporary.unlink(missing_ok=True)
     if config.load_from_checkpoint or config.overwrite:
         return
     found = [path.name for path in (config.weights_path, config.resume_path, config.steps_log_path)

@@ -139,7 +139,10 @@ def test_a_fresh_run_never_replaces_an_earlier_one(tmp_path):
     for way in ("--load_from_checkpoint true", "--overwrite true", "--output_dir"):
         assert way in again.stderr
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # nothing touched
+    killed_save = out / f".{next(n for n in before if n.startswith('resume_'))}.a1b2c3.tmp"
+    killed_save.write_bytes(b"half a checkpoint")
     fresh = subprocess.run(command + ["--max_steps", "1", "--overwrite", "true"], env=env(), capture_output=True,
                            text=True, timeout=600)
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     assert [record["step"] for record in steps_of(out)] == [1]  # started over
+    assert not killed_save.exists()  # the killed save's temporary is gone

@@ -37,7 +37,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from ..io import atomic_open, atomic_write_text
+from ..io import atomic_open, atomic_write_text, log_safe
 
 Outputs = Mapping["str | Path", "str | bytes"]
 MAX_REASON_CHARS = 400
@@ -180,22 +180,6 @@ def write_outputs(outputs: Outputs) -> None:
         for path in written:
             path.unlink(missing_ok=True)
         raise
-
-
-_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-def log_safe(text: str) -> str:
-    """`text` with backslashes and control characters escaped: one log field on one line."""
-    out = []
-    for char in str(text):
-        if char in _ESCAPES:
-            out.append(_ESCAPES[char])
-        elif not char.isprintable():
-            out.append(f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
-        else:
-            out.append(char)
-    return "".join(out)
 
 
 def write_failure_log(path: str | Path, report: BatchReport) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from notagen.io import atomic_open, atomic_write_json
+from notagen.io import atomic_open, atomic_write_json, log_safe
 
 from .features import encode_for_feature, features_of_patches
 from .model import Clamp2MusicModel
@@ -60,7 +60,7 @@ def _extract_group(model, patchilizer, files: list[Path], outputs: list[Path], b
             targets.append((abc_file, output))
         except Exception as error:  # unreadable or unencodable file: log it, go on
             summary.failed[str(abc_file)] = f"{type(error).__name__}: {error}"
-            log.warning("skipped %s: %s", abc_file, summary.failed[str(abc_file)])
+            log.warning("skipped %s: %s", log_safe(abc_file), log_safe(summary.failed[str(abc_file)]))
     if not encoded:
         return
     try:
@@ -69,7 +69,7 @@ def _extract_group(model, patchilizer, files: list[Path], outputs: list[Path], b
         if len(encoded) == 1:
             abc_file = targets[0][0]
             summary.failed[str(abc_file)] = f"{type(error).__name__}: {error}"
-            log.warning("failed %s: %s", abc_file, summary.failed[str(abc_file)])
+            log.warning("failed %s: %s", log_safe(abc_file), log_safe(summary.failed[str(abc_file)]))
             return
         log.warning("a batch failed (%s); retrying its %d files one at a time", error, len(encoded))
         for abc_file, output in targets:
@@ -172,5 +172,5 @@ def run_extraction(input_dir: str | Path, output_dir: str | Path, weights_path: 
     log.info("process %d: %d written, %d already there, %d failed", state.process_index,
              summary.written, summary.skipped, len(summary.failed))
     if summary.failed:
-        log.warning("process %d failed on: %s", state.process_index, ", ".join(summary.failed))
+        log.warning("process %d failed on: %s", state.process_index, ", ".join(map(log_safe, summary.failed)))
     return summary
