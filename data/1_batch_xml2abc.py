@@ -1,4 +1,5 @@
-"""Stage 1: every MusicXML score (.xml / .musicxml / .mxl) under a folder -> standard ABC.
+"""Stage 1: every MusicXML score (.xml / .musicxml / .mxl) and MIDI file (.mid / .midi) under a folder
+-> standard ABC (MIDI through music21, quantised to sixteenths and eighth-note triplets).
 
 Runs xml2abc with `-d 8 -c 6 -x` on all cores, with a per-file timeout; bad files are logged with
 their reason and skipped; re-running converts only what is missing. Settings: config_xml2abc.py.

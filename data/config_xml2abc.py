@@ -7,7 +7,7 @@ from pathlib import Path
 
 _WORK = Path(__file__).resolve().parent / "work"
 
-ORI_FOLDER = str(_WORK / "xml")  # folder searched recursively for .xml / .musicxml / .mxl scores
+ORI_FOLDER = str(_WORK / "xml")  # folder searched recursively for .xml / .musicxml / .mxl scores and .mid / .midi files (other files are counted as skipped)
 DES_FOLDER = str(_WORK / "standard_abc")  # where the standard ABC files go, one <name>.abc per score
 WORKERS = 0  # worker processes (0 = every core)
 TIMEOUT = 120.0  # seconds one file may take; a file still running then is killed and logged

@@ -3,10 +3,12 @@
 
 INFERENCE_WEIGHTS_PATH = "weights/weights_notagenx_p_size_16_p_length_1024_p_layers_20_h_size_1280.pth"  # checkpoint to generate from (published or project file; sizes are read from it)
 NUM_SAMPLES = 8  # pieces to generate (the published script made 1000)
-TOP_K = 9  # sample among the k most probable chars (published 9; 1 = greedy)
+TOP_K = 9  # sample among the k most probable chars (published 9; 1 = greedy, 0 = no top-k cut)
 TOP_P = 0.9  # then among the most probable chars whose probabilities sum past p (published 0.9)
 TEMPERATURE = 1.2  # then sharpen (<1) or flatten (>1) the distribution (published 1.2)
 PROMPT = "Romantic|Chopin, Frederic|Keyboard"  # period|composer|instrumentation, or prompt lines separated by \n, or an .abc file to continue
+CONTINUE_FROM = ""  # a music file to continue (standard, interleaved or generated ABC, MusicXML .xml/.musicxml/.mxl, MIDI .mid/.midi); PROMPT's lines go in front ("" PROMPT: none)
+CONTINUE_BARS = 8  # bars of CONTINUE_FROM the model continues from (a pickup bar is bar 1; 0 = all of them)
 PROMPT_LIST = ""  # file of known period_composer_instrumentation lines to check the prompt against (default: prompts.txt next to the weights, or gradio/prompts.txt)
 OUTPUT_DIR = "output"  # parent of the original/, interleaved/, xml/, midi/, failed/ and summary/ folders
 BATCH_SIZE = 1  # pieces generated together (more = higher throughput, more memory)

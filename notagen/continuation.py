@@ -22,10 +22,10 @@ from pathlib import Path
 
 from .generation.engine import Prompt, PromptError
 
+from .abc.convert import SCORE_SUFFIXES
+
 ABC_SUFFIXES = (".abc",)
-MUSICXML_SUFFIXES = (".xml", ".musicxml", ".mxl")
-MIDI_SUFFIXES = (".mid", ".midi")
-MUSIC_SUFFIXES = ABC_SUFFIXES + MUSICXML_SUFFIXES + MIDI_SUFFIXES
+MUSIC_SUFFIXES = ABC_SUFFIXES + SCORE_SUFFIXES
 
 
 class ContinuationError(PromptError):
@@ -40,20 +40,9 @@ class Continuation:
     source: str
 
 
-def _midi_to_musicxml(path: Path) -> str:
-    from music21 import converter
-    from music21.musicxml.m21ToXml import GeneralObjectExporter
-
-    from .abc.errors import captured_output
-
-    with captured_output():
-        score = converter.parse(str(path), format="midi")
-        return GeneralObjectExporter(score).parse().decode("utf-8")
-
-
 def file_to_musicxml(path: str | Path) -> str:
     """The MusicXML text of an ABC, MusicXML or MIDI file."""
-    from .abc import AbcError, abc_to_musicxml, read_abc_file, read_musicxml
+    from .abc import AbcError, abc_to_musicxml, read_abc_file, score_file_to_musicxml
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -64,13 +53,9 @@ def file_to_musicxml(path: str | Path) -> str:
     try:
         if suffix in ABC_SUFFIXES:
             return abc_to_musicxml(read_abc_file(path))
-        if suffix in MUSICXML_SUFFIXES:
-            return read_musicxml(path).decode("utf-8", errors="replace")
-        return _midi_to_musicxml(path)
+        return score_file_to_musicxml(path).decode("utf-8", errors="replace")
     except AbcError as error:
         raise ContinuationError(f"{path.name}: {error}") from None
-    except Exception as error:  # noqa: BLE001 - music21's MIDI reader raises many types
-        raise ContinuationError(f"{path.name}: cannot read it as {suffix[1:]}: {type(error).__name__}: {error}") from None
 
 
 def reduced_body(musicxml: str, name: str = "score") -> tuple[str, list[str]]:

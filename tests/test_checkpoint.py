@@ -64,3 +64,40 @@ def test_checkpoint_of_something_else_is_reported(tmp_path):
 def test_missing_file_is_reported(tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_model(tmp_path / "nope.pth")
+
+
+class _Payload:
+    """Unpickling this runs code: it creates a file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "code_ran"
+    evil = tmp_path / "evil.pth"
+    torch.save({"model": {"w": torch.zeros(1)}, "extra": _Payload(marker)}, evil)
+    with pytest.raises(CheckpointError, match="not a torch.save archive of plain tensors"):
+        load_model(evil)
+    assert not marker.exists()
+
+
+def test_export_keeps_the_weights_and_drops_the_optimizer(tmp_path):
+    from notagen.checkpoint import export_weights, read_checkpoint
+
+    model = build_model(NotaGenConfig(patch_length=32, patch_num_layers=2, char_num_layers=1,
+                                      hidden_size=64, num_heads=2))
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.randint(0, 128, (1, 4, 16)), torch.ones(1, 4, dtype=torch.long)).loss.backward()
+    optimizer.step()
+    save_checkpoint(tmp_path / "train.pth", model, optimizer=optimizer.state_dict(), epoch=3, min_eval_loss=0.5)
+    exported = export_weights(tmp_path / "train.pth", tmp_path / "shipped.pth")
+    stored = read_checkpoint(exported)
+    assert "optimizer" not in stored and stored["epoch"] == 3 and stored["exported_from"] == "train.pth"
+    assert exported.stat().st_size < (tmp_path / "train.pth").stat().st_size / 2
+    loaded = load_model(exported)
+    assert loaded.config == model.config
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))

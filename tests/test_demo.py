@@ -214,48 +214,6 @@ def test_no_checkpoint_names_the_command_that_makes_one(tmp_path, monkeypatch):
         session.default_weights()
 
 
-# -- continuation of a user's file ---------------------------------------------------------------
-def test_a_chorale_as_abc_musicxml_or_midi_becomes_the_same_prompt(tmp_path):
-    from music21 import converter
-
-    from notagen.abc import xml_file_to_abc
-    from notagen.continuation import ContinuationError, music_to_prompt
-
-    standard = tmp_path / "bwv269.abc"
-    standard.write_text(xml_file_to_abc(CHORALE))
-    lines = ("%Baroque", "%Bach, Johann Sebastian", "%Choral")
-    from_xml = music_to_prompt(CHORALE, lines, continue_bars=4)
-    from_abc = music_to_prompt(standard, lines, continue_bars=4)
-    assert from_xml.prompt == from_abc.prompt and from_xml.bars_given == 4
-    body = [line for line in from_xml.prompt.text.splitlines() if line.startswith("[r:")]
-    assert body[0].startswith("[r:0/") and body[3].startswith(f"[r:3/{from_xml.bars_in_file - 4}]")
-    assert from_xml.prompt.text.startswith("%Baroque\n%Bach, Johann Sebastian\n%Choral\n")
-    assert "[V:1]G2|[V:2]D2|[V:3]B,2|[V:4]G,,2|" in body[0]  # the pickup bar is bar 1
-    midi = tmp_path / "bwv269.mid"
-    converter.parse(str(CHORALE)).write("midi", str(midi))
-    from_midi = music_to_prompt(midi, (), continue_bars=0)
-    # MIDI has no pickup bar (its bars are shifted by a beat), so compare the notes themselves, up to
-    # the first repeat sign (music21 writes the repeat out into the MIDI file)
-    assert soprano_pitches(from_midi.prompt.text)[:16] == soprano_pitches(music_to_prompt(CHORALE).prompt.text)[:16]
-    bad = tmp_path / "notes.txt"
-    bad.write_text("hello")
-    with pytest.raises(ContinuationError, match="notes.txt: not a music file"):
-        music_to_prompt(bad)
-    junk = tmp_path / "junk.musicxml"
-    junk.write_text("<html></html>")
-    with pytest.raises(ContinuationError, match="junk.musicxml: not MusicXML"):
-        music_to_prompt(junk)
-
-
-def soprano_pitches(prompt_text: str) -> list[int]:
-    """MIDI note numbers of the first voice of a prompt, ties merged (through MusicXML and music21)."""
-    from notagen.abc import abc_to_musicxml
-    from notagen.abc.convert import musicxml_to_score
-
-    score = musicxml_to_score(abc_to_musicxml(prompt_text))
-    return [n.pitch.midi for n in score.parts[0].stripTies().recurse().notes]
-
-
 # -- inference.py --render ---------------------------------------------------------------------
 def test_inference_render_writes_score_pages_and_audio(tmp_path):
     from notagen.generation.engine import PieceResult, Prompt

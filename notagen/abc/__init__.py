@@ -10,7 +10,8 @@ Text functions (all accept and keep the `%period` / `%composer` / `%instrumentat
     strip_stream_prefixes(text), split_prompt_lines(text) -> (prompt lines, rest)
     check_bar_alignment(interleaved) -> bool   same bar count and bar durations in every voice
 Conversions (ABC inputs may be generated: prompt lines, stream prefixes, rest-reduced):
-    xml_file_to_abc(path), musicxml_to_abc(bytes)       xml2abc -d 8 -c 6 -x
+    xml_file_to_abc(path), musicxml_to_abc(bytes)       xml2abc -d 8 -c 6 -x (MusicXML or MIDI files)
+    midi_to_musicxml(path), score_file_to_musicxml(path) MIDI via music21 (quantised), MusicXML validated
     abc_to_musicxml(abc) -> str, abc_to_midi(abc, path), abc_to_svg_pages(abc) -> [svg]
     musicxml_to_midi(xml, path), musicxml_to_svg_pages(xml) -> [svg]   (safe from any thread)
 Batch stages and the runner: xml2abc_folder, preprocess_folder, abc2xml_folder, run_batch, Task.
@@ -29,7 +30,7 @@ _EXPORTS = {
     "clean_abc": "preprocess", "interleave_abc": "preprocess", "augment_abc": "preprocess",
     "preprocess_abc": "preprocess", "reduce_abc": "preprocess", "PreprocessedPiece": "preprocess",
     "rest_unreduce": "unreduce", "check_bar_alignment": "unreduce", "full_interleaved": "unreduce",
-    "xml_file_to_abc": "convert", "musicxml_to_abc": "convert", "read_musicxml": "convert",
+    "xml_file_to_abc": "convert", "midi_to_musicxml": "convert", "score_file_to_musicxml": "convert", "musicxml_to_abc": "convert", "read_musicxml": "convert",
     "read_abc_file": "convert", "abc_to_musicxml": "convert", "abc_to_midi": "convert",
     "abc_to_svg_pages": "convert", "musicxml_to_midi": "convert", "musicxml_to_svg_pages": "convert",
     "run_batch": "batch", "Task": "batch", "BatchReport": "batch",

@@ -70,6 +70,7 @@ class BatchReport:
     converted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (task name, reason)
+    unknown: list[str] = field(default_factory=list)  # input files of a type the stage does not read
     seconds: float = 0.0
 
     @property
@@ -85,6 +86,9 @@ class BatchReport:
         line = f"{len(self.converted)} converted, {len(self.failures)} failed"
         line += f" ({reasons})" if reasons else ""
         line += f", {len(self.skipped)} skipped (already done)" if self.skipped else ""
+        if self.unknown:
+            names = ", ".join(log_safe(Path(name).name) for name in self.unknown[:3])
+            line += f", {len(self.unknown)} skipped (unknown type: {names}{', ...' if len(self.unknown) > 3 else ''})"
         return line + f" in {self.seconds:.1f} s"
 
 
@@ -185,6 +189,7 @@ def write_outputs(outputs: Outputs) -> None:
 def write_failure_log(path: str | Path, report: BatchReport) -> None:
     lines = [f"# {report.summary()}\n"] + [f"{log_safe(name)}\t{log_safe(reason)}\n"
                                            for name, reason in report.failures]
+    lines += [f"# skipped (unknown type): {log_safe(name)}\n" for name in report.unknown]
     atomic_write_text(path, "".join(lines))
 
 
@@ -208,16 +213,17 @@ def remove_stale_temporaries(tasks: Iterable[Task]) -> int:
 def run_batch(tasks: Iterable[Task], work: Callable[[Any], Outputs | None], *, workers: int = 0,
               timeout: float | None = 120.0, failure_log: str | Path | None = None,
               desc: str = "converting", progress: bool = True, skip_done: bool = True,
-              known_failures: Iterable[tuple[str, str]] = ()) -> BatchReport:
+              known_failures: Iterable[tuple[str, str]] = (), unknown: Iterable[str] = ()) -> BatchReport:
     """Run `work` on every task in parallel; see the module docstring for the guarantees.
 
     workers: processes to use, 0 = every core. timeout: seconds per task (None = no limit).
     known_failures: (name, reason) pairs found before running (e.g. name clashes), reported alike.
+    unknown: input files of a type the stage does not read, counted and named as skipped.
     """
     from tqdm import tqdm
 
     started = time.monotonic()
-    report = BatchReport(failures=list(known_failures))
+    report = BatchReport(failures=list(known_failures), unknown=list(unknown))
     tasks = list(tasks)
     remove_stale_temporaries(tasks)
     todo: list[Task] = []

@@ -30,6 +30,8 @@ from .unreduce import full_interleaved
 # xml2abc options used for all data (spec section 1): L:1/8, credit filter 6, no line breaks.
 XML2ABC_ARGS = ["-d", "8", "-c", "6", "-x"]
 MUSICXML_SUFFIXES = (".xml", ".musicxml", ".mxl")
+MIDI_SUFFIXES = (".mid", ".midi")
+SCORE_SUFFIXES = MUSICXML_SUFFIXES + MIDI_SUFFIXES  # what stage 1 converts
 MAX_INPUT_MB = 64.0  # a score file, or the MusicXML inside an .mxl, larger than this is refused (memory bound)
 _DECLARED_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 
@@ -146,9 +148,34 @@ def musicxml_to_abc(data: bytes, name: str = "score.xml") -> str:
     return text
 
 
+def midi_to_musicxml(path: str | Path, max_mb: float = MAX_INPUT_MB) -> bytes:
+    """A MIDI file -> MusicXML through music21, whose MIDI reader quantises onsets and durations to
+    sixteenth notes and eighth-note triplets (its default quarterLengthDivisors (4, 3))."""
+    from music21 import converter
+    from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+    path = Path(path)
+    size = path.stat().st_size
+    if size > _limit(max_mb):
+        raise AbcError("too large", f"{size / 2**20:.0f} MB file, the limit is {max_mb:g} MB (max_input_mb)")
+    try:
+        with captured_output():
+            score = converter.parse(str(path), format="midi")
+            return GeneralObjectExporter(score).parse()
+    except Exception as exc:  # noqa: BLE001 - music21's MIDI reader raises many types
+        raise AbcError("not MIDI", f"{type(exc).__name__}: {exc}") from None
+
+
+def score_file_to_musicxml(path: str | Path, max_mb: float = MAX_INPUT_MB) -> bytes:
+    """The validated MusicXML of a MusicXML (.xml, .musicxml, .mxl) or MIDI (.mid, .midi) file."""
+    if Path(path).suffix.lower() in MIDI_SUFFIXES:
+        return musicxml_bytes(midi_to_musicxml(path, max_mb))
+    return read_musicxml(path, max_mb)
+
+
 def xml_file_to_abc(path: str | Path, max_mb: float = MAX_INPUT_MB) -> str:
-    """A MusicXML file -> standard ABC (stage 1 on one file)."""
-    return musicxml_to_abc(read_musicxml(path, max_mb), Path(path).name)
+    """A MusicXML or MIDI file -> standard ABC (stage 1 on one file)."""
+    return musicxml_to_abc(score_file_to_musicxml(path, max_mb), Path(path).name)
 
 
 # ---------------------------------------------------------------- ABC -> MusicXML, MIDI, SVG

@@ -52,7 +52,7 @@ from .pipeline import PreprocessLayout, preprocess_job, failure_log_beside, writ
 from .text import KEYS_15
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SOURCE_SUFFIXES = [".mxl", ".musicxml", ".xml", ".krn", ".abc"]  # preference order for duplicates
+SOURCE_SUFFIXES = [".mxl", ".musicxml", ".xml", ".krn", ".abc", ".mid", ".midi"]  # preference order for duplicates (MIDI via music21)
 SKIPPED_FOLDERS = ("demos/", "theoryExercises/", "_metadataCache/", "bach/choraleAnalyses/")
 WHOLE_FILE_ABC = ("josquin/",)  # ABC files whose X: tunes are the voices of one piece
 _TUNE_START = re.compile(r"^X:", flags=re.MULTILINE)

@@ -24,7 +24,7 @@ from typing import Iterable
 
 from ..io import atomic_write_text
 from .batch import BatchReport, Task, run_batch
-from .convert import MAX_INPUT_MB, MUSICXML_SUFFIXES, abc_to_musicxml, read_abc_file, xml_file_to_abc
+from .convert import MAX_INPUT_MB, SCORE_SUFFIXES, abc_to_musicxml, read_abc_file, xml_file_to_abc
 from .preprocess import preprocess_abc
 from .text import KEYS_15, original_key, split_prompt_lines, text_to_lines
 
@@ -44,13 +44,20 @@ def check_folders_apart(ori_folder, *out_folders) -> None:
                              f"{ori_folder}: choose an output folder outside it")
 
 
-def find_files(folder: str | Path, suffixes: Iterable[str]) -> list[Path]:
-    """Files under `folder` (recursively) whose suffix is one of `suffixes` (any case), sorted."""
+def find_inputs(folder: str | Path, suffixes: Iterable[str]) -> tuple[list[Path], list[Path]]:
+    """(files under `folder`, recursively, whose suffix is one of `suffixes` (any case), the other
+    files), both sorted; hidden files are neither."""
     if not Path(folder).is_dir():
         raise FileNotFoundError(f"no such input folder: {folder}")
     suffixes = tuple(suffix.lower() for suffix in suffixes)
-    return sorted(path for path in Path(folder).rglob("*")
-                  if path.is_file() and path.suffix.lower() in suffixes and not path.name.startswith("."))
+    files = sorted(path for path in Path(folder).rglob("*") if path.is_file() and not path.name.startswith("."))
+    return ([path for path in files if path.suffix.lower() in suffixes],
+            [path for path in files if path.suffix.lower() not in suffixes])
+
+
+def find_files(folder: str | Path, suffixes: Iterable[str]) -> list[Path]:
+    """Files under `folder` (recursively) whose suffix is one of `suffixes` (any case), sorted."""
+    return find_inputs(folder, suffixes)[0]
 
 
 def failure_log_beside(folder: str | Path) -> Path:
@@ -96,13 +103,16 @@ def _xml2abc_job(job: tuple[Path, Path, float]):
 
 def xml2abc_folder(ori_folder, des_folder, *, workers: int = 0, timeout: float = 120.0,
                    failure_log=None, progress: bool = True, max_input_mb: float = MAX_INPUT_MB) -> BatchReport:
-    """Every .xml/.musicxml/.mxl under `ori_folder` -> `<des_folder>/<name>.abc` (xml2abc -d 8 -c 6 -x)."""
+    """Every .xml/.musicxml/.mxl/.mid/.midi under `ori_folder` -> `<des_folder>/<name>.abc` (xml2abc
+    -d 8 -c 6 -x; MIDI through music21, quantised); other files are counted and named as skipped."""
     ori_folder, des_folder = Path(ori_folder), Path(des_folder)
     check_folders_apart(ori_folder, des_folder)
-    named, clashes = name_inputs(find_files(ori_folder, MUSICXML_SUFFIXES), ori_folder)
+    scores, others = find_inputs(ori_folder, SCORE_SUFFIXES)
+    named, clashes = name_inputs(scores, ori_folder)
     tasks = [Task(str(source), (source, des_folder / f"{name}.abc", max_input_mb), (des_folder / f"{name}.abc",))
              for name, source in named.items()]
     return run_batch(tasks, _xml2abc_job, workers=workers, timeout=timeout, known_failures=clashes,
+                     unknown=[str(path) for path in others],
                      failure_log=failure_log, desc="xml2abc", progress=progress)
 
 
@@ -174,12 +184,12 @@ def write_index_files(names: list[str], layout: PreprocessLayout, eval_split: fl
 
 def preprocess_files(named_sources: dict[str, Path], layout: PreprocessLayout, *, workers: int = 0,
                      timeout: float = 120.0, failure_log=None, known_failures=(), progress: bool = True,
-                     desc: str = "preprocess") -> BatchReport:
+                     desc: str = "preprocess", unknown=()) -> BatchReport:
     """Stage 2's conversions on {piece name: standard ABC file} (no index files)."""
     tasks = [Task(str(source), (source, name, layout), layout.outputs(name))
              for name, source in named_sources.items()]
     return run_batch(tasks, preprocess_job, workers=workers, timeout=timeout, failure_log=failure_log,
-                     known_failures=known_failures, desc=desc, progress=progress)
+                     known_failures=known_failures, desc=desc, progress=progress, unknown=unknown)
 
 
 def preprocess_folder(ori_folder, interleaved_folder, augmented_folder, *, eval_split: float = 0.1,
@@ -188,9 +198,10 @@ def preprocess_folder(ori_folder, interleaved_folder, augmented_folder, *, eval_
     returns the batch report and the number of pieces in each index file."""
     ori_folder = Path(ori_folder)
     check_folders_apart(ori_folder, interleaved_folder, augmented_folder)
-    named, clashes = name_inputs(find_files(ori_folder, ABC_SUFFIXES), ori_folder)
+    sources, others = find_inputs(ori_folder, ABC_SUFFIXES)
+    named, clashes = name_inputs(sources, ori_folder)
     layout = PreprocessLayout(Path(interleaved_folder), Path(augmented_folder))
-    report = preprocess_files(named, layout, known_failures=clashes, **options)
+    report = preprocess_files(named, layout, known_failures=clashes, unknown=[str(p) for p in others], **options)
     return report, write_index_files(list(named), layout, eval_split, seed)
 
 
@@ -206,9 +217,11 @@ def abc2xml_folder(ori_folder, des_folder, *, workers: int = 0, timeout: float =
     """Every .abc under `ori_folder` (standard, interleaved or generated) -> `<des_folder>/<name>.xml`."""
     ori_folder, des_folder = Path(ori_folder), Path(des_folder)
     check_folders_apart(ori_folder, des_folder)
-    named, clashes = name_inputs(find_files(ori_folder, ABC_SUFFIXES), ori_folder)
+    sources, others = find_inputs(ori_folder, ABC_SUFFIXES)
+    named, clashes = name_inputs(sources, ori_folder)
     tasks = [Task(str(source), (source, des_folder / f"{name}.xml"), (des_folder / f"{name}.xml",))
              for name, source in named.items()]
     return run_batch(tasks, _abc2xml_job, workers=workers, timeout=timeout, known_failures=clashes,
+                     unknown=[str(path) for path in others],
                      failure_log=failure_log, desc="abc2xml", progress=progress)
 

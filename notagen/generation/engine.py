@@ -143,8 +143,8 @@ class GenerationSettings:
             raise ValueError(f"temperature must be > 0, not {self.temperature} (use greedy for argmax)")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], not {self.top_p}")
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1, not {self.top_k}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = no top-k cut), not {self.top_k}")
 
 
 @dataclass

@@ -28,6 +28,7 @@ import torch
 
 from ..io import atomic_write_json, atomic_write_text
 from ..render import RenderSettings, error_reason, export_piece
+from ..patchilizer import Patchilizer
 from .engine import Engine, GenerationSettings, PieceResult, Prompt, PromptError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -163,6 +164,28 @@ def parse_prompt(prompt: str, known=None) -> Prompt:
     return Prompt.from_lines(lines)
 
 
+def run_prompt(cfg: SimpleNamespace, known=None):
+    """(the prompt, the `notagen.continuation.Continuation` it continues or None) of a run:
+    `--continue_from FILE` continues the music of FILE (its first `continue_bars` bars), with the
+    lines of `--prompt` (a triple or prompt lines; "" for none) in front."""
+    source = getattr(cfg, "continue_from", "")
+    if not source:
+        return parse_prompt(cfg.prompt, known), None
+    from ..continuation import music_to_prompt
+
+    lines = ()
+    if cfg.prompt.strip():
+        given = parse_prompt(cfg.prompt, known)
+        if given.text is not None:
+            raise SetupError("--prompt names a music file and --continue_from another: give the music once")
+        lines = given.lines
+    found = _find(source)
+    if found is None:
+        raise PromptError(f"music file to continue not found: {source}")
+    continuation = music_to_prompt(found, lines, cfg.continue_bars)
+    return continuation.prompt, continuation
+
+
 def output_folder_name(weights: str | Path, top_k, top_p, temperature) -> str:
     """Published: weights file stem + `_k_<k>_p_<p>_temp_<T>`."""
     return f"{Path(weights).stem}_k_{top_k}_p_{top_p}_temp_{temperature}"
@@ -255,7 +278,7 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
     dtype = resolve_dtype(cfg.dtype, device)
     weights = resolve_weights(cfg.inference_weights_path)
     known = load_prompt_list(cfg.prompt_list or default_prompt_list(weights))
-    prompt = parse_prompt(cfg.prompt, known)
+    prompt, continuation = run_prompt(cfg, known)
     if cfg.num_samples < 1:
         raise SetupError("num_samples must be >= 1")
     seed = cfg.seed if cfg.seed >= 0 else random.SystemRandom().randrange(1 << 31)
@@ -267,7 +290,7 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
     if not out.is_absolute() and not Path.cwd().joinpath(out).exists():
         out = REPO_ROOT / out
     folder = output_folder_name(weights, cfg.top_k, cfg.top_p, cfg.temperature)
-    slug = prompt_slug(prompt, cfg.prompt)
+    slug = prompt_slug(prompt, continuation.source if continuation else cfg.prompt)
     render = render_settings(cfg)
 
     started = time.monotonic()
@@ -281,6 +304,13 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
     c = model.config
     log(f"model {weights.name}: {c.patch_num_layers}+{c.char_num_layers} layers, hidden {c.hidden_size}, "
         f"context {c.patch_length} patches; {device} {str(dtype).replace('torch.', '')}; seed {seed}")
+    if continuation is not None:
+        log(f"continuing {Path(continuation.source).name}: {continuation.bars_given} of its "
+            f"{continuation.bars_in_file} bars given, the model writes from bar {continuation.bars_given + 1}")
+        context = len(Patchilizer(c.patch_size).encode_generate(prompt.prompt_text, 1 << 30))
+        if context > c.patch_length:
+            log(f"the music to continue fills {context} patches, the context holds {c.patch_length}: the model "
+                f"sees its metadata and the last bars that fit")
     log(f"generating {cfg.num_samples} piece(s), {settings.batch_size} at a time")
     engine = Engine(model)
     generation_started = time.monotonic()
@@ -309,6 +339,9 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
         "seconds": round(total, 3), "generation_seconds": round(generating, 3),
         "patches_per_second": round(patches / generating, 3) if generating else None,
         "memory": peak_memory(device),
+        "continuation": None if continuation is None else {
+            "file": continuation.source, "bars_given": continuation.bars_given,
+            "bars_in_file": continuation.bars_in_file, "continues_at_bar": continuation.bars_given + 1},
         "counts": {s: sum(e["status"] == s for e in entries) for s in ("ok", "conversion_failed", "failed")},
         "pieces": sorted(entries, key=lambda e: e["index"]),
     }
