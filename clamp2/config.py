@@ -15,3 +15,11 @@ BATCH_SIZE = 16  # segments (of up to patch_length patches) per forward pass
 GENERATED_FEATURES_DIR = "runs/clamp2_features/generated"  # features of the generated pieces
 REFERENCE_FEATURES_DIR = "runs/clamp2_features/reference"  # features of the ground-truth pieces of the target style
 SCORES_CSV = None  # if set, write per-file scores (best first) to this CSV file
+
+# evaluate.py
+GENERATED_DIR = "runs/main/inference"  # generated pieces: a folder of .abc files, or an inference output folder (its summary says which finished)
+REFERENCE_DIR = "corpus/reference/bach_chorales"  # real pieces to compare with (.abc)
+EVAL_CLAMP2_WEIGHTS_PATH = "runs/main/m3/weights_m3.pth"  # feature extractor for the CLaMP 2 score, critic, novelty and classifier ("" = skip those)
+STYLE_TRAIN_DIR = "corpus/finetune/interleaved"  # real pieces with prompt lines for the composer classifier ("" = skip it)
+EVAL_OUTPUT_DIR = "runs/evaluation"  # report.md, report.json and report.png go here
+MAX_PIECES = 0  # evaluate only the first this many generated pieces (0 = all; music21 parses about 3 a second here)

@@ -1,0 +1,155 @@
+"""clamp2/evaluate.py and notagen.evaluation on hand-made cases with known answers: two identical
+folders (overlap 1, critic AUC 0.5), scrambled pieces (alignment 0, critic AUC ~1), a composer
+classifier on two clearly different styles of real pieces (well above chance), and the script's
+report files."""
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from notagen import evaluation
+from test_data_support import MUSIC21_CORPUS
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CLAMP2 = REPO.parent / "shared" / "vectors" / "tiny_clamp2.pth"
+STYLES = {"bach": ("%Baroque", "%Bach, Johann Sebastian", "%Choral"),
+          "palestrina": ("%Renaissance", "%Palestrina, Giovanni Pierluigi da", "%Choral")}
+
+
+def interleaved_pieces(style: str, count: int) -> list[str]:
+    """`count` real pieces of a style from music21's corpus, interleaved, with their prompt lines."""
+    from notagen.abc import interleave_abc, clean_abc, xml_file_to_abc
+
+    pattern = {"bach": "bach/bwv*.mxl", "palestrina": "palestrina/*.krn"}[style]
+    texts = []
+    for path in sorted(MUSIC21_CORPUS.glob(pattern)):
+        try:
+            if path.suffix == ".krn":
+                from music21 import converter
+                from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+                from notagen.abc import musicxml_to_abc
+
+                standard = musicxml_to_abc(GeneralObjectExporter(converter.parse(path)).parse(), path.name)
+            else:
+                standard = xml_file_to_abc(path)
+            texts.append("".join(f"{line}\n" for line in STYLES[style]) + interleave_abc(clean_abc(standard)))
+        except Exception:  # noqa: BLE001 - a corpus piece that does not convert is simply not used
+            continue
+        if len(texts) == count:
+            break
+    assert len(texts) == count, f"only {len(texts)} {style} pieces converted"
+    return texts
+
+
+def write(folder: Path, texts: list[str], stem: str = "piece") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, text in enumerate(texts):
+        (folder / f"{stem}{index:02d}.abc").write_text(text)
+    return folder
+
+
+TOKEN = re.compile(r"\[[^\]]*\]|\"[^\"]*\"|![^!]*!|[\^_=]*[A-Ga-gzZx][,']*\d*/*\d*|.")
+
+
+def scrambled(text: str, rng: random.Random) -> str:
+    """Every bar line with its first voice's notes shuffled and one more quarter note: no bar of the
+    first voice lasts as long as the other voices' any more."""
+    def shuffle_voice(match):
+        tokens = [token for token in TOKEN.findall(match.group(2).rstrip("|:]")) if token.strip()]
+        rng.shuffle(tokens)
+        return match.group(1) + "".join(tokens) + "C2|"
+
+    return "\n".join(re.sub(r"^(\[V:1\])([^\[]*)", shuffle_voice, line) if line.startswith("[V:1]") else line
+                     for line in text.split("\n"))
+
+
+@pytest.fixture(scope="module")
+def bach() -> list[str]:
+    return interleaved_pieces("bach", 16)
+
+
+@pytest.fixture(scope="module")
+def palestrina() -> list[str]:
+    return interleaved_pieces("palestrina", 16)
+
+
+def test_overlap_of_histograms():
+    p, q = np.array([0.5, 0.5, 0.0]), np.array([0.0, 0.5, 0.5])
+    assert evaluation.overlap(p, p) == 1.0 and evaluation.overlap(p, q) == 0.5
+    assert evaluation.overlap(np.array([1.0, 0.0]), np.array([0.0, 1.0])) == 0.0
+
+
+def test_two_identical_folders_overlap_fully_and_fool_the_critic(bach, tmp_path):
+    a, b = write(tmp_path / "a", bach), write(tmp_path / "b", bach)
+    report = evaluation.evaluate(a, b, str(TINY_CLAMP2))
+    assert report.validity["usable"] == 1.0 and report.validity["bar_alignment"] == 1.0
+    assert all(value == pytest.approx(1.0) for value in report.statistics.values()), report.statistics
+    assert report.style["critic_auc"] == pytest.approx(0.5, abs=0.02)  # copies stay in one fold
+    assert report.style["novelty"]["copies"] == len(bach)  # every piece is its own reference's copy
+
+
+def test_scrambled_pieces_are_misaligned_and_easy_for_the_critic(bach, tmp_path):
+    rng = random.Random(0)
+    broken = write(tmp_path / "scrambled", [scrambled(text, rng) for text in bach])
+    real = write(tmp_path / "real", bach)
+    pieces = evaluation.read_pieces(broken)
+    result = evaluation.validity(pieces)
+    assert result["usable"] == 0.0 and result["bar_alignment"] == 0.0, result
+    real_pieces = evaluation.read_pieces(real)
+    evaluation.validity(real_pieces)
+    features = evaluation.critic_features(evaluation.features_of([p.text for p in pieces], TINY_CLAMP2),
+                                          [p.score for p in pieces])
+    real_features = evaluation.critic_features(evaluation.features_of([p.text for p in real_pieces], TINY_CLAMP2),
+                                               [p.score for p in real_pieces])
+    assert evaluation.critic_auc(real_features, features) > 0.95
+
+
+def test_a_composer_classifier_tells_two_styles_apart(bach, palestrina):
+    texts = bach + palestrina
+    labels = ["Bach"] * len(bach) + ["Palestrina"] * len(palestrina)
+    features = evaluation.features_of(texts, TINY_CLAMP2)
+    prompts = ["Bach"] * 4 + ["Palestrina"] * 4
+    generated = np.concatenate([features[:4], features[len(bach):len(bach) + 4]])
+    result = evaluation.style_classifier(features, labels, generated, prompts)
+    assert result["chance"] == 0.5 and result["classes"] == 2
+    assert result["accuracy"] >= 0.8, result
+    assert result["adherence_top1"] >= 0.75 and result["adherence_top5"] == 1.0
+    assert evaluation.statistics(
+        [evaluation.check_piece(evaluation.Piece("b", t)).score for t in bach[:6]],
+        [evaluation.check_piece(evaluation.Piece("p", t)).score for t in palestrina[:6]])["note_duration"] < 0.9
+
+
+def test_duplicate_groups_join_near_copies():
+    x = np.array([[1.0, 0.0], [1.0, 1e-5], [0.0, 1.0], [1.0, 2e-5]])
+    groups = evaluation.duplicate_groups(x)
+    assert groups[0] == groups[1] == groups[3] != groups[2]
+
+
+def test_the_script_writes_the_report(bach, palestrina, tmp_path):
+    generated = write(tmp_path / "generated", bach[:8])
+    reference = write(tmp_path / "reference", bach[8:])
+    style = write(tmp_path / "style", bach + palestrina)
+    out = tmp_path / "report"
+    done = subprocess.run([sys.executable, str(REPO / "clamp2" / "evaluate.py"), "--generated_dir", str(generated),
+                           "--reference_dir", str(reference), "--eval_clamp2_weights_path", str(TINY_CLAMP2),
+                           "--style_train_dir", str(style), "--eval_output_dir", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = done.stdout.strip().splitlines()[-2]
+    assert summary.startswith("evaluation: 100% of 8 usable, bar alignment 100%") and "critic AUC" in summary
+    report = json.loads((out / "report.json").read_text())
+    assert report["validity"]["pieces"] == 8 and 0 < report["style"]["critic_auc"] <= 1
+    assert report["style"]["classifier"]["adherence_pieces"] == 8
+    assert (out / "report.png").read_bytes()[:4] == b"\x89PNG" and "| usable | 100.0% |" in (out / "report.md").read_text()
+    missing = subprocess.run([sys.executable, str(REPO / "clamp2" / "evaluate.py"), "--generated_dir",
+                              str(tmp_path / "nothing"), "--reference_dir", str(reference)],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no such folder of pieces")
