@@ -44,6 +44,7 @@ class Piece:
     prompt: tuple[str, ...] = ()  # its prompt lines, without "%"
     score: object = None  # music21 Score, once it parsed (usable or not)
     reason: str = ""  # why it is not usable
+    converted: bool = False  # abc2xml made MusicXML of it
     bars: int = 0
     aligned_bars: int = 0
 
@@ -88,7 +89,9 @@ def check_piece(piece: Piece) -> Piece:
         piece.reason = "not finished"
         return piece
     try:
-        score = musicxml_to_score(abc_to_musicxml(piece.text))
+        musicxml = abc_to_musicxml(piece.text)
+        piece.converted = True
+        score = musicxml_to_score(musicxml)
     except ValueError as error:
         piece.reason = str(error).split(":", 1)[0]
         return piece
@@ -115,13 +118,11 @@ def validity(pieces: list[Piece]) -> dict:
         if piece.score is None and not piece.reason:
             check_piece(piece)  # once: a parsed or refused piece keeps its result
     count = len(pieces)
-    converted = [p for p in pieces if p.finished and p.reason not in ("not finished",) and
-                 not p.reason.startswith(("abc2xml", "no notes", "empty", "music21"))]
     bars = sum(p.bars for p in pieces)
     return {"pieces": count,
             "finished": sum(p.finished for p in pieces) / count,
-            "converted": len(converted) / count,
-            "parsed": sum(p.bars > 0 for p in pieces) / count,
+            "converted": sum(p.converted for p in pieces) / count,
+            "parsed": sum(p.score is not None for p in pieces) / count,
             "usable": sum(p.usable for p in pieces) / count,
             "bar_alignment": sum(p.aligned_bars for p in pieces) / bars if bars else 0.0,
             "reasons": dict(Counter(p.reason for p in pieces if p.reason).most_common())}

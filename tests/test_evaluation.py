@@ -153,3 +153,19 @@ def test_the_script_writes_the_report(bach, palestrina, tmp_path):
                               str(tmp_path / "nothing"), "--reference_dir", str(reference)],
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and missing.stderr.startswith("error: no such folder of pieces")
+
+
+def test_validity_counts_each_stage_and_its_reasons(bach):
+    # a barline in the middle of one bar of voice 2: that voice gets one measure more
+    lines = bach[0].split("\n")
+    row = next(i for i, line in enumerate(lines) if re.search(r"\[V:2\]\S+ ", line))
+    lines[row] = re.sub(r"(\[V:2\]\S+) ", r"\1| ", lines[row], count=1)
+    shorter_voice = "\n".join(lines)
+    pieces = [evaluation.Piece("real", bach[0]), evaluation.Piece("garbage", "<<<>>> ||| ]]]] [[[\n"),
+              evaluation.Piece("cut", bach[1], finished=False), evaluation.Piece("short", shorter_voice),
+              evaluation.Piece("tiny", "\n".join(bach[2].split("\n")[:14]) + "\n")]
+    result = evaluation.validity(pieces)
+    assert result["pieces"] == 5 and result["finished"] == 0.8
+    assert result["converted"] == 0.6 and result["parsed"] == 0.6 and result["usable"] == 0.2
+    assert result["reasons"] == {"no notes": 1, "not finished": 1, "parts differ in measure count": 1,
+                                 "fewer than 4 measures": 1}
