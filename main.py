@@ -37,6 +37,7 @@ RL_PORTION = 0.1  # share of usable pieces chosen / rejected (published 0.1)
 RL_COPY_THRESHOLD = 0.0  # 0 = calibrated on the reference set: the tiny M3 puts distinct chorales above the published 0.95
 RL_STEPS = 200  # DPOP optimizer steps (about 1 min, each pair drawn at most once; at 5e-5, or 500 steps, the score drops)
 RL_LEARNING_RATE = 2e-5  # DPOP learning rate (published 1e-6 for 516M parameters)
+EVAL_PIECES = 200  # pieces of each model's CLaMP-DPO generation that clamp2/evaluate.py reports on (0 = skip)
 
 
 def run(step: str, args: list[str], runs: Path, output_dir: Path | None = None) -> None:
@@ -109,6 +110,7 @@ def main(cfg) -> None:
                    "--decoder_patch_sample", "32", *threads], runs, runs / "m3")
         try:
             run_clamp_dpo(cfg, runs, corpus, finetuned, threads)
+            evaluate_models(cfg, runs, corpus)
         except subprocess.CalledProcessError:
             print("\n== clamp_dpo: the CLaMP-DPO iteration stopped (its reason is printed above); the "
                   "models and pieces made so far are kept. A tiny model trained for minutes may write no "
@@ -117,12 +119,32 @@ def main(cfg) -> None:
     print(f"\nmain job finished in {(time.monotonic() - started) / 60:.1f} min; everything is under {runs}")
     print(f"  fine-tuned weights: {finetuned}")
     print(f"  generated pieces:   {runs / 'inference'} (original/ ABC, interleaved/ ABC, xml/ MusicXML, midi/ MIDI)")
+    for label in EVALUATED:
+        report = runs / "evaluation" / label / "report.json"
+        if report.exists():
+            print(f"  {label + ':':19} {json.loads(report.read_text())['summary']}")
     if (runs / "rl" / "scores.json").exists():
         rows = json.loads((runs / "rl" / "scores.json").read_text())
         print(f"  CLaMP-DPO scores:   {runs / 'rl' / 'scores.json'} and {runs / 'rl' / 'scores.png'}")
         print("  mean CLaMP 2 score of fresh pieces (same seed, extractor and reference set): "
               + " -> ".join(f"{row['label']} {row['mean_score']:.4f} +- {row.get('sem', float('nan')):.4f} "
                             f"({row['pieces']} usable of {cfg.rl_samples})" for row in rows))
+
+
+EVALUATED = {"fine-tuned": "iter_1", "RL1": "iter_2"}  # report folder -> the RL iteration whose pieces it reads
+
+
+def evaluate_models(cfg, runs: Path, corpus: Path) -> None:
+    """clamp2/evaluate.py on the fine-tuned and the CLaMP-DPO model's pieces (their RL generation step)."""
+    if cfg.eval_pieces <= 0:
+        return
+    for label, iteration in EVALUATED.items():
+        run(f"evaluate_{iteration}", ["clamp2/evaluate.py", "--generated_dir", str(runs / "rl" / iteration / "generated"),
+                                      "--reference_dir", str(corpus / "reference/bach_chorales"),
+                                      "--eval_clamp2_weights_path", str(runs / "m3/weights_m3.pth"),
+                                      "--style_train_dir", str(corpus / "finetune/interleaved"),
+                                      "--max_pieces", str(cfg.eval_pieces),
+                                      "--eval_output_dir", str(runs / "evaluation" / label)], runs)
 
 
 def run_clamp_dpo(cfg, runs: Path, corpus: Path, finetuned: Path, threads: list[str]) -> None:
