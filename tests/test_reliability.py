@@ -159,3 +159,18 @@ def test_a_full_disk_during_training_is_said_with_the_path(small_disk, tmp_path)
     line = refused(result, "disk full while writing", str(small_disk / "run"))
     assert "MB free" in line
     assert not [p for p in (small_disk / "run").glob(".*.tmp")]  # no partial file left behind
+
+
+def test_a_nan_feature_never_ranks_a_preference_file(tmp_path):
+    """RL/data.py refuses a NaN feature with the file named instead of ranking pieces on NaN."""
+    for name in ("generated", "reference"):
+        (tmp_path / name).mkdir()
+    for index in range(4):
+        np.save(tmp_path / "reference" / f"ref{index}.npy", np.random.default_rng(index).normal(size=(1, 8)).astype(np.float32))
+        np.save(tmp_path / "generated" / f"piece{index}.npy", np.random.default_rng(9 + index).normal(size=(1, 8)).astype(np.float32))
+    np.save(tmp_path / "generated" / "piece2.npy", np.full((1, 8), np.nan, dtype=np.float32))
+    result = script("RL/data.py", "--ground_truth_feature_dir", tmp_path / "reference", "--generated_feature_dir",
+                    tmp_path / "generated", "--generated_original_dir", tmp_path, "--generated_interleaved_dir", tmp_path,
+                    "--output_path", tmp_path / "pairs.json")
+    refused(result, "piece2.npy holds NaN or infinite values")
+    assert not (tmp_path / "pairs.json").exists()
