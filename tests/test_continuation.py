@@ -117,3 +117,16 @@ def test_stages_1_and_2_take_midi_beside_musicxml_and_name_what_they_skip(choral
     stage2 = summary_line(run_script("2_data_preprocess.py", "--ori_folder", tmp_path / "abc", "--interleaved_folder",
                                      tmp_path / "interleaved", "--augmented_folder", tmp_path / "augmented"))
     assert stage2.startswith("2 converted, 0 failed, 1 skipped (unknown type: notes.md)")  # 2 + 0 + 1 = 3 files
+
+
+def test_prompt_file_of_standard_abc_is_converted_not_taken_as_header(chorale_files, tmp_path):
+    from notagen.generation.run import parse_prompt
+
+    with_lyrics = tmp_path / "with_lyrics.abc"
+    with_lyrics.write_text(chorale_files["abc"].read_text().replace("V:1 treble", "V:1 treble\nw: some lyrics", 1))
+    prompt = parse_prompt(str(with_lyrics), continue_bars=4)
+    body = [line for line in prompt.text.splitlines() if line.startswith("[r:")]
+    assert len(body) == 4 and body[0].startswith("[r:0/") and "w:" not in prompt.text
+    generated = tmp_path / "generated.abc"
+    generated.write_text(prompt.text)
+    assert parse_prompt(str(generated)).text == prompt.text  # the model's own format is taken as it is

@@ -128,25 +128,44 @@ def default_prompt_list(weights: Path) -> Path | None:
     return None
 
 
-def parse_prompt(prompt: str, known=None) -> Prompt:
+def music_file_named(prompt: str) -> Path | None:
+    """The music file a prompt names (a name with a music suffix), else None; a missing one is an error."""
+    from ..continuation import MUSIC_SUFFIXES
+
+    name = (prompt or "").strip()
+    if "\n" in name or len(name) >= 4096 or not name.lower().endswith(MUSIC_SUFFIXES):
+        return None
+    found = _find(name)
+    if found is None:
+        raise PromptError(f"music file to continue not found: {name}")
+    return found
+
+
+def generated_abc(path: Path) -> str | None:
+    """The text of an .abc file in the model's own generated format (`[r:i/j]` lines), else None."""
+    if path.suffix.lower() != ".abc":
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise PromptError(f"{path} is not UTF-8 text: {error}") from None
+    return text if any(line.startswith("[r:") for line in text.split("\n")) else None
+
+
+def parse_prompt(prompt: str, known=None, continue_bars: int = 0) -> Prompt:
     """`period|composer|instrumentation`, free prompt lines (separated by newlines or a literal
     `\\n`), or the path of a music file to continue. Only a name with a music suffix (.abc, .xml,
-    .musicxml, .mxl, .mid, .midi) is read as a file: any other text is prompt text."""
-    from ..continuation import MUSIC_SUFFIXES, music_to_prompt
+    .musicxml, .mxl, .mid, .midi) is read as a file: any other text is prompt text. A file in the
+    model's generated format is continued as it is; any other is converted (`notagen.continuation`)."""
+    found = music_file_named(prompt)
+    if found is not None:
+        text = generated_abc(found)
+        if text is not None:
+            return Prompt.from_abc(text)
+        from ..continuation import music_to_prompt
 
+        return music_to_prompt(found, (), continue_bars).prompt
     prompt = prompt or ""
-    name = prompt.strip()
-    if "\n" not in name and len(name) < 4096 and name.lower().endswith(MUSIC_SUFFIXES):
-        found = _find(name)
-        if found is None:
-            raise PromptError(f"music file to continue not found: {name}")
-        if found.suffix.lower() != ".abc":
-            return music_to_prompt(found).prompt
-        try:
-            text = found.read_text(encoding="utf-8")
-        except UnicodeDecodeError as error:
-            raise PromptError(f"{found} is not UTF-8 text: {error}") from None
-        return Prompt.from_abc(text)
     text = prompt.replace("\\n", "\n")
     fields = text.strip().split("|")
     if "\n" not in text.strip() and len(fields) == 3 and all(
@@ -167,22 +186,26 @@ def parse_prompt(prompt: str, known=None) -> Prompt:
 def run_prompt(cfg: SimpleNamespace, known=None):
     """(the prompt, the `notagen.continuation.Continuation` it continues or None) of a run:
     `--continue_from FILE` continues the music of FILE (its first `continue_bars` bars), with the
-    lines of `--prompt` (a triple or prompt lines; "" for none) in front."""
-    source = getattr(cfg, "continue_from", "")
-    if not source:
-        return parse_prompt(cfg.prompt, known), None
+    lines of `--prompt` (a triple or prompt lines; "" for none) in front. `--prompt FILE` works as
+    before: a file in the generated format is continued as it is, any other music file is converted."""
     from ..continuation import music_to_prompt
 
-    lines = ()
-    if cfg.prompt.strip():
-        given = parse_prompt(cfg.prompt, known)
-        if given.text is not None:
-            raise SetupError("--prompt names a music file and --continue_from another: give the music once")
-        lines = given.lines
-    found = _find(source)
-    if found is None:
-        raise PromptError(f"music file to continue not found: {source}")
-    continuation = music_to_prompt(found, lines, cfg.continue_bars)
+    source, lines = getattr(cfg, "continue_from", ""), ()
+    named = music_file_named(cfg.prompt)
+    if named is not None and source:
+        raise SetupError("--prompt names a music file and --continue_from another: give the music once")
+    if named is not None and generated_abc(named) is not None:
+        return parse_prompt(cfg.prompt, known), None
+    if named is not None:
+        found = named
+    elif not source:
+        return parse_prompt(cfg.prompt, known), None
+    else:
+        found = _find(source)
+        if found is None:
+            raise PromptError(f"music file to continue not found: {source}")
+        lines = parse_prompt(cfg.prompt, known).lines if cfg.prompt.strip() else ()
+    continuation = music_to_prompt(found, lines, getattr(cfg, "continue_bars", 0))
     return continuation.prompt, continuation
 
 
