@@ -154,7 +154,9 @@ def run_dpo_training(settings) -> Path:
     train(policy, dataset, None, collate_pairs, config, accelerator=accelerator,
           compute_loss=dpop_compute_loss(settings.beta, lam),
           checkpoint_extra={"dpo": {"beta": settings.beta, "lambda": lam,
-                                    "preference_path": str(settings.preference_path)}})
+                                    "preference_path": str(settings.preference_path)},
+                            "settings": {k: v for k, v in vars(settings).items()
+                                         if isinstance(v, (int, float, str, bool)) or v is None}})
     if accelerator.is_main_process:  # the policy after the last step is the result of the iteration
         save_checkpoint(config.weights_path, accelerator.unwrap_model(policy))
     accelerator.wait_for_everyone()

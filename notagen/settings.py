@@ -5,6 +5,11 @@ given as `--name value` (lower or upper case). The trailing `# comment` of a con
 text, so `python script.py --help` documents every setting. The type of an override is the type of
 the default: int, float, bool (true/false/1/0/yes/no), str; a default of None accepts any string
 ("none" gives None back).
+
+`--config FILE` (JSON or YAML: a mapping of setting names to values, or a file holding one under
+"settings", such as a run's `settings.json` or an inference run summary) sits between the two:
+its values replace config.py's, the command line replaces both. So a run is repeated with
+`--config <its output>/settings.json`.
 """
 from __future__ import annotations
 
@@ -60,6 +65,54 @@ def load_config_module(path: str | Path):
     return module
 
 
+class SettingsError(ValueError):
+    """A settings file that cannot be read, or that names unknown settings or wrong types."""
+
+
+def read_settings_file(path: str | Path, defaults: dict) -> dict:
+    """{UPPER name: value} from a JSON/YAML settings file, each checked against config.py's default."""
+    import json
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = (__import__("yaml").safe_load(text) if path.suffix.lower() in (".yaml", ".yml")
+                else json.loads(text))
+    except FileNotFoundError:
+        raise SettingsError(f"settings file not found: {path}") from None
+    except Exception as error:  # noqa: BLE001 - JSON, YAML and decoding errors alike
+        raise SettingsError(f"{path} is not a JSON or YAML settings file: {error}") from None
+    if isinstance(data, dict) and isinstance(data.get("settings"), dict):
+        data = data["settings"]
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path} holds no mapping of setting names to values")
+    values, unknown = {}, []
+    for key, value in data.items():
+        name = str(key).upper()
+        if name not in defaults:
+            unknown.append(str(key))
+            continue
+        default = defaults[name]
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok, value = isinstance(value, (int, float)) and not isinstance(value, bool), \
+                float(value) if isinstance(value, (int, float)) else value
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+        else:
+            ok = True
+        if not ok:
+            raise SettingsError(f"{path}: {key} must be {type(default).__name__} like its default "
+                                f"{default!r}, not {value!r}")
+        values[name] = value
+    if unknown:
+        raise SettingsError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))} for this stage")
+    return values
+
+
 def parse_settings(config_path: str | Path, argv: list[str] | None = None,
                    description: str | None = None) -> SimpleNamespace:
     """Read `config_path`, apply `--name value` overrides from `argv`, return lower-case names.
@@ -73,13 +126,22 @@ def parse_settings(config_path: str | Path, argv: list[str] | None = None,
     helps = _comments_by_name(config_path.read_text())
     defaults = {name: getattr(module, name) for name in dir(module)
                 if name.isupper() and not name.startswith("_")}
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--config", default="")
+    known, _ = first.parse_known_args(argv)
+    if known.config:
+        defaults.update(read_settings_file(known.config, defaults))
     parser = argparse.ArgumentParser(description=description or f"settings from {config_path}",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", default="", help="JSON or YAML file of settings (e.g. a run's settings.json): "
+                                                    "its values replace config.py's, the command line replaces both")
     for name, default in defaults.items():
         parser.add_argument(f"--{name.lower()}", *([f"--{name}"] if name.lower() != name else []),
                             dest=name.lower(), type=_converter(default), default=default,
                             help=helps.get(name, " ").replace("%", "%%"))  # argparse formats help with %
-    return SimpleNamespace(**vars(parser.parse_args(argv)))
+    parsed = vars(parser.parse_args(argv))
+    parsed.pop("config")
+    return SimpleNamespace(**parsed)
 
 
 def run_stage(main, *args) -> int:

@@ -62,7 +62,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .checkpoint import read_checkpoint, load_state_dict_checked, save_checkpoint
-from .io import atomic_write_text
+from .io import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger("notagen.training")
 
@@ -514,6 +514,9 @@ def train(model: torch.nn.Module, train_dataset: Dataset, eval_dataset: Dataset 
     device = accelerator.device
     run_log = RunLogger(accelerator, config)
     extra = dict(checkpoint_extra or {})
+    if accelerator.is_main_process and isinstance(extra.get("settings"), dict):
+        # the stage's resolved settings: `--config <output_dir>/settings.json` repeats the run
+        atomic_write_json(Path(config.output_dir) / "settings.json", extra["settings"])
     if len(train_dataset) == 0:
         raise ValueError("the training dataset is empty")
 

@@ -1,4 +1,6 @@
 """config.py settings: defaults, typed command-line overrides, help text from comments."""
+from pathlib import Path
+
 import pytest
 
 from notagen.settings import parse_settings
@@ -37,3 +39,21 @@ def test_help_lists_the_comments(config_path, capsys):
     with pytest.raises(SystemExit):
         parse_settings(config_path, ["--help"])
     assert "share of pieces held out (10% by default)" in capsys.readouterr().out  # a % in help is text
+
+
+def test_a_settings_file_sits_between_config_and_command_line(tmp_path):
+    from notagen.settings import SettingsError, parse_settings
+
+    config = Path(__file__).resolve().parents[1] / "inference" / "config.py"
+    (tmp_path / "run.json").write_text('{"settings": {"top_k": 3, "temperature": 1, "prompt": "A|B|C"}}')
+    (tmp_path / "run.yaml").write_text("TOP_P: 0.5\ngreedy: true\n")
+    cfg = parse_settings(config, ["--config", str(tmp_path / "run.json"), "--top_k", "5"])
+    assert (cfg.top_k, cfg.temperature, cfg.prompt, cfg.top_p) == (5, 1.0, "A|B|C", 0.9)
+    assert isinstance(cfg.temperature, float) and not hasattr(cfg, "config")
+    cfg = parse_settings(config, ["--config", str(tmp_path / "run.yaml")])
+    assert cfg.top_p == 0.5 and cfg.greedy is True
+    for text, message in (('{"top_k": "nine"}', "top_k must be int"), ('{"no_such": 1}', "unknown setting"),
+                          ("[1, 2]", "no mapping"), ("{not json", "not a JSON or YAML")):
+        (tmp_path / "bad.json").write_text(text)
+        with pytest.raises(SettingsError, match=message):
+            parse_settings(config, ["--config", str(tmp_path / "bad.json")])

@@ -146,3 +146,18 @@ def test_a_fresh_run_never_replaces_an_earlier_one(tmp_path):
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     assert [record["step"] for record in steps_of(out)] == [1]  # started over
     assert not killed_save.exists()  # the killed save's temporary is gone
+
+
+def test_a_run_restarted_from_its_settings_file_has_the_same_losses(tmp_path):
+    corpus, first, again = write_corpus(tmp_path / "corpus"), tmp_path / "first", tmp_path / "again"
+    command = [sys.executable, str(SCRIPT), *stage_args(corpus, first, "--max_steps", "4", "--num_epochs", "3",
+                                                         "--seed", "5", "--learning_rate", "3e-3")]
+    subprocess.run(command, env=env(), check=True, capture_output=True, timeout=600)
+    settings = json.loads((first / "settings.json").read_text())
+    assert settings["seed"] == 5 and settings["learning_rate"] == 3e-3 and settings["max_steps"] == 4
+    # only the settings file and a new output folder: every other value comes from the file
+    repeat = [sys.executable, str(SCRIPT), "--config", str(first / "settings.json"), "--output_dir", str(again)]
+    done = subprocess.run(repeat, env=env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    losses = lambda out: [(r["step"], round(r["loss"], 6)) for r in steps_of(out)]  # noqa: E731
+    assert losses(again) == losses(first) and len(losses(first)) == 4
