@@ -58,3 +58,47 @@ def sample_next(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0, temper
         return logits.argmax(dim=-1)
     probs = filter_probs(torch.softmax(logits.double(), dim=-1), top_k, top_p, temperature)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+# ---- one random stream per piece, batched (the generation engine) -----------------------------
+def fresh_seed() -> int:
+    """A random seed that leaves torch's global generator alone."""
+    import random
+
+    return random.SystemRandom().randrange(1 << 62)
+
+
+def piece_seed(seed: int, index: int) -> int:
+    """The seed of piece `index` of a run seeded with `seed` (the same at any batch size)."""
+    return (seed * 0x9E3779B97F4A7C15 + index * 0xBF58476D1CE4E5B9 + 1) % (1 << 63)
+
+
+def candidate_probs(logits: torch.Tensor, top_k: int, top_p: float, temperature: float
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The published chain top-k -> top-p -> temperature on logits [B, V], in float64.
+
+    With top-k the later steps only see the k survivors, so they run on [B, k] (same numbers as
+    `filter_probs` on the full vector, far fewer ops): returns (probs [B, k], their ids [B, k]).
+    Without top-k: (probs [B, V], None)."""
+    if logits.device.type == "mps":  # no float64 on Apple GPUs: [B, 128] is cheap to move
+        logits = logits.cpu()
+    probs = torch.softmax(logits.double(), dim=-1)
+    if 0 < top_k < probs.shape[-1]:
+        top, ids = probs.topk(top_k, dim=-1)  # sorted, descending
+        top = top / top.sum(dim=-1, keepdim=True)
+        return filter_probs(top, 0, top_p, temperature), ids
+    return filter_probs(probs, 0, top_p, temperature), None
+
+
+def sample_rows(logits: torch.Tensor, generators: list, top_k: int, top_p: float, temperature: float,
+                greedy: bool = False) -> list[int]:
+    """One id per row of logits [B, V]: greedy argmax (or top_k == 1), else top-k -> top-p ->
+    temperature, drawing row b's uniform number from generators[b]."""
+    if greedy or top_k == 1:
+        return logits.argmax(dim=-1).tolist()
+    probs, ids = candidate_probs(logits, top_k, top_p, temperature)
+    cdf = probs.cumsum(dim=-1)  # [B, K]
+    u = torch.stack([torch.rand((), dtype=torch.float64, generator=g) for g in generators])
+    u = u.to(probs.device)[:, None] * cdf[:, -1:]
+    choice = torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1)  # [B, 1]
+    return (choice if ids is None else ids.gather(-1, choice))[:, 0].tolist()

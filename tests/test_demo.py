@@ -197,7 +197,7 @@ def test_pasted_chorale_is_rendered_to_score_audio_and_files(backend, tmp_path):
 
 
 def test_text_that_does_not_convert_gets_its_reason(backend):
-    from notagen.generation.engine import PromptError
+    from notagen.generation.piece import PromptError
 
     broken = backend.render_edited("<<<>>> ||| ]]]] [[[\n", None)
     assert broken.status == "failed" and broken.reason.startswith("no notes")
@@ -216,7 +216,7 @@ def test_no_checkpoint_names_the_command_that_makes_one(tmp_path, monkeypatch):
 
 # -- inference.py --render ---------------------------------------------------------------------
 def test_inference_render_writes_score_pages_and_audio(tmp_path):
-    from notagen.generation.engine import PieceResult, Prompt
+    from notagen.generation.piece import PieceResult, Prompt
     from notagen.generation.run import render_settings, write_piece
 
     cfg = parse_settings(REPO / "inference" / "config.py", ["--render", "true", "--synth", "midirenderer"])

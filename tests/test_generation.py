@@ -13,7 +13,7 @@ from notagen.checkpoint import load_model
 from notagen.config import BOS_ID, EOS_ID, NotaGenConfig
 from notagen.generation import (Engine, GenerationSettings, KVCache, Piece, Prompt, reference_generate,
                                 to_ascii)
-from notagen.generation.engine import stack_blocks
+from notagen.generation.cache import stack_blocks
 from notagen.model import build_model
 from notagen.patchilizer import Patchilizer
 
@@ -249,7 +249,7 @@ def test_continuing_an_abc_text_extends_it(engine):
 
 
 def test_candidate_probs_equal_the_published_chain_on_the_full_vector():
-    from notagen.generation.engine import candidate_probs
+    from notagen.sampling import candidate_probs
     from notagen.sampling import filter_probs
 
     torch.manual_seed(3)
@@ -257,7 +257,7 @@ def test_candidate_probs_equal_the_published_chain_on_the_full_vector():
     for top_k, top_p, temperature in ((9, 0.9, 1.2), (0, 0.8, 0.7), (20, 1.0, 1.0), (128, 0.5, 2.0)):
         settings = GenerationSettings(top_k=top_k, top_p=top_p, temperature=temperature)
         full = filter_probs(torch.softmax(logits.double(), dim=-1), top_k, top_p, temperature)
-        probs, ids = candidate_probs(logits, settings)
+        probs, ids = candidate_probs(logits, settings.top_k, settings.top_p, settings.temperature)
         dense = probs if ids is None else torch.zeros_like(full).scatter(-1, ids, probs)
         assert torch.allclose(dense / dense.sum(-1, keepdim=True), full / full.sum(-1, keepdim=True),
                               atol=1e-12, rtol=0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from notagen.generation import Prompt, PromptError
-from notagen.generation.engine import PieceResult
+from notagen.generation.piece import PieceResult
 from notagen.generation.run import (SetupError, main, output_folder_name, parse_prompt, resolve_device,
                                     resolve_dtype, resolve_weights, run_inference, write_piece)
 from notagen.settings import parse_settings

@@ -22,7 +22,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import gradio as gr  # noqa: E402
 
-from ..generation.engine import PromptError  # noqa: E402
+from ..generation.piece import PromptError  # noqa: E402
 from ..generation.run import SetupError  # noqa: E402
 from .session import DemoBackend, DemoRequest, Progress, Variation  # noqa: E402
 

@@ -27,7 +27,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Iterator
 
-from ..generation.engine import Engine, GenerationSettings, Prompt, PromptError
+from ..generation.engine import Engine
+from ..generation.piece import GenerationSettings, Prompt, PromptError
 from ..generation.run import (REPO_ROOT, SetupError, default_prompt_list, interleaved_text, load_prompt_list,
                               resolve_device, resolve_dtype, resolve_weights)
 from ..io import atomic_write_json, atomic_write_text

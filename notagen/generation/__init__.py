@@ -1,4 +1,5 @@
-"""Generation: the cached, batched, streaming engine (`engine`) and inference runs (`run`).
+"""Generation: pieces (`piece`), the KV cache (`cache`), the cached, batched, streaming engine
+(`engine`) and inference runs (`run`).
 
 `run` (output folders, conversions, run summary) is imported on first use, so importing the engine
 does not pull in the ABC converters.
@@ -7,8 +8,11 @@ from __future__ import annotations
 
 from notagen._lazy import lazy_exports
 
-from .engine import (Engine, GenerationEvent, GenerationSettings, KVCache, Piece, PieceResult, Prompt,
-                     PromptError, reference_generate, sample_rows, split_header, to_ascii)
+from ..sampling import sample_rows
+from .cache import KVCache
+from .engine import Engine, reference_generate
+from .piece import (GenerationEvent, GenerationSettings, Piece, PieceResult, Prompt, PromptError, split_header,
+                    to_ascii)
 
 _LAZY = {"run_inference": "run", "parse_prompt": "run", "resolve_device": "run", "resolve_dtype": "run",
          "resolve_weights": "run", "output_folder_name": "run", "load_prompt_list": "run"}

@@ -29,7 +29,8 @@ import torch
 from ..io import atomic_write_json, atomic_write_text
 from ..render import RenderSettings, error_reason, export_piece
 from ..patchilizer import Patchilizer
-from .engine import Engine, GenerationSettings, PieceResult, Prompt, PromptError
+from .engine import Engine
+from .piece import GenerationSettings, PieceResult, Prompt, PromptError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_FOLDERS = {"musicxml": "xml", "midi": "midi", "svg": "svg", "audio": "audio"}  # kind -> folder

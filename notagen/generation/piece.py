@@ -1,0 +1,290 @@
+"""One piece's life during generation: prompts, settings, results, and the published loop's
+bookkeeping of text and context (no tensors). The engine (`engine.py`) drives many at once.
+
+How a piece grows (shared/spec/model.md, "Generation")
+- The patch-level context starts as BOS patch + one metadata chunk per prompt line. The feature of
+  its last complete patch conditions the char-level decoder, which writes the next patch char by
+  char ([feature] + chars so far -> next char). When the context ends in an open patch (after a
+  stream rebuild the last bar stays open), the new chars continue it and only they add text.
+- A patch ends at its first EOS char or at 16 chars. A patch starting with chars (1, 2) is the EOS
+  patch: the piece is finished. The first patch whose text starts with `[r:` gets `0/` forced as its
+  next two chars (the published loop regenerates it with `[r:0/` forced: the same distribution).
+- Stream continuation: when the context reaches patch_length patches it is rebuilt from the text,
+  `encode_generate(metadata + last c body lines)`, c = half the body lines at the first rebuild.
+  "metadata" is the prompt lines + the metadata the model generated before the body (the greedy
+  vectors' rebuild points and texts decide this); the body lines are those of the context's body,
+  stripped and re-split exactly as published (see `Piece.rebuild`). A rebuilt context that is still
+  too long loses body lines from the front (the published code cut off its newest patches
+  instead, which can stall a piece for good).
+- Limits: a piece fails as soon as its text (prompt lines included) exceeds `max_chars`, when it
+  runs past `max_seconds`, or after `max_empty_patches` patches in a row that add no text.
+"""
+from __future__ import annotations
+
+import time
+import unicodedata
+import warnings
+from dataclasses import dataclass, field
+from typing import Iterable, NamedTuple
+
+from ..config import BOS_ID, EOS_ID, PAD_ID
+from ..patchilizer import Patchilizer, split_lines
+
+R0_TRIGGER = [ord(c) for c in "[r:"]  # first three chars of the first tune-body patch ...
+R0_FORCED = [ord(c) for c in "0/"]  # ... are followed by these, so the body starts at line 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompts and settings
+# ---------------------------------------------------------------------------------------------
+class PromptError(ValueError):
+    """A prompt that cannot be used."""
+
+
+def to_ascii(text: str, what: str = "prompt") -> str:
+    """ASCII text as the model needs; non-ASCII is transliterated (unidecode) with a warning."""
+    if text.isascii():
+        return text
+    from unidecode import unidecode
+
+    converted = unidecode(unicodedata.normalize("NFC", text))
+    bad = sorted({c for c in text if not c.isascii()})
+    warnings.warn(f"{what} has non-ASCII characters {''.join(bad)!r}; transliterated to ASCII "
+                  f"(the model only knows ASCII): {converted.strip()[:80]!r}", stacklevel=3)
+    return converted
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What a piece starts from: prompt lines (metadata chunks), or an ABC text to continue."""
+    lines: tuple[str, ...] = ()  # each ends with "\n"
+    text: str | None = None  # ABC text to continue (its own header and body)
+
+    @classmethod
+    def from_triple(cls, period: str, composer: str, instrumentation: str) -> "Prompt":
+        return cls.from_lines([f"%{period.strip()}", f"%{composer.strip()}", f"%{instrumentation.strip()}"])
+
+    @classmethod
+    def from_lines(cls, lines: Iterable[str]) -> "Prompt":
+        clean = []
+        for line in lines:
+            line = to_ascii(line).rstrip("\r\n")
+            if "\n" in line:
+                raise PromptError(f"a prompt line holds a line break: {line!r}")
+            if line.strip():
+                clean.append(line + "\n")
+        return cls(lines=tuple(clean))
+
+    @classmethod
+    def from_abc(cls, text: str) -> "Prompt":
+        text = to_ascii(text.replace("\r\n", "\n").replace("\r", "\n"), "ABC prompt")
+        if not text.strip():
+            raise PromptError("the ABC text to continue is empty")
+        lines = split_lines(text)
+        if Patchilizer.find_body_start(lines, generate=True) is None:
+            return cls.from_lines(lines)  # a header only: its lines are prompt lines
+        return cls(text=text)
+
+    @property
+    def prompt_text(self) -> str:
+        return self.text if self.text is not None else "".join(self.lines)
+
+    @property
+    def triple(self) -> tuple[str, ...] | None:
+        """(period, composer, instrumentation) when the prompt is exactly three `%` lines."""
+        if self.text is None and len(self.lines) == 3 and all(
+                l.startswith("%") and not l.startswith("%%") for l in self.lines):
+            return tuple(l[1:].strip() for l in self.lines)
+        return None
+
+
+@dataclass
+class GenerationSettings:
+    top_k: int = 9  # published defaults
+    top_p: float = 0.9
+    temperature: float = 1.2
+    greedy: bool = False  # argmax every char (top_k == 1 is greedy too)
+    seed: int | None = None  # None: a fresh random seed
+    max_chars: int = 102400  # a piece fails once its text (prompt included) is longer
+    max_seconds: float = 1200.0  # wall-clock limit per piece
+    max_empty_patches: int = 64  # patches in a row without text -> stalled
+    max_patches: int | None = None  # a piece fails after this many generated patches (None: no limit)
+    batch_size: int = 1  # pieces generated together
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, not {self.batch_size}")
+        if self.temperature <= 0 and not self.greedy:
+            raise ValueError(f"temperature must be > 0, not {self.temperature} (use greedy for argmax)")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], not {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = no top-k cut), not {self.top_k}")
+
+
+@dataclass
+class PieceResult:
+    index: int
+    prompt: Prompt
+    text: str  # everything: prompt text + generated text
+    status: str  # "finished" (EOS patch) or "failed"
+    reason: str = ""  # why it failed: max_chars, max_seconds, stalled, metadata_overflow
+    seconds: float = 0.0
+    patches: int = 0  # patches generated
+    stream_events: list[int] = field(default_factory=list)  # text length at each context rebuild
+
+    @property
+    def chars(self) -> int:
+        return len(self.text)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "finished"
+
+
+class GenerationEvent(NamedTuple):
+    """One per piece for its prompt, one per generated patch (text may be ""), one at its end."""
+    piece: int  # index of the piece in the prompts given
+    text: str  # new text: the prompt text first, then each patch's chars
+    result: PieceResult | None = None  # set on the last event of a piece (its text is "")
+
+
+def split_header(text: str) -> tuple[str, str]:
+    """(metadata lines, tune body from its first line on) of an ABC text; body "" when none."""
+    offset = 0
+    for raw in text.split("\n"):
+        if raw.startswith(("[V:", "[r:")):
+            return "".join(split_lines(text[:offset])), text[offset:]
+        offset += len(raw) + 1
+    return "".join(split_lines(text)), ""
+
+
+# ---------------------------------------------------------------------------------------------
+# One piece's text and context (the published loop's bookkeeping, no tensors)
+# ---------------------------------------------------------------------------------------------
+class Piece:
+    def __init__(self, index: int, prompt: Prompt, patchilizer: Patchilizer, patch_length: int,
+                 settings: GenerationSettings):
+        self.index, self.prompt, self.settings = index, prompt, settings
+        self.patchilizer, self.patch_length = patchilizer, patch_length
+        self.patch_size = patchilizer.patch_size
+        self.started = time.monotonic()
+        self.patches = 0
+        self.empty_run = 0
+        self.cut: int | None = None  # c: body lines kept by a rebuild, fixed at the first one
+        self.stream_events: list[int] = []
+        self.status: str | None = None
+        self.reason = ""
+        self.text = prompt.prompt_text
+        if prompt.text is None:
+            # the prompt lines belong to the metadata that every stream rebuild keeps
+            self.metadata, self.body, self.in_body = "".join(prompt.lines), "", False
+            self.context = [patchilizer.bos_patch] + patchilizer.encode_metadata(list(prompt.lines))
+            self.partial: list[int] = []
+        else:
+            self.metadata, self.body = split_header(prompt.text)
+            self.in_body = True
+            self.context, self.partial = [], []
+            self._set_context(split_lines(self.body, keep_last_unfinished=True))
+        self._check_limits()
+
+    # -- the char decoder's view of the next patch ---------------------------------------------
+    def prefix(self) -> list[int]:
+        """Chars the next patch starts with (an open last patch of the context)."""
+        return list(self.partial)
+
+    def forced(self, new: list[int]) -> int | None:
+        """A char that must come next, given the new chars of the patch so far (the `[r:0/` rule)."""
+        if not self.in_body and not self.partial and new[:3] == R0_TRIGGER and 3 <= len(new) < 5:
+            return R0_FORCED[len(new) - 3]
+        return None
+
+    def patch_done(self, new: list[int]) -> bool:
+        return (new and new[-1] == EOS_ID) or len(self.partial) + len(new) >= self.patch_size
+
+    # -- after the char decoder ------------------------------------------------------------------
+    def add_patch(self, new: list[int]) -> tuple[str, bool]:
+        """Append a generated patch; returns (its new text, whether the context was rebuilt)."""
+        self.patches += 1
+        if new[:2] == [BOS_ID, EOS_ID]:
+            self._finish("finished")
+            return "", False
+        text = Patchilizer.patch_text(new)
+        if not self.in_body and text.startswith("[r:"):
+            self.in_body = True
+        self.text += text
+        if self.in_body:
+            self.body += text
+        else:
+            self.metadata += text
+        patch = self.partial + new
+        patch += [PAD_ID] * (self.patch_size - len(patch))
+        self.context.append(patch)
+        self.partial = []
+        self.empty_run = 0 if text else self.empty_run + 1
+        if self._check_limits():
+            return text, False
+        if len(self.context) >= self.patch_length:
+            return text, self.rebuild()
+        return text, False
+
+    def _check_limits(self) -> bool:
+        if len(self.text) > self.settings.max_chars:
+            self._finish("failed", "max_chars")
+        elif time.monotonic() - self.started > self.settings.max_seconds:
+            self._finish("failed", "max_seconds")
+        elif self.empty_run >= self.settings.max_empty_patches > 0:
+            self._finish("failed", "stalled")
+        elif self.settings.max_patches is not None and self.patches >= self.settings.max_patches:
+            self._finish("failed", "max_patches")
+        return self.status is not None
+
+    def _finish(self, status: str, reason: str = "") -> None:
+        self.status, self.reason = status, reason
+
+    @property
+    def done(self) -> bool:
+        return self.status is not None
+
+    def result(self) -> PieceResult:
+        return PieceResult(self.index, self.prompt, self.text, self.status or "failed", self.reason,
+                           time.monotonic() - self.started, self.patches, self.stream_events)
+
+    # -- stream continuation ---------------------------------------------------------------------
+    def _body_lines(self) -> list[str]:
+        """The body split as published: strip(), split on "\\n", "\\n" back on all but an open last line."""
+        lines = self.body.strip().split("\n")
+        ends_open = not self.body.endswith("\n")
+        return [line + "\n" for line in lines[:-1]] + [lines[-1] + ("" if ends_open else "\n")]
+
+    def rebuild(self) -> bool:
+        """Context full: re-encode metadata + the last c body lines. False if the piece failed."""
+        self.stream_events.append(len(self.text))
+        if "\n" not in self.body:
+            self._finish("failed", "metadata_overflow")  # nothing but metadata fills the context
+            return False
+        lines = self._body_lines()
+        if self.cut is None:
+            self.cut = len(lines) // 2
+        self._set_context(lines[-self.cut:])  # lines[-0:] keeps all, as published
+        return True
+
+    def _set_context(self, lines: list[str]) -> None:
+        """Context = encode_generate(metadata + lines), dropping front lines until it fits."""
+        encode = self.patchilizer.encode_generate
+        big = 1 << 30
+        patches = encode(self.metadata + "".join(lines), big)
+        while len(patches) > self.patch_length and len(lines) > 1:
+            lines = lines[1:]
+            patches = encode(self.metadata + "".join(lines), big)
+        if len(patches) > self.patch_length:  # one unfinished line longer than the context
+            head = [self.patchilizer.bos_patch] + self.patchilizer.encode_metadata(split_lines(self.metadata))
+            if len(head) > self.patch_length // 2:
+                head = [self.patchilizer.bos_patch]
+            body = encode("".join(lines), big, add_special_patches=False)
+            patches = head + body[len(body) - (self.patch_length - len(head)):]
+        self.body = "".join(lines)
+        if patches and len(patches[-1]) < self.patch_size:
+            self.context, self.partial = patches[:-1], list(patches[-1])
+        else:
+            self.context, self.partial = patches, []
