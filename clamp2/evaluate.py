@@ -14,7 +14,7 @@ sys.path[0] = str(_HERE.parent)  # this folder's statistics.py would shadow the 
 
 from notagen.evaluation import evaluate, write_report  # noqa: E402
 from notagen.settings import parse_settings, run_stage  # noqa: E402
-from notagen.training import resolve_input_path, resolve_output_dir  # noqa: E402
+from notagen.paths import resolve_input_path, resolve_output_dir  # noqa: E402
 
 
 def main(argv=None):

@@ -64,7 +64,8 @@ def resolve_config(preset_or_config: str | NotaGenConfig | dict) -> NotaGenConfi
     return PRESETS[name]
 
 
-def _count_layers(keys, prefix: str) -> int:
+def count_layers(keys, prefix: str) -> int:
+    """Number of `<prefix><i>.` blocks among `keys` (max index + 1)."""
     pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
     indices = {int(m.group(1)) for key in keys if (m := pattern.match(key))}
     return max(indices) + 1 if indices else 0
@@ -82,8 +83,8 @@ def config_from_state_dict(state_dict: dict, base: NotaGenConfig | None = None) 
         hidden_size=int(embedding.shape[0]),
         patch_size=int(embedding.shape[1]) // NUM_CHARS,
         patch_length=int(positions.shape[0]),
-        patch_num_layers=_count_layers(keys, "patch_level_decoder.base.h."),
-        char_num_layers=_count_layers(keys, "char_level_decoder.base.transformer.h."),
+        patch_num_layers=count_layers(keys, "patch_level_decoder.base.h."),
+        char_num_layers=count_layers(keys, "char_level_decoder.base.transformer.h."),
     )
     if base is not None:
         return base.with_(**sizes)

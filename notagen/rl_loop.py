@@ -18,8 +18,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .io import atomic_write_json
+from .paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _done(marker: Path) -> dict | None:

@@ -63,6 +63,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .checkpoint import read_checkpoint, load_state_dict_checked, save_checkpoint
 from .io import atomic_write_json, atomic_write_text
+from .paths import resolve_input_path, resolve_output_dir
 
 logger = logging.getLogger("notagen.training")
 
@@ -773,23 +774,7 @@ def _log_start(run_log: RunLogger, accelerator, config: TrainConfig, sampler: Sh
 
 
 # ---- the NotaGen stages (pretrain/ and finetune/ train-gen.py) ----------------------------------
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SIZE_SETTINGS = ("patch_size", "patch_length", "patch_num_layers", "char_num_layers", "hidden_size")
-
-
-def resolve_input_path(path: str | Path) -> Path:
-    """A relative input path as given when it exists from the working directory, else relative to
-    the repository root (also when missing there: errors then name where the default would be)."""
-    path = Path(path).expanduser()
-    if path.is_absolute() or path.exists():
-        return path
-    return REPO_ROOT / path
-
-
-def resolve_output_dir(path: str | Path) -> Path:
-    """Outputs land at the same place whichever folder a stage runs from: relative = repo root."""
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else REPO_ROOT / path
 
 
 def find_weights_file(path: str | Path) -> Path:

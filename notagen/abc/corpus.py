@@ -45,13 +45,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io import atomic_write_json, atomic_write_text
+from ..paths import REPO_ROOT
 from .batch import Task, run_batch
 from .convert import musicxml_to_abc, read_musicxml, xml_file_to_abc
 from .errors import AbcError, captured_output
 from .pipeline import PreprocessLayout, preprocess_job, failure_log_beside, write_index_files
 from .text import KEYS_15
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE_SUFFIXES = [".mxl", ".musicxml", ".xml", ".krn", ".abc", ".mid", ".midi"]  # preference order for duplicates (MIDI via music21)
 SKIPPED_FOLDERS = ("demos/", "theoryExercises/", "_metadataCache/", "bach/choraleAnalyses/")
 WHOLE_FILE_ABC = ("josquin/",)  # ABC files whose X: tunes are the voices of one piece

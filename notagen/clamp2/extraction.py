@@ -144,7 +144,7 @@ def run_extraction(input_dir: str | Path, output_dir: str | Path, weights_path: 
     import torch
     from accelerate import PartialState  # imported here: only the script path needs it
 
-    from notagen.training import resolve_input_path, resolve_output_dir
+    from notagen.paths import resolve_input_path, resolve_output_dir
 
     from .checkpoint import load_clamp2_music
 

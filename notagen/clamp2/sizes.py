@@ -10,12 +10,11 @@ Design choices
 """
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, fields, replace
 
 from transformers import BertConfig, GPT2Config
 
-from notagen.config import BOS_ID, EOS_ID, NUM_CHARS, PAD_ID
+from notagen.config import BOS_ID, EOS_ID, NUM_CHARS, PAD_ID, count_layers
 
 
 @dataclass(frozen=True)
@@ -87,13 +86,6 @@ def resolve_m3_config(preset_or_config: str | M3Config | dict) -> M3Config:
     if name not in M3_PRESETS:
         raise ValueError(f"unknown M3 preset {preset_or_config!r}; choose one of {', '.join(M3_PRESETS)}")
     return M3_PRESETS[name]
-
-
-def count_layers(keys, prefix: str) -> int:
-    """Number of `<prefix><i>.` blocks among `keys` (max index + 1)."""
-    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
-    indices = {int(m.group(1)) for key in keys if (m := pattern.match(key))}
-    return max(indices) + 1 if indices else 0
 
 
 # Names a caller may use for sizes in a config dict (our field names, or m3_clamp2.json's).

@@ -42,8 +42,8 @@ def store_feature_center(weights_path: str | Path, files: list[Path]) -> torch.T
 
 def run_m3_training(settings):
     """Train (or continue) an M3 with the stage settings; returns the loop's TrainResult."""
-    from notagen.training import (TrainConfig, make_accelerator, resolve_input_path, resolve_output_dir,
-                                  seed_everything, train)
+    from notagen.paths import resolve_input_path, resolve_output_dir
+    from notagen.training import TrainConfig, make_accelerator, seed_everything, train
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if settings.num_threads > 0:

@@ -27,12 +27,12 @@ from types import SimpleNamespace
 import torch
 
 from ..io import atomic_write_json, atomic_write_text
+from ..paths import REPO_ROOT
 from ..render import RenderSettings, error_reason, export_piece
 from ..patchilizer import Patchilizer
 from .engine import Engine
 from .piece import GenerationSettings, PieceResult, Prompt, PromptError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_FOLDERS = {"musicxml": "xml", "midi": "midi", "svg": "svg", "audio": "audio"}  # kind -> folder
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
