@@ -49,6 +49,8 @@ def run(step: str, args: list[str], runs: Path, output_dir: Path | None = None) 
         return
     if output_dir is not None and any(output_dir.glob("resume_*.pth")):
         args = [*args, "--load_from_checkpoint", "true"]
+    elif output_dir is not None and output_dir.is_dir():  # killed before its first checkpoint
+        args = [*args, "--overwrite", "true"]
     print(f"== {step}: python {' '.join(args)}", flush=True)
     started = time.monotonic()
     subprocess.run([sys.executable, *args], cwd=REPO, check=True)
@@ -110,7 +112,6 @@ def main(cfg) -> None:
                    "--decoder_patch_sample", "32", *threads], runs, runs / "m3")
         try:
             run_clamp_dpo(cfg, runs, corpus, finetuned, threads)
-            evaluate_models(cfg, runs, corpus)
         except subprocess.CalledProcessError:
             print("\n== clamp_dpo: the CLaMP-DPO iteration stopped (its reason is printed above); the "
                   "models and pieces made so far are kept. A tiny model trained for minutes may write no "
@@ -119,32 +120,15 @@ def main(cfg) -> None:
     print(f"\nmain job finished in {(time.monotonic() - started) / 60:.1f} min; everything is under {runs}")
     print(f"  fine-tuned weights: {finetuned}")
     print(f"  generated pieces:   {runs / 'inference'} (original/ ABC, interleaved/ ABC, xml/ MusicXML, midi/ MIDI)")
-    for label in EVALUATED:
-        report = runs / "evaluation" / label / "report.json"
-        if report.exists():
-            print(f"  {label + ':':19} {json.loads(report.read_text())['summary']}")
     if (runs / "rl" / "scores.json").exists():
         rows = json.loads((runs / "rl" / "scores.json").read_text())
+        for row in rows:
+            if "evaluation" in row:
+                print(f"  {row['label'] + ':':19} {row['evaluation']}")
         print(f"  CLaMP-DPO scores:   {runs / 'rl' / 'scores.json'} and {runs / 'rl' / 'scores.png'}")
         print("  mean CLaMP 2 score of fresh pieces (same seed, extractor and reference set): "
               + " -> ".join(f"{row['label']} {row['mean_score']:.4f} +- {row.get('sem', float('nan')):.4f} "
                             f"({row['pieces']} usable of {cfg.rl_samples})" for row in rows))
-
-
-EVALUATED = {"fine-tuned": "iter_1", "RL1": "iter_2"}  # report folder -> the RL iteration whose pieces it reads
-
-
-def evaluate_models(cfg, runs: Path, corpus: Path) -> None:
-    """clamp2/evaluate.py on the fine-tuned and the CLaMP-DPO model's pieces (their RL generation step)."""
-    if cfg.eval_pieces <= 0:
-        return
-    for label, iteration in EVALUATED.items():
-        run(f"evaluate_{iteration}", ["clamp2/evaluate.py", "--generated_dir", str(runs / "rl" / iteration / "generated"),
-                                      "--reference_dir", str(corpus / "reference/bach_chorales"),
-                                      "--eval_clamp2_weights_path", str(runs / "m3/weights_m3.pth"),
-                                      "--style_train_dir", str(corpus / "finetune/interleaved"),
-                                      "--max_pieces", str(cfg.eval_pieces),
-                                      "--eval_output_dir", str(runs / "evaluation" / label)], runs)
 
 
 def run_clamp_dpo(cfg, runs: Path, corpus: Path, finetuned: Path, threads: list[str]) -> None:
@@ -156,7 +140,9 @@ def run_clamp_dpo(cfg, runs: Path, corpus: Path, finetuned: Path, threads: list[
                           "--max_chars", str(cfg.max_chars), "--portion", str(cfg.rl_portion),
                           "--copy_threshold", str(cfg.rl_copy_threshold),
                           "--optimization_steps", str(cfg.rl_steps), "--learning_rate", str(cfg.rl_learning_rate),
-                          "--batch_size", "1", "--save_every_steps", "20", "--device", "cpu"], runs)
+                          "--batch_size", "1", "--save_every_steps", "20", "--device", "cpu",
+                          "--eval_pieces", str(cfg.eval_pieces), "--style_train_dir", str(corpus / "finetune/interleaved")],
+        runs)
 
 
 if __name__ == "__main__":

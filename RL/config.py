@@ -44,4 +44,6 @@ TEMPERATURE = 1.2  # (published 1.2)
 MAX_CHARS = 102400  # a generated piece fails past this many characters
 MAX_SECONDS = 1200.0  # a generated piece fails after this many seconds
 FEATURE_BATCH_SIZE = 32  # segments per forward pass of the feature extractor
+EVAL_PIECES = 0  # clamp2/evaluate.py on this many of each model's pieces: the table gains usable (strict), bar alignment, critic AUC and adherence columns (0 = skip; ~1 min per 200 pieces)
+STYLE_TRAIN_DIR = ""  # real pieces with prompt lines for the evaluation's composer classifier ("" = no adherence column)
 DEVICE = "auto"  # generation device: auto, cpu, cuda, mps

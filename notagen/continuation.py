@@ -40,8 +40,8 @@ class Continuation:
     source: str
 
 
-def file_to_musicxml(path: str | Path) -> str:
-    """The MusicXML text of an ABC, MusicXML or MIDI file."""
+def file_to_musicxml(path: str | Path) -> bytes:
+    """The MusicXML document (bytes, in the encoding it declares) of an ABC, MusicXML or MIDI file."""
     from .abc import AbcError, abc_to_musicxml, read_abc_file, score_file_to_musicxml
 
     path = Path(path)
@@ -52,20 +52,20 @@ def file_to_musicxml(path: str | Path) -> str:
         raise ContinuationError(f"{path.name}: not a music file (give one of {', '.join(MUSIC_SUFFIXES)})")
     try:
         if suffix in ABC_SUFFIXES:
-            return abc_to_musicxml(read_abc_file(path))
-        return score_file_to_musicxml(path).decode("utf-8", errors="replace")
+            return abc_to_musicxml(read_abc_file(path)).encode("utf-8")
+        return score_file_to_musicxml(path)
     except AbcError as error:
         raise ContinuationError(f"{path.name}: {error}") from None
 
 
-def reduced_body(musicxml: str, name: str = "score") -> tuple[str, list[str]]:
+def reduced_body(musicxml: bytes, name: str = "score") -> tuple[str, list[str]]:
     """(metadata lines, tune-body lines) of the rest-reduced interleaved text of a MusicXML score."""
     from .abc import AbcError, musicxml_to_abc, reduce_abc, split_prompt_lines
     from .abc.unreduce import split_header_body
     from .abc.text import text_to_lines
 
     try:
-        reduced = reduce_abc(musicxml_to_abc(musicxml.encode("utf-8"), name))
+        reduced = reduce_abc(musicxml_to_abc(musicxml, name))
     except AbcError as error:
         raise ContinuationError(f"{name}: {error}") from None
     _, reduced = split_prompt_lines(reduced)

@@ -276,6 +276,8 @@ def style_classifier(train_features: np.ndarray, labels: list[str], generated: n
     counts = Counter(labels)
     keep = [i for i, label in enumerate(labels) if counts[label] >= 2]  # a class needs two pieces to be tested
     x, y = train_features[keep], np.array([labels[i] for i in keep])
+    if len(y) == 0:
+        return {"classes": 0, "train_pieces": 0, "chance": float("nan"), "accuracy": float("nan")}
     classes = sorted(set(y))
     result = {"classes": len(classes), "train_pieces": len(y), "chance": max(Counter(y).values()) / len(y)}
     if len(classes) < 2:
@@ -363,8 +365,11 @@ def evaluate(generated_dir, reference_dir, clamp2_weights_path: str = "", style_
     ref_features = features_of([p.text for p in reference], clamp2_weights_path)
     report.style["clamp2_score"] = float(clamp2_scores(gen_features, ref_features).mean())
     real_features = ref_features[[i for i, p in enumerate(reference) if p.usable]]
-    report.style["critic_auc"] = critic_auc(critic_features(real_features, [p.score for p in real]),
-                                            critic_features(gen_features, [p.score for p in usable]))
+    if real:
+        report.style["critic_auc"] = critic_auc(critic_features(real_features, [p.score for p in real]),
+                                                critic_features(gen_features, [p.score for p in usable]))
+    else:
+        report.notes.append("critic skipped: no usable reference piece")
     report.style["novelty"] = novelty(gen_features, ref_features)
     if style_train_dir:
         train = [p for p in read_pieces(style_train_dir) if len(p.prompt) >= 2]

@@ -98,6 +98,27 @@ def score_summary(feature_dir: Path, reference_dir: Path) -> dict:
     return {"mean_score": stats["mean"], "sem": stats["sem"], "pieces": stats["count"]}
 
 
+def evaluate_pieces(settings, generated_dir: Path, out: Path) -> dict:
+    """clamp2/evaluate.py's report on a model's pieces (`eval_pieces` of them; 0 = skip): the
+    table's validity, critic and adherence columns."""
+    if getattr(settings, "eval_pieces", 0) <= 0:
+        return {}
+    from .evaluation import evaluate, write_report
+    from .paths import resolve_input_path
+
+    report_path = out / "report.json"
+    if not (report := _done(report_path)):
+        style = settings.style_train_dir and str(resolve_input_path(settings.style_train_dir))
+        written = evaluate(generated_dir, resolve_input_path(settings.reference_dir),
+                           str(resolve_input_path(settings.clamp2_weights_path)), style or "", settings.eval_pieces)
+        write_report(written, out)
+        report = written.to_dict()
+    classifier = report["style"].get("classifier", {})
+    return {"usable_strict": report["validity"]["usable"], "bar_alignment": report["validity"]["bar_alignment"],
+            "critic_auc": report["style"].get("critic_auc", float("nan")),
+            "adherence_top5": classifier.get("adherence_top5", float("nan")), "evaluation": report["summary"]}
+
+
 def train_dpo(settings, weights: Path, preference_path: Path, out: Path) -> Path:
     """Step 4: DPOP from `weights` on the preference file; returns the new weights."""
     from .rl import run_dpo_training
@@ -145,7 +166,8 @@ def run_loop(settings) -> list[dict]:
         original_dir, interleaved_dir = generate_pieces(settings, weights, iteration / "generated")
         features = extract(settings, interleaved_dir, iteration / "features")
         rows.append({"model": k - 1, "label": "fine-tuned" if k == 1 else f"RL{k - 1}",
-                     "weights": str(weights), **score_summary(features, reference_features)})
+                     "weights": str(weights), **score_summary(features, reference_features),
+                     **evaluate_pieces(settings, iteration / "generated", iteration / "evaluation")})
         print(f"iteration {k}: model {rows[-1]['label']} mean CLaMP 2 score {rows[-1]['mean_score']:.4f} "
               f"+- {rows[-1]['sem']:.4f} over {rows[-1]['pieces']} pieces")
         if k > settings.iterations:
@@ -161,9 +183,14 @@ def run_loop(settings) -> list[dict]:
 
     atomic_write_json(root / "scores.json", rows)
     plot_scores(rows, root / "scores.png")
-    print("\n| model | mean CLaMP 2 score +- standard error | pieces | weights |\n|---|---|---|---|")
+    evaluated = all("usable_strict" in row for row in rows)
+    extra_head = " usable (strict) | bar alignment | critic AUC | adherence top-5 |" if evaluated else ""
+    print(f"\n| model | mean CLaMP 2 score +- standard error | pieces |{extra_head} weights |\n"
+          f"|---|---|---|{'---|---|---|---|' if evaluated else ''}---|")
     for row in rows:
-        print(f"| {row['label']} | {row['mean_score']:.4f} +- {row['sem']:.4f} | {row['pieces']} | "
+        extra = (f" {row['usable_strict']:.0%} | {row['bar_alignment']:.0%} | {row['critic_auc']:.2f} | "
+                 f"{row['adherence_top5']:.0%} |" if evaluated else "")
+        print(f"| {row['label']} | {row['mean_score']:.4f} +- {row['sem']:.4f} | {row['pieces']} |{extra} "
               f"{Path(row['weights']).name} |")
     print(f"\nscores: {root / 'scores.json'}, plot: {root / 'scores.png'}")
     return rows

@@ -129,10 +129,13 @@ def parse_settings(config_path: str | Path, argv: list[str] | None = None,
     first = argparse.ArgumentParser(add_help=False)
     first.add_argument("--config", default="")
     known, _ = first.parse_known_args(argv)
-    if known.config:
-        defaults.update(read_settings_file(known.config, defaults))
     parser = argparse.ArgumentParser(description=description or f"settings from {config_path}",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    if known.config:
+        try:
+            defaults.update(read_settings_file(known.config, defaults))
+        except SettingsError as error:
+            parser.error(str(error))  # one line and exit 2, from every script
     parser.add_argument("--config", default="", help="JSON or YAML file of settings (e.g. a run's settings.json): "
                                                     "its values replace config.py's, the command line replaces both")
     for name, default in defaults.items():

@@ -515,9 +515,10 @@ def train(model: torch.nn.Module, train_dataset: Dataset, eval_dataset: Dataset 
     device = accelerator.device
     run_log = RunLogger(accelerator, config)
     extra = dict(checkpoint_extra or {})
-    if accelerator.is_main_process and isinstance(extra.get("settings"), dict):
-        # the stage's resolved settings: `--config <output_dir>/settings.json` repeats the run
-        atomic_write_json(Path(config.output_dir) / "settings.json", extra["settings"])
+    if accelerator.is_main_process and isinstance(extra.get("settings"), dict) and not config.load_from_checkpoint:
+        # the resolved settings of a fresh start: `--config <output_dir>/settings.json` repeats the run
+        started = {k: v for k, v in extra["settings"].items() if k not in ("load_from_checkpoint", "overwrite")}
+        atomic_write_json(Path(config.output_dir) / "settings.json", started)
     if len(train_dataset) == 0:
         raise ValueError("the training dataset is empty")
 

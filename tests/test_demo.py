@@ -245,3 +245,29 @@ def test_the_growing_score_is_engraved_from_complete_lines_only(backend):
     garbage = Variation(0, text="%Baroque\n[r:0/3][V:9]((((\n")
     backend.engrave_partial(garbage)  # does not convert yet: nothing changes, nothing raises
     assert garbage.score_version == 0 and garbage.svg_pages == []
+
+
+def test_conversions_from_several_threads_keep_their_results_and_the_streams(tmp_path):
+    """The converters' redirections and globals are process-wide: threads take turns."""
+    import sys
+
+    from notagen.abc import abc_to_musicxml, musicxml_to_abc
+
+    standard = musicxml_to_abc(abc_to_musicxml(BACH["interleaved"]).encode("utf-8"))
+    stdout, stderr = sys.stdout, sys.stderr
+    results, errors = [], []
+
+    def convert():
+        try:
+            for _ in range(3):
+                results.append(musicxml_to_abc(abc_to_musicxml(BACH["interleaved"]).encode("utf-8")))
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    workers = [threading.Thread(target=convert) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(300)
+    assert not errors and len(results) == 12 and all(text == standard for text in results)
+    assert sys.stdout is stdout and sys.stderr is stderr

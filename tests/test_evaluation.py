@@ -169,3 +169,8 @@ def test_validity_counts_each_stage_and_its_reasons(bach):
     assert result["converted"] == 0.6 and result["parsed"] == 0.6 and result["usable"] == 0.2
     assert result["reasons"] == {"no notes": 1, "not finished": 1, "parts differ in measure count": 1,
                                  "fewer than 4 measures": 1}
+
+
+def test_sections_without_enough_pieces_are_skipped_not_crashed():
+    result = evaluation.style_classifier(np.zeros((3, 4)), ["A", "B", "C"])  # one piece per composer
+    assert result["classes"] == 0 and np.isnan(result["accuracy"])

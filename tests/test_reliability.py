@@ -174,3 +174,12 @@ def test_a_nan_feature_never_ranks_a_preference_file(tmp_path):
                     "--output_path", tmp_path / "pairs.json")
     refused(result, "piece2.npy holds NaN or infinite values")
     assert not (tmp_path / "pairs.json").exists()
+
+
+def test_a_bad_settings_file_is_one_error_line_in_every_script(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"no_such_setting": 1}')
+    for path in ("pretrain/train-gen.py", "inference/inference.py", "RL/train.py", "clamp2/train-m3.py"):
+        result = script(path, "--config", bad)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (path, result.stderr[-2000:])
+        assert "unknown setting(s) no_such_setting" in result.stderr.strip().splitlines()[-1], path

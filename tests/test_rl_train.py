@@ -135,3 +135,26 @@ def test_score_summary_gives_mean_standard_error_and_count(tmp_path):
     assert summary["pieces"] == 3
     assert summary["mean_score"] == pytest.approx(scores.mean())
     assert summary["sem"] == pytest.approx(np.std(scores, ddof=1) / np.sqrt(3))
+
+
+def test_each_iteration_row_gains_the_evaluation_columns(tmp_path):
+    """RL/loop.py's table: usable (strict), bar alignment, critic AUC, adherence from clamp2/evaluate.py."""
+    from notagen.rl_loop import evaluate_pieces
+
+    items = json.loads((VECTORS / "data_pipeline.json").read_text())["items"]
+    chorale = next(item["interleaved"] for item in items if item["source"] == "bach/bwv269.mxl")
+    generated, reference = tmp_path / "generated", tmp_path / "reference"
+    for folder in (generated, reference):
+        folder.mkdir()
+    for index in range(3):
+        (generated / f"piece{index}.abc").write_text(chorale)
+        (reference / f"real{index}.abc").write_text(chorale)
+    settings = SimpleNamespace(eval_pieces=2, reference_dir=str(reference), clamp2_weights_path=str(VECTORS / "tiny_clamp2.pth"),
+                               style_train_dir="")
+    row = evaluate_pieces(settings, generated, tmp_path / "evaluation")
+    assert set(row) == {"usable_strict", "bar_alignment", "critic_auc", "adherence_top5", "evaluation"}
+    assert row["evaluation"].startswith("evaluation: ") and "of 2 usable" in row["evaluation"]
+    assert (tmp_path / "evaluation" / "report.md").is_file()
+    again = evaluate_pieces(settings, generated, tmp_path / "evaluation")  # a finished report is reused
+    assert json.dumps(again, sort_keys=True) == json.dumps(row, sort_keys=True)
+    assert evaluate_pieces(SimpleNamespace(eval_pieces=0), generated, tmp_path / "none") == {}

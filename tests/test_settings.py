@@ -41,8 +41,8 @@ def test_help_lists_the_comments(config_path, capsys):
     assert "share of pieces held out (10% by default)" in capsys.readouterr().out  # a % in help is text
 
 
-def test_a_settings_file_sits_between_config_and_command_line(tmp_path):
-    from notagen.settings import SettingsError, parse_settings
+def test_a_settings_file_sits_between_config_and_command_line(tmp_path, capsys):
+    from notagen.settings import parse_settings
 
     config = Path(__file__).resolve().parents[1] / "inference" / "config.py"
     (tmp_path / "run.json").write_text('{"settings": {"top_k": 3, "temperature": 1, "prompt": "A|B|C"}}')
@@ -55,5 +55,6 @@ def test_a_settings_file_sits_between_config_and_command_line(tmp_path):
     for text, message in (('{"top_k": "nine"}', "top_k must be int"), ('{"no_such": 1}', "unknown setting"),
                           ("[1, 2]", "no mapping"), ("{not json", "not a JSON or YAML")):
         (tmp_path / "bad.json").write_text(text)
-        with pytest.raises(SettingsError, match=message):
+        with pytest.raises(SystemExit) as exited:  # argparse's one error line, exit 2
             parse_settings(config, ["--config", str(tmp_path / "bad.json")])
+        assert exited.value.code == 2 and message in capsys.readouterr().err

@@ -37,7 +37,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from ..io import atomic_open, atomic_write_text, log_safe
+from ..io import DiskFullError, atomic_open, atomic_write_text, log_safe
 
 Outputs = Mapping["str | Path", "str | bytes"]
 MAX_REASON_CHARS = 400
@@ -246,6 +246,8 @@ def run_batch(tasks: Iterable[Task], work: Callable[[Any], Outputs | None], *, w
             try:
                 write_outputs(value)
                 report.converted.append(task.name)
+            except DiskFullError:
+                raise  # every later write would fail too: stop, as the failure log is written
             except Exception as exc:
                 report.failures.append((task.name, f"write failed: {failure_reason(exc)}"))
         else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import threading
 import warnings
 
 
@@ -25,11 +26,17 @@ class AbcError(ValueError):
         super().__init__(f"{reason}: {self.detail}" if self.detail else reason)
 
 
+# redirect_stdout, catch_warnings and xml2abc's module-level output object are process-wide:
+# threads (the demo's workers) take turns inside `captured_output`
+_CONVERTER_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def captured_output():
-    """Collect everything printed (stdout and stderr) and every warning inside the block."""
+    """Collect everything printed (stdout and stderr) and every warning inside the block; one
+    thread at a time (the redirections and the converters' globals are shared by all threads)."""
     sink = io.StringIO()
-    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), \
+    with _CONVERTER_LOCK, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), \
             warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield sink

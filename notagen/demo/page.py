@@ -192,7 +192,7 @@ def build_page(backend: DemoBackend):
                 audio = gr.Audio(label="Listen", type="filepath", interactive=False, elem_id="audio", buttons=["download"])
                 files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
 
-        period.change(on_period, period, [composer, instrumentation], queue=False)
+        period.input(on_period, period, [composer, instrumentation], queue=False)  # user choices only
         composer.input(on_composer, [period, composer], instrumentation, queue=False)
         random_button.click(on_random, None, [period, composer, instrumentation], queue=False)
         # queued (errors become toasts), beside the generation slot rather than behind it

@@ -80,10 +80,11 @@ class Progress:
     patches: int = 0
     done: bool = False
     stopped: bool = False
+    ended: float | None = None  # monotonic time the run ended
 
     @property
     def seconds(self) -> float:
-        return time.monotonic() - self.started
+        return (self.ended or time.monotonic()) - self.started
 
     @property
     def patches_per_second(self) -> float:
@@ -120,7 +121,8 @@ class DemoBackend:
             self.output_dir = REPO_ROOT / self.output_dir
         self.render_settings = RenderSettings(svg=True, audio=True, audio_format=cfg.audio_format,
                                               synth=cfg.synth, soundfont=cfg.soundfont)
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # one generation at a time
+        self.naming = threading.Lock()  # edit<N> numbers
         c = self.model.config
         log(f"demo model {self.weights}: {c.patch_num_layers}+{c.char_num_layers} layers, hidden {c.hidden_size}, "
             f"context {c.patch_length} patches, {self.device} {str(self.dtype).replace('torch.', '')}; "
@@ -162,7 +164,7 @@ class DemoBackend:
                       "prompt": prompt.prompt_text, "settings": vars(settings) | {"variations": request.variations}}
             atomic_write_json(run_dir / "settings.json", record)
             yield from self._stream(prompt, settings, progress, stop)
-            progress.done = True
+            progress.done, progress.ended = True, time.monotonic()
             record["seconds"] = round(progress.seconds, 3)
             record["variations"] = [{"index": v.index + 1, "status": v.status, "reason": v.reason, "bars": v.bars,
                                      "patches": v.patches, "files": v.files} for v in progress.variations]
@@ -207,11 +209,11 @@ class DemoBackend:
 
     def engrave_partial(self, variation: Variation) -> None:
         """Score pages of the complete lines so far (kept as they were if they do not convert yet)."""
-        from ..abc import musicxml_to_svg_pages, abc_to_musicxml
+        from ..abc import abc_to_svg_pages
 
         complete = variation.text[:variation.text.rfind("\n") + 1]
         try:
-            variation.set_score(musicxml_to_svg_pages(abc_to_musicxml(interleaved_text(complete))))
+            variation.set_score(abc_to_svg_pages(interleaved_text(complete)))
         except Exception:  # noqa: BLE001 - a half-written piece often does not convert yet
             pass
 
@@ -249,5 +251,7 @@ class DemoBackend:
         if not text or not text.strip():
             raise PromptError("the ABC text box is empty")
         run_dir = run_dir if run_dir is not None and run_dir.is_dir() else self.new_run_dir(0)
-        number = 1 + len(list(run_dir.glob("edit*.abc")))
+        with self.naming:  # two re-renders at once get two numbers
+            number = 1 + len(list(run_dir.glob("edit*.abc")))
+            atomic_write_text(run_dir / f"edit{number}.abc", text)
         return self.render(Variation(index=-1, text=text), text, run_dir, f"edit{number}")

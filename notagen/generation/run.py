@@ -359,7 +359,7 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
     summary = {
         "weights": str(weights), "device": str(device), "dtype": str(dtype).replace("torch.", ""),
         "seed": seed, "prompt": cfg.prompt, "prompt_lines": list(prompt.lines),
-        "settings": {k: v for k, v in vars(cfg).items()},
+        "settings": {**vars(cfg), "seed": seed},  # `--config <summary>` repeats this run
         "seconds": round(total, 3), "generation_seconds": round(generating, 3),
         "patches_per_second": round(patches / generating, 3) if generating else None,
         "memory": peak_memory(device),
