@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -187,14 +188,28 @@ def statistics(generated_scores, reference_scores) -> dict[str, float]:
 
 
 # -- features: CLaMP 2 score, critic, novelty, classifier -------------------------------------------
+def _extractor(weights_path: str):
+    """(model, patchilizer) of a feature extractor, loaded once per report (it is asked three
+    times); a file rewritten since is loaded again."""
+    stat = Path(weights_path).stat()
+    return _load_extractor(weights_path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=2)
+def _load_extractor(weights_path: str, mtime_ns: int, size: int):
+    from .clamp2 import M3Patchilizer, load_clamp2_music
+
+    model = load_clamp2_music(weights_path)
+    return model, M3Patchilizer(model.config.patch_size)
+
+
 def features_of(texts: list[str], weights_path: str | Path, batch_size: int = 16) -> np.ndarray:
     """CLaMP 2 / M3 features [N, F] of texts (prompt lines and stream prefixes are dropped first)."""
     from .abc import full_interleaved, split_prompt_lines, strip_stream_prefixes
     from .abc.text import is_interleaved
-    from .clamp2 import M3Patchilizer, extract_features_batched, load_clamp2_music
+    from .clamp2 import extract_features_batched
 
-    model = load_clamp2_music(weights_path)
-    patchilizer = M3Patchilizer(model.config.patch_size)
+    model, patchilizer = _extractor(str(weights_path))
     cleaned = []
     for text in texts:
         body = split_prompt_lines(text)[1]

@@ -191,21 +191,22 @@ def run_prompt(cfg: SimpleNamespace, known=None):
     before: a file in the generated format is continued as it is, any other music file is converted."""
     from ..continuation import music_to_prompt
 
-    source, lines = getattr(cfg, "continue_from", ""), ()
+    source = getattr(cfg, "continue_from", "")
     named = music_file_named(cfg.prompt)
     if named is not None and source:
         raise SetupError("--prompt names a music file and --continue_from another: give the music once")
-    if named is not None and generated_abc(named) is not None:
-        return parse_prompt(cfg.prompt, known), None
     if named is not None:
-        found = named
-    elif not source:
-        return parse_prompt(cfg.prompt, known), None
-    else:
+        text = generated_abc(named)
+        if text is not None:
+            return Prompt.from_abc(text), None
+        found, lines = named, ()
+    elif source:
         found = _find(source)
         if found is None:
             raise PromptError(f"music file to continue not found: {source}")
         lines = parse_prompt(cfg.prompt, known).lines if cfg.prompt.strip() else ()
+    else:
+        return parse_prompt(cfg.prompt, known), None
     continuation = music_to_prompt(found, lines, getattr(cfg, "continue_bars", 0))
     return continuation.prompt, continuation
 
