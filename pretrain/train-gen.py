@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from notagen.settings import parse_settings, run_stage  # noqa: E402
-from notagen.training import run_notagen_training  # noqa: E402
+from notagen.stages import run_notagen_training  # noqa: E402
 
 if __name__ == "__main__":
     settings = parse_settings(Path(__file__).with_name("config.py"), sys.argv[1:],

@@ -14,8 +14,8 @@ from torch import nn
 
 from notagen.checkpoint import CheckpointError, load_model, read_checkpoint
 from notagen.settings import parse_settings
-from notagen.training import (TrainConfig, WarmupSchedule, find_weights_file, resolve_trackers,
-                              run_notagen_training, train)
+from notagen.stages import find_weights_file, run_notagen_training
+from notagen.training import TrainConfig, WarmupSchedule, resolve_trackers, train
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"

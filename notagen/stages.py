@@ -1,0 +1,124 @@
+"""The NotaGen training stages: what `pretrain/train-gen.py` and `finetune/train-gen.py` do.
+
+Settings (a `parse_settings` namespace of the stage's config.py) -> model, datasets, TrainConfig ->
+`notagen.training.train`. Pre-training builds a model from a preset (sizes that are not 0
+override it); fine-tuning loads pre-trained weights, whose sizes win, writes the `prompts.txt` the
+model knows beside its checkpoints, and reads its data with the three prompt lines required.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from .io import atomic_write_text
+from .paths import resolve_input_path, resolve_output_dir
+from .training import TrainConfig, TrainResult, check_output_dir, seed_everything, train
+
+SIZE_SETTINGS = ("patch_size", "patch_length", "patch_num_layers", "char_num_layers", "hidden_size")
+
+
+def find_weights_file(path: str | Path) -> Path:
+    """A weights file, or the single `weights_notagen_*.pth` inside a folder."""
+    path = resolve_input_path(path)
+    if path.is_dir():
+        found = sorted(path.glob("weights_notagen_*.pth"))
+        if len(found) != 1:
+            names = ", ".join(p.name for p in found) or "none"
+            raise FileNotFoundError(f"{path} must hold exactly one weights_notagen_*.pth to use as "
+                                    f"pre-trained weights (found {names}); give the file instead")
+        return found[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"pre-trained weights not found: {path}")
+    return path
+
+
+def notagen_model_config(settings, base=None):
+    """Sizes: settings that are not 0 override the preset (pre-training) or must match the
+    pre-trained file (fine-tuning, `base` = the file's config)."""
+    from .config import resolve_config
+
+    given = {name: int(getattr(settings, name, 0) or 0) for name in SIZE_SETTINGS}
+    if base is not None:
+        clashes = [f"{n}={v} (file: {getattr(base, n)})" for n, v in given.items() if v and v != getattr(base, n)]
+        if clashes:
+            raise ValueError(f"size settings do not fit the pre-trained weights: {', '.join(clashes)}; "
+                             f"leave them at 0 to take the sizes from the file")
+        return base
+    config = resolve_config(getattr(settings, "preset", "") or "small")
+    return config.with_(**{n: v for n, v in given.items() if v})
+
+
+def notagen_compute_loss(patch_sample: int):
+    """NotaGen's loss on a collated batch; patch sampling in training only (eval sees all patches)."""
+    def compute_loss(model, batch):
+        sample = patch_sample if model.training else 0
+        return model(batch["patches"], batch["masks"], patch_sample=sample).loss
+    return compute_loss
+
+
+def run_notagen_training(settings: SimpleNamespace, stage: str) -> TrainResult:
+    """Everything `pretrain/train-gen.py` and `finetune/train-gen.py` do, from parsed settings."""
+    from .checkpoint import load_model
+    from .config import run_name as notagen_run_name, weights_file_name
+    from .data import NotaGenDataset, collate_patches
+    from .model import NotaGenLMHeadModel
+
+    if stage not in ("pretrain", "finetune"):
+        raise ValueError(f"unknown stage {stage!r}")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if getattr(settings, "num_threads", 0) > 0:
+        torch.set_num_threads(settings.num_threads)
+    seed_everything(settings.seed)  # the same initial weights in every process
+
+    pretrained = None
+    if stage == "finetune":
+        if not getattr(settings, "pretrained_path", ""):
+            raise ValueError("set pretrained_path (a weights file, or a folder holding one) to fine-tune")
+        pretrained = find_weights_file(settings.pretrained_path)
+        model = load_model(pretrained)
+        model_config = notagen_model_config(settings, base=model.config)
+        model.train()
+    else:
+        model_config = notagen_model_config(settings)
+        model = NotaGenLMHeadModel(model_config)
+    # GPT-2's token embedding of the patch decoder is never used (inputs are embeddings): keep it
+    # out of DDP's gradient bookkeeping, but in the optimizer (published optimizer layout)
+    model.patch_level_decoder.base.wte.weight.requires_grad_(False)
+
+    key_mode = getattr(settings, "key_mode", "") or ("near" if stage == "finetune" else "uniform")
+    data_args = dict(patch_size=model_config.patch_size, patch_length=model_config.patch_length,
+                     patch_stream=settings.patch_stream, seed=settings.seed,
+                     require_prompt_lines=stage == "finetune")
+    train_index = resolve_input_path(settings.data_train_index_path)
+    train_data = NotaGenDataset(train_index, key_mode=key_mode, **data_args)
+    eval_data = None
+    if settings.data_eval_index_path:
+        eval_index = resolve_input_path(settings.data_eval_index_path)
+        eval_data = NotaGenDataset(eval_index, key_mode=key_mode, **data_args)
+
+    tag_name = notagen_run_name(model_config, settings.exp_tag, settings.learning_rate, settings.batch_size)
+    report_to = settings.report_to
+    if getattr(settings, "wandb_logging", False) and "wandb" not in report_to:
+        report_to = "wandb" if report_to in ("", "none") else f"{report_to},wandb"
+    config = TrainConfig.from_settings(
+        settings, output_dir=str(resolve_output_dir(settings.output_dir)),
+        weights_name=weights_file_name(model_config, settings.exp_tag, settings.learning_rate, settings.batch_size),
+        run_name=f"notagen_{tag_name}", report_to=report_to)
+    check_output_dir(config)  # before prompts.txt is written
+    if stage == "finetune" and int(os.environ.get("RANK", "0")) == 0:
+        # the prompts this model knows (data-formats.md s.6), where the inference script looks
+        triples = train_data.prompt_triples()
+        if triples:
+            atomic_write_text(Path(config.output_dir) / "prompts.txt",
+                              "".join(f"{p}|{c}|{i}\n" for p, c, i in triples))
+    extra = {"stage": stage, "settings": {k: v for k, v in vars(settings).items()
+                                          if isinstance(v, (int, float, str, bool)) or v is None}}
+    if pretrained is not None:
+        extra["pretrained_from"] = str(pretrained)
+    return train(model, train_data, eval_data, collate_patches, config,
+                 compute_loss=notagen_compute_loss(settings.patch_sampling_batch_size),
+                 checkpoint_extra=extra)
