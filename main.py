@@ -77,14 +77,15 @@ def main(cfg) -> None:
     started = time.monotonic()
     run("corpus", ["data/build_corpus.py", "--out_dir", str(corpus), "--max_pieces", str(cfg.corpus_max_pieces),
                    "--focus_prompt", cfg.prompt, "--focus_pieces", str(cfg.focus_pieces)], runs)
-    training = ["--preset", "tiny", "--batch_size", str(cfg.batch_size), "--lr_schedule", "cosine",
+    # settings of every training run; fine-tuning takes its sizes from the pre-trained file
+    training = ["--batch_size", str(cfg.batch_size), "--lr_schedule", "cosine",
                 "--warmup_steps", "30", "--num_epochs", "1000", "--progress_bar", "true", *threads]
-    run("pretrain", ["pretrain/train-gen.py", *training,
+    run("pretrain", ["pretrain/train-gen.py", "--preset", "tiny", *training,
                      "--data_train_index_path", str(corpus / "pretrain/augmented_train.jsonl"),
                      "--data_eval_index_path", str(corpus / "pretrain/augmented_eval.jsonl"),
                      "--learning_rate", str(cfg.pretrain_learning_rate), "--max_steps", str(cfg.pretrain_steps),
                      "--output_dir", str(runs / "pretrain")], runs, runs / "pretrain")
-    run("finetune", ["finetune/train-gen.py", *training[2:],
+    run("finetune", ["finetune/train-gen.py", *training,
                      "--pretrained_path", str(weights_in(runs / "pretrain")),
                      "--data_train_index_path", str(corpus / "finetune/augmented_train.jsonl"),
                      "--data_eval_index_path", str(corpus / "finetune/augmented_eval.jsonl"),
@@ -92,7 +93,7 @@ def main(cfg) -> None:
                      "--output_dir", str(runs / "finetune")], runs, runs / "finetune")
     finetuned = weights_in(runs / "finetune")
     if cfg.focus_finetune_steps > 0:
-        run("finetune_focus", ["finetune/train-gen.py", *training[2:], "--pretrained_path", str(finetuned),
+        run("finetune_focus", ["finetune/train-gen.py", *training, "--pretrained_path", str(finetuned),
                                "--data_train_index_path", str(corpus / "finetune/augmented_focus_train.jsonl"),
                                "--data_eval_index_path", str(corpus / "finetune/augmented_focus_eval.jsonl"),
                                "--learning_rate", str(cfg.finetune_learning_rate),

@@ -1,5 +1,7 @@
 # CLaMP-DPO settings. Edit here, or override any of them as `--name value`.
 
+from notagen.generation.piece import GenerationSettings as _published  # the one home of the published sampling defaults
+
 # ---- RL/data.py: preference pairs from CLaMP 2 scores
 GROUND_TRUTH_FEATURE_DIR = "runs/rl/reference_features"  # CLaMP 2 features (.npy) of the target-style pieces
 GENERATED_FEATURE_DIR = "runs/rl/iter_1/features"  # CLaMP 2 features of the generated pieces (from their interleaved text)
@@ -11,7 +13,7 @@ COPY_THRESHOLD = 0.95  # a piece this close (cosine) to one ground-truth piece i
 
 # ---- RL/train.py: DPOP training
 PREFERENCE_PATH = "runs/rl/iter_1/preferences.json"  # preference file {"chosen": [...], "rejected": [...]}
-WEIGHTS_PATH = "runs/finetune/weights.pth"  # weights to start from; also the frozen reference
+WEIGHTS_PATH = ""  # weights to start from, also the frozen reference: a file or a folder holding one; "" = the shipped checkpoint (weights/embedded/)
 OUTPUT_DIR = "runs/rl/iter_1/dpo"  # where the new weights, logs and resume checkpoint go
 TAG = "pretrain-finetune-RL1"  # file-name tag: weights_notagen_<tag>_beta_..._lr_...pth
 BETA = 0.1  # DPOP beta (published 0.1)
@@ -38,11 +40,11 @@ CLAMP2_WEIGHTS_PATH = "runs/m3/weights_m3.pth"  # CLaMP 2 checkpoint, or an M3 f
 NUM_SAMPLES = 100  # pieces generated per iteration (published 1,000)
 PROMPT = "Baroque|Bach, Johann Sebastian|Choral"  # period|composer|instrumentation of the target style
 GENERATION_BATCH_SIZE = 16  # pieces generated together
-TOP_K = 9  # sampling during generation (published 9)
-TOP_P = 0.9  # (published 0.9)
-TEMPERATURE = 1.2  # (published 1.2)
-MAX_CHARS = 102400  # a generated piece fails past this many characters
-MAX_SECONDS = 1200.0  # a generated piece fails after this many seconds
+TOP_K = _published.top_k  # sampling during generation (published 9)
+TOP_P = _published.top_p  # (published 0.9)
+TEMPERATURE = _published.temperature  # (published 1.2)
+MAX_CHARS = _published.max_chars  # a generated piece fails past this many characters
+MAX_SECONDS = _published.max_seconds  # a generated piece fails after this many seconds
 FEATURE_BATCH_SIZE = 32  # segments per forward pass of the feature extractor
 EVAL_PIECES = 0  # clamp2/evaluate.py on this many of each model's pieces: the table gains usable (strict), bar alignment, critic AUC and adherence columns (0 = skip; ~1 min per 200 pieces)
 STYLE_TRAIN_DIR = ""  # real pieces with prompt lines for the evaluation's composer classifier ("" = no adherence column)

@@ -16,13 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from notagen.abc import abc_to_midi  # noqa: E402
 from notagen.audio import AudioError, find_synth, midi_seconds, midi_to_audio  # noqa: E402
+from notagen.paths import VECTORS_DIR as VECTORS  # noqa: E402
 
-VECTORS = REPO.parent / "shared" / "vectors"
 
 
 def main() -> None:

@@ -15,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from notagen.demo.session import DemoBackend, DemoRequest  # noqa: E402
+from notagen.paths import REPO_ROOT as REPO  # noqa: E402
 from notagen.settings import parse_settings  # noqa: E402
 
 

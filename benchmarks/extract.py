@@ -18,8 +18,7 @@ import time
 from itertools import cycle, islice
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -27,8 +26,8 @@ import torch  # noqa: E402
 from notagen.clamp2 import (M3_PRESETS, Clamp2MusicModel, M3Patchilizer, encode_for_feature,  # noqa: E402
                             extract_feature, extract_features_batched, list_abc_files, load_clamp2_music)
 from notagen.clamp2.features import segment  # noqa: E402
+from notagen.paths import VECTORS_DIR as VECTORS  # noqa: E402
 
-VECTORS = REPO.parent / "shared" / "vectors"
 
 
 def vector_texts() -> list[str]:

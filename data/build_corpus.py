@@ -7,10 +7,10 @@ palestrina} and corpus/summary.json, then prints the piece counts. Settings: cor
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from notagen.abc.corpus import build_corpus, summary_lines  # noqa: E402
+from notagen.paths import resolve_output_dir  # noqa: E402
 from notagen.settings import parse_settings  # noqa: E402
 
 
@@ -19,7 +19,7 @@ def main(argv=None) -> int:
     focus = tuple(field.strip() for field in cfg.focus_prompt.split("|")) if cfg.focus_prompt.strip() else None
     if focus is not None and (len(focus) != 3 or not all(focus)):
         raise SystemExit(f"--focus_prompt must be period|composer|instrumentation, got {cfg.focus_prompt!r}")
-    summary = build_corpus(REPO_ROOT / cfg.out_dir, max_pieces=cfg.max_pieces,
+    summary = build_corpus(resolve_output_dir(cfg.out_dir), max_pieces=cfg.max_pieces,
                            reference_pieces=cfg.reference_pieces, eval_split=cfg.eval_split,
                            seed=cfg.seed, workers=cfg.workers, timeout=cfg.timeout,
                            focus=focus, focus_pieces=cfg.focus_pieces)

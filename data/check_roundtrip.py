@@ -6,16 +6,16 @@ Settings: roundtrip_config.py.
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from notagen.abc.roundtrip import check_corpus_roundtrip  # noqa: E402
+from notagen.paths import resolve_output_dir  # noqa: E402
 from notagen.settings import parse_settings  # noqa: E402
 
 
 def main(argv=None) -> int:
     cfg = parse_settings(Path(__file__).with_name("roundtrip_config.py"), argv, description=__doc__)
-    set_folder = REPO_ROOT / cfg.out_dir / cfg.set_name
+    set_folder = resolve_output_dir(cfg.out_dir) / cfg.set_name
     failure_log = set_folder.parent / f"{set_folder.name}_roundtrip_failures.log"
     report = check_corpus_roundtrip(set_folder, workers=cfg.workers, timeout=cfg.timeout,
                                     failure_log=failure_log)

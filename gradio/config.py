@@ -1,6 +1,8 @@
 # Settings of the demo page, gradio/demo.py. Each one can be overridden: python gradio/demo.py --name value
 # Relative paths are looked up from the current folder, then from the repository root.
 
+from notagen.generation.piece import GenerationSettings as _published  # the one home of the published sampling defaults
+
 WEIGHTS_PATH = ""  # checkpoint to generate from (published NotaGen-X or a project file; sizes are read from it); "" = the shipped one (weights/embedded/), else the main job's under runs/main/
 PROMPT_LIST = ""  # the period_composer_instrumentation combinations the checkpoint knows; "" = prompts.txt next to the weights, else gradio/prompts.txt (NotaGen-X's 112)
 DEVICE = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps
@@ -9,13 +11,13 @@ NUM_THREADS = 0  # CPU threads for torch (0 = torch default)
 HOST = "127.0.0.1"  # address to serve on; 0.0.0.0 opens the page to the network (only when you ask for it)
 PORT = 7860  # port to serve on (0 = the first free one from 7860 on)
 OUTPUT_DIR = "runs/demo"  # every run gets its own folder here: settings.json and each piece's ABC, MusicXML, MIDI, audio and score pages
-TOP_K = 9  # initial top-k on the page (published 9)
-TOP_P = 0.9  # initial top-p on the page (published 0.9)
+TOP_K = _published.top_k  # initial top-k on the page (published 9)
+TOP_P = _published.top_p  # initial top-p on the page (published 0.9)
 TEMPERATURE = 1.0  # initial temperature on the page (published 1.2, for NotaGen-X; the small shipped model writes far more usable pieces at 1.0)
 MAX_VARIATIONS = 8  # most variations generated together (through the engine's batching)
 MAX_CHARS = 12000  # a piece fails (partial text kept and shown) once its text is longer than this
 MAX_SECONDS = 600.0  # a piece fails after this many seconds
-MAX_EMPTY_PATCHES = 64  # a piece fails as stalled after this many patches in a row without text
+MAX_EMPTY_PATCHES = _published.max_empty_patches  # a piece fails as stalled after this many patches in a row without text
 CONTINUE_BARS = 8  # bars of an uploaded piece the model continues from (0 = all of them)
 SCORE_EVERY_BARS = 8  # the growing score is engraved again every this many bars
 STREAM_INTERVAL = 0.25  # seconds between two updates of the streamed text

@@ -1,11 +1,13 @@
 # Settings of inference/inference.py. Each one can be overridden: python inference/inference.py --name value
 # Relative paths are looked up from the current folder, then from the repository root.
 
-INFERENCE_WEIGHTS_PATH = "weights/weights_notagenx_p_size_16_p_length_1024_p_layers_20_h_size_1280.pth"  # checkpoint to generate from (published or project file; sizes are read from it)
+from notagen.generation.piece import GenerationSettings as _published  # the one home of the published sampling defaults
+
+INFERENCE_WEIGHTS_PATH = ""  # checkpoint to generate from: a file or a folder holding one (published NotaGen or a project file; sizes are read from it); "" = the shipped one (weights/embedded/), else the main job's
 NUM_SAMPLES = 8  # pieces to generate (the published script made 1000)
-TOP_K = 9  # sample among the k most probable chars (published 9; 1 = greedy, 0 = no top-k cut)
-TOP_P = 0.9  # then among the most probable chars whose probabilities sum past p (published 0.9)
-TEMPERATURE = 1.2  # then sharpen (<1) or flatten (>1) the distribution (published 1.2)
+TOP_K = _published.top_k  # sample among the k most probable chars (published 9; 1 = greedy, 0 = no top-k cut)
+TOP_P = _published.top_p  # then among the most probable chars whose probabilities sum past p (published 0.9)
+TEMPERATURE = _published.temperature  # then sharpen (<1) or flatten (>1) the distribution (published 1.2)
 PROMPT = "Romantic|Chopin, Frederic|Keyboard"  # period|composer|instrumentation, or prompt lines separated by \n, or an .abc file to continue
 CONTINUE_FROM = ""  # a music file to continue (standard, interleaved or generated ABC, MusicXML .xml/.musicxml/.mxl, MIDI .mid/.midi); PROMPT's lines go in front ("" PROMPT: none)
 CONTINUE_BARS = 8  # bars of CONTINUE_FROM the model continues from (a pickup bar is bar 1; 0 = all of them)
@@ -16,10 +18,10 @@ SEED = -1  # random seed for reproducible pieces; -1 picks one (it is printed an
 DEVICE = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps
 NUM_THREADS = 0  # CPU threads for torch (0 = torch default; 1 avoids oversubscription on busy CPUs)
 DTYPE = "auto"  # auto (bfloat16 on CUDA, float32 elsewhere), float32, bfloat16 or float16
-MAX_CHARS = 102400  # a piece fails once its text is longer than this (published 102400)
-MAX_SECONDS = 1200.0  # a piece fails after this many seconds (published 20 minutes)
-MAX_EMPTY_PATCHES = 64  # a piece fails as stalled after this many patches in a row without text
-GREEDY = False  # always take the most probable char (ignores top_k, top_p, temperature)
+MAX_CHARS = _published.max_chars  # a piece fails once its text is longer than this (published 102400)
+MAX_SECONDS = _published.max_seconds  # a piece fails after this many seconds (published 20 minutes)
+MAX_EMPTY_PATCHES = _published.max_empty_patches  # a piece fails as stalled after this many patches in a row without text
+GREEDY = _published.greedy  # always take the most probable char (ignores top_k, top_p, temperature)
 CONVERT = True  # also write MusicXML and MIDI for every finished piece
 RENDER = False  # also write the score pages (svg/) and audio (audio/) of every finished piece (needs convert)
 AUDIO_FORMAT = "mp3"  # audio file type with render: mp3, wav, ogg or flac

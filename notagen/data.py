@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .config import PAD_ID
+from .paths import index_entry_bases
 from .patchilizer import Patchilizer
 
 logger = logging.getLogger("notagen.data")
@@ -151,17 +152,6 @@ def read_index(path: str | Path) -> list[IndexEntry]:
     return entries
 
 
-def _candidate_bases(index_path: Path) -> list[Path]:
-    folder = index_path.resolve().parent
-    bases = [Path.cwd(), folder, *folder.parents]
-    seen, unique = set(), []
-    for base in bases:
-        if base not in seen:
-            seen.add(base)
-            unique.append(base)
-    return unique
-
-
 def _resolve(path: str, bases: list[Path], is_key_entry: bool) -> Path | None:
     """The existing file (plain entry) or the `<AUG>` folder holding `<KEY>/<name>_<KEY>.abc` files
     (key entry; looked up once per folder, so later pieces of a folder cost nothing)."""
@@ -221,7 +211,7 @@ class NotaGenDataset(Dataset):
         self.epoch = 0
         self.require_prompt_lines = require_prompt_lines
         self.patchilizer = Patchilizer(patch_size)
-        self._bases = _candidate_bases(self.index_path)
+        self._bases = index_entry_bases(self.index_path)
         self._folders: dict[str, Path] = {}
         self._warned: set[str] = set()
         # fail early and clearly when the index's paths point nowhere at all

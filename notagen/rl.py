@@ -121,9 +121,12 @@ def run_dpo_training(settings) -> Path:
     from .checkpoint import load_model, save_checkpoint
     from .training import TrainConfig, make_accelerator, train
 
+    from .paths import resolve_weights_path
+
     lam = getattr(settings, "lambda")  # LAMBDA in RL/config.py; `lambda` is a Python keyword
+    weights = resolve_weights_path(settings.weights_path)  # "" = the shipped checkpoint
     chosen, rejected = read_preferences(settings.preference_path)
-    policy = load_model(settings.weights_path)
+    policy = load_model(weights)
     patchilizer = Patchilizer(policy.config.patch_size)
     texts = {p: Path(p).read_text(encoding="utf-8") for p in dict.fromkeys(chosen + rejected)}
     sequences = {p: encode_for_preference(t, patchilizer, policy.config.patch_length) for p, t in texts.items()}
@@ -142,7 +145,7 @@ def run_dpo_training(settings) -> Path:
         mixed_precision=settings.mixed_precision, report_to=settings.report_to)
     accelerator = make_accelerator(config)
 
-    reference = load_model(settings.weights_path, device=accelerator.device)
+    reference = load_model(weights, device=accelerator.device)
     for parameter in reference.parameters():
         parameter.requires_grad_(False)
     ref_logps = reference_logps(reference, sequences, device=accelerator.device)

@@ -18,8 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .io import atomic_write_json
-from .paths import REPO_ROOT
-
+from .paths import resolve_output_dir, resolve_weights_path
 
 
 def _done(marker: Path) -> dict | None:
@@ -29,18 +28,37 @@ def _done(marker: Path) -> dict | None:
 LIMIT_REASONS = ("max_chars", "max_seconds")
 
 
-def generate_pieces(settings, weights: Path, out: Path) -> tuple[Path, Path]:
-    """Step 1: run inference into `out`, then gather the candidates; returns their
-    (original dir, interleaved dir).
+def sampling_settings(settings):
+    """The loop's own generation settings (RL/config.py's sampling and limits)."""
+    from .generation import GenerationSettings
+
+    return GenerationSettings(top_k=settings.top_k, top_p=settings.top_p, temperature=settings.temperature,
+                              seed=settings.seed, max_chars=settings.max_chars, max_seconds=settings.max_seconds,
+                              batch_size=settings.generation_batch_size)
+
+
+def candidate_text(result) -> str | None:
+    """The raw text a generated piece takes part with, or None when it is left out.
 
     Finished pieces are candidates as they are. A piece stopped by the char or time limit is a
     sample of the model's output too (a weak model, such as the embedded default's, may rarely end
-    a piece): it takes part with its complete lines. Pieces whose text cannot be rest-unreduced
-    are left out and counted."""
-    from .generation import run_inference
-    from .generation.run import interleaved_text
+    a piece): it takes part with its complete lines. Other failures are left out."""
+    if result.ok:
+        return result.text
+    if result.reason in LIMIT_REASONS:
+        return result.text[: result.text.rfind("\n") + 1]
+    return None
+
+
+def generate_pieces(settings, weights: Path, out: Path) -> tuple[Path, Path]:
+    """Step 1: generate `num_samples` pieces with the engine; returns the candidates'
+    (original dir, interleaved dir). Also written, for the evaluation: every piece's raw text in
+    `original/` (finished) or `failed/`, and `summary/pieces.json` (status and reason of each),
+    the layout `notagen.evaluation.read_pieces` reads. Pieces whose text cannot be rest-unreduced
+    are left out of the candidates and counted."""
+    from .generation import Engine
+    from .generation.run import interleaved_text, load_generation_model, parse_prompt, prompt_slug, resolve_device
     from .io import atomic_write_text
-    from .settings import parse_settings
 
     originals, interleaved = out / "candidates" / "original", out / "candidates" / "interleaved"
     marker = out / "done.json"
@@ -50,33 +68,33 @@ def generate_pieces(settings, weights: Path, out: Path) -> tuple[Path, Path]:
             raise RuntimeError(f"{out} holds pieces of {done['weights']}, not of {weights}: "
                                f"remove {out.parent} or choose another LOOP_DIR")
         return originals, interleaved
-    cfg = parse_settings(REPO_ROOT / "inference" / "config.py", [])  # every inference default
-    cfg.__dict__.update(
-        inference_weights_path=str(weights), num_samples=settings.num_samples, prompt=settings.prompt,
-        top_k=settings.top_k, top_p=settings.top_p, temperature=settings.temperature,
-        output_dir=str(out), batch_size=settings.generation_batch_size, seed=settings.seed,
-        device=settings.device, max_chars=settings.max_chars, max_seconds=settings.max_seconds,
-        convert=False, stream=False)
-    summary = run_inference(cfg)
+    sampling = sampling_settings(settings)
+    prompt = parse_prompt(settings.prompt)
+    model = load_generation_model(weights, resolve_device(settings.device))
+    slug = prompt_slug(prompt)
     counts = {"finished": 0, "limit (complete lines kept)": 0, "dropped": 0}
-    for entry in summary["pieces"]:
-        raw = Path(entry["files"].get("original") or entry["files"]["failed"]).read_text(encoding="utf-8")
-        if entry["status"] == "failed":
-            if entry["reason"] not in LIMIT_REASONS:
-                counts["dropped"] += 1
-                continue
-            raw = raw[: raw.rfind("\n") + 1]  # complete lines only
+    entries = []
+    for event in Engine(model).stream([prompt] * settings.num_samples, sampling):
+        if (result := event.result) is None:
+            continue
+        name = f"{slug}_seed{sampling.seed}_{result.index:04d}"
+        entries.append({"index": result.index, "name": name, "status": result.status, "reason": result.reason})
+        atomic_write_text(out / ("original" if result.ok else "failed") / f"{name}.abc", result.text)
+        raw = candidate_text(result)
         try:
-            text = interleaved_text(raw)
+            text = None if raw is None else interleaved_text(raw)
         except Exception:  # noqa: BLE001 - unusable text is counted, the rest goes on
+            text = None
+        if text is None:
             counts["dropped"] += 1
             continue
-        counts["finished" if entry["status"] != "failed" else "limit (complete lines kept)"] += 1
-        atomic_write_text(originals / f"{entry['name']}.abc", raw)
-        atomic_write_text(interleaved / f"{entry['name']}.abc", text)
-    print("candidates: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+        counts["finished" if result.ok else "limit (complete lines kept)"] += 1
+        atomic_write_text(originals / f"{name}.abc", raw)
+        atomic_write_text(interleaved / f"{name}.abc", text)
+    atomic_write_json(out / "summary" / "pieces.json", {"weights": str(weights), "pieces": entries})
+    print(f"generated {len(entries)} pieces; candidates: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
     if not any(interleaved.glob("*.abc")):
-        raise RuntimeError(f"none of the {len(summary['pieces'])} generated pieces is usable; see {out}")
+        raise RuntimeError(f"none of the {len(entries)} generated pieces is usable; see {out}")
     atomic_write_json(marker, {**counts, "weights": str(weights)})
     return originals, interleaved
 
@@ -155,11 +173,9 @@ def plot_scores(rows: list[dict], path: Path) -> None:
 def run_loop(settings) -> list[dict]:
     from .preference import make_preference_file
 
-    root = Path(settings.loop_dir)
-    if not root.is_absolute():
-        root = REPO_ROOT / root
+    root = resolve_output_dir(settings.loop_dir)
     reference_features = extract(settings, Path(settings.reference_dir), root / "reference_features")
-    weights = Path(settings.weights_path)
+    weights = resolve_weights_path(settings.weights_path)
     rows = []
     for k in range(1, settings.iterations + 2):
         iteration = root / f"iter_{k}"

@@ -15,25 +15,22 @@ from types import SimpleNamespace
 import torch
 
 from .io import atomic_write_text
-from .paths import resolve_input_path, resolve_output_dir
+from .paths import resolve_input_path, resolve_output_dir, resolve_weights_path
 from .training import TrainConfig, TrainResult, check_output_dir, seed_everything, train
 
 SIZE_SETTINGS = ("patch_size", "patch_length", "patch_num_layers", "char_num_layers", "hidden_size")
 
 
 def find_weights_file(path: str | Path) -> Path:
-    """A weights file, or the single `weights_notagen_*.pth` inside a folder."""
-    path = resolve_input_path(path)
-    if path.is_dir():
-        found = sorted(path.glob("weights_notagen_*.pth"))
-        if len(found) != 1:
-            names = ", ".join(p.name for p in found) or "none"
-            raise FileNotFoundError(f"{path} must hold exactly one weights_notagen_*.pth to use as "
-                                    f"pre-trained weights (found {names}); give the file instead")
-        return found[0]
-    if not path.is_file():
-        raise FileNotFoundError(f"pre-trained weights not found: {path}")
-    return path
+    """A weights file, or the single `weights_*.pth` inside a folder (`notagen.paths` rule)."""
+    if not str(path or "").strip():
+        raise FileNotFoundError("no pre-trained weights given")
+    try:
+        return resolve_weights_path(path)
+    except FileNotFoundError as error:
+        if str(error).startswith("weights file not found"):
+            raise FileNotFoundError(f"pre-trained weights not found: {path}") from None
+        raise
 
 
 def notagen_model_config(settings, base=None):

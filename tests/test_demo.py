@@ -206,12 +206,13 @@ def test_text_that_does_not_convert_gets_its_reason(backend):
 
 
 def test_no_checkpoint_names_the_command_that_makes_one(tmp_path, monkeypatch):
-    from notagen.demo import session
+    from notagen import paths
+    from notagen.generation.run import resolve_weights
 
-    monkeypatch.setattr(session, "SHIPPED_WEIGHTS", tmp_path / "none")
-    monkeypatch.setattr(session, "MAIN_JOB_WEIGHTS", (str(tmp_path / "nothing"),))
+    monkeypatch.setattr(paths, "SHIPPED_WEIGHTS", tmp_path / "none")
+    monkeypatch.setattr(paths, "MAIN_JOB_WEIGHTS", (str(tmp_path / "nothing"),))
     with pytest.raises(SetupError, match="bash run.sh"):
-        session.default_weights()
+        resolve_weights("")  # the demo's default
 
 
 # -- inference.py --render ---------------------------------------------------------------------

@@ -288,7 +288,7 @@ def test_invalid_upload_shows_an_error_and_the_server_keeps_serving(browser, tin
 
 
 def test_shipped_checkpoint_generates_a_piece_with_score_and_audio(browser, tmp_path, screenshots):
-    from notagen.demo.session import default_weights
+    from notagen.paths import default_weights
 
     weights = default_weights()
     assert weights.is_relative_to(REPO / "weights"), f"no shipped checkpoint: {weights}"

@@ -210,6 +210,84 @@ def remove_stale_temporaries(tasks: Iterable[Task]) -> int:
     return removed
 
 
+class _Pool:
+    """Worker processes running `work` on `todo`, one task each at a time; a worker that crashes or
+    runs past `timeout` is killed and replaced, and its task is reported as failed."""
+
+    def __init__(self, todo: list[Task], work, size: int, timeout: float | None, report: BatchReport, bar):
+        self.todo, self.work, self.size, self.timeout = todo, work, size, timeout
+        self.report, self.bar = report, bar
+        self.context = _context()
+        self.workers: list[_Worker] = []
+        self.queue = deque(range(len(todo)))
+
+    def running(self) -> bool:
+        return bool(self.queue) or any(worker.job is not None for worker in self.workers)
+
+    def fill(self) -> None:
+        """Give every idle worker a task; start workers up to the pool size."""
+        for worker in self.workers:
+            if worker.job is None and self.queue:
+                self._submit(worker)
+        while self.queue and len(self.workers) < self.size:
+            self.workers.append(_Worker(self.context, self.work))
+            self._submit(self.workers[-1])
+
+    def collect(self) -> None:
+        """Wait for results (at most until the oldest task's deadline) and record them."""
+        busy = {worker.connection: worker for worker in self.workers if worker.job is not None}
+        wait_for = None
+        if self.timeout:
+            wait_for = max(0.0, min(w.started for w in busy.values()) + self.timeout - time.monotonic())
+        for connection in wait(list(busy), timeout=wait_for):
+            worker = busy[connection]
+            try:
+                _, ok, value = connection.recv()
+            except (EOFError, OSError):
+                worker.process.join(timeout=1)
+                self._retire(worker, f"worker crashed: exit code {worker.process.exitcode}")
+                continue
+            self._finish(worker, ok, value)
+
+    def expire(self) -> None:
+        if not self.timeout:
+            return
+        now = time.monotonic()
+        for worker in list(self.workers):
+            if worker.job is not None and now - worker.started > self.timeout:
+                self._retire(worker, f"timeout: no result after {self.timeout:g} s")
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+    def _submit(self, worker: _Worker) -> None:
+        index = self.queue.popleft()
+        worker.submit(index, self.todo[index].payload)
+
+    def _finish(self, worker: _Worker, ok: bool, value) -> None:
+        task = self.todo[worker.job]
+        worker.job = None
+        if ok:
+            try:
+                write_outputs(value)
+                self.report.converted.append(task.name)
+            except DiskFullError:
+                raise  # every later write would fail too: stop, as the failure log is written
+            except Exception as exc:
+                self.report.failures.append((task.name, f"write failed: {failure_reason(exc)}"))
+        else:
+            self.report.failures.append((task.name, value))
+        self.bar.update(1)
+        self.bar.set_postfix(failed=len(self.report.failures), refresh=False)
+
+    def _retire(self, worker: _Worker, reason: str) -> None:
+        # `fill` starts a fresh worker if work remains
+        worker.kill()
+        self._finish(worker, False, reason)
+        self.workers.remove(worker)
+
+
 def run_batch(tasks: Iterable[Task], work: Callable[[Any], Outputs | None], *, workers: int = 0,
               timeout: float | None = 120.0, failure_log: str | Path | None = None,
               desc: str = "converting", progress: bool = True, skip_done: bool = True,
@@ -232,66 +310,17 @@ def run_batch(tasks: Iterable[Task], work: Callable[[Any], Outputs | None], *, w
             report.skipped.append(task.name)
         else:
             todo.append(task)
-    pool_size = max(1, min(workers if workers > 0 else (os.cpu_count() or 1), len(todo)))
-    context = _context()
-    pool: list[_Worker] = []
-    queue = deque(range(len(todo)))
+    size = max(1, min(workers if workers > 0 else (os.cpu_count() or 1), len(todo)))
     bar = tqdm(total=len(todo), desc=desc, unit="file", disable=not progress or not todo,
                dynamic_ncols=True, file=sys.stderr)
-
-    def finish(worker: _Worker, ok: bool, value) -> None:
-        task = todo[worker.job]
-        worker.job = None
-        if ok:
-            try:
-                write_outputs(value)
-                report.converted.append(task.name)
-            except DiskFullError:
-                raise  # every later write would fail too: stop, as the failure log is written
-            except Exception as exc:
-                report.failures.append((task.name, f"write failed: {failure_reason(exc)}"))
-        else:
-            report.failures.append((task.name, value))
-        bar.update(1)
-        bar.set_postfix(failed=len(report.failures), refresh=False)
-
-    def retire(worker: _Worker, reason: str) -> None:
-        # the fill step below starts a fresh worker if work remains
-        worker.kill()
-        finish(worker, False, reason)
-        pool.remove(worker)
-
+    pool = _Pool(todo, work, size, timeout, report, bar)
     try:
-        while queue or any(worker.job is not None for worker in pool):
-            for worker in pool:
-                if worker.job is None and queue:
-                    index = queue.popleft()
-                    worker.submit(index, todo[index].payload)
-            while queue and len(pool) < pool_size:
-                pool.append(_Worker(context, work))
-                index = queue.popleft()
-                pool[-1].submit(index, todo[index].payload)
-            busy = {worker.connection: worker for worker in pool if worker.job is not None}
-            wait_for = None
-            if timeout:
-                wait_for = max(0.0, min(w.started for w in busy.values()) + timeout - time.monotonic())
-            for connection in wait(list(busy), timeout=wait_for):
-                worker = busy[connection]
-                try:
-                    _, ok, value = connection.recv()
-                except (EOFError, OSError):
-                    worker.process.join(timeout=1)
-                    retire(worker, f"worker crashed: exit code {worker.process.exitcode}")
-                    continue
-                finish(worker, ok, value)
-            if timeout:
-                now = time.monotonic()
-                for worker in list(pool):
-                    if worker.job is not None and now - worker.started > timeout:
-                        retire(worker, f"timeout: no result after {timeout:g} s")
+        while pool.running():
+            pool.fill()
+            pool.collect()
+            pool.expire()
     finally:
-        for worker in pool:
-            worker.stop()
+        pool.close()
         bar.close()
         report.seconds = time.monotonic() - started
         if failure_log is not None:

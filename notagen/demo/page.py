@@ -59,64 +59,65 @@ def downloads(variation: Variation, run_dir: Path | None) -> list[str]:
     return files
 
 
-def build_page(backend: DemoBackend):
-    """The gr.Blocks of the demo."""
-    cfg, catalog = backend.cfg, backend.catalog
-    stops: dict[str, threading.Event] = {}
-    first = catalog.triples[0]
+class DemoPage:
+    """The handlers of the page's events (each one short, testable without a browser) and the layout."""
 
-    def prompt_lines(period, composer, instrumentation) -> tuple[str, ...]:
+    def __init__(self, backend: DemoBackend):
+        self.backend, self.cfg, self.catalog = backend, backend.cfg, backend.catalog
+        self.stops: dict[str, threading.Event] = {}  # session -> the Stop of its running generation
+
+    # -- prompt ------------------------------------------------------------------------------------
+    def prompt_lines(self, period, composer, instrumentation) -> tuple[str, ...]:
         try:
-            triple = catalog.check(period, composer, instrumentation)
+            triple = self.catalog.check(period, composer, instrumentation)
         except ValueError as error:
             raise gr.Error(str(error)) from None
         return tuple(f"%{field}" for field in triple)
 
-    def on_period(period):
-        composers = catalog.composers(period)
-        instrumentations = catalog.instrumentations(period, composers[0]) if composers else []
+    def on_period(self, period):
+        composers = self.catalog.composers(period)
+        instrumentations = self.catalog.instrumentations(period, composers[0]) if composers else []
         return (gr.update(choices=composers, value=composers[0] if composers else None),
                 gr.update(choices=instrumentations, value=instrumentations[0] if instrumentations else None))
 
-    def on_composer(period, composer):
-        instrumentations = catalog.instrumentations(period, composer)
+    def on_composer(self, period, composer):
+        instrumentations = self.catalog.instrumentations(period, composer)
         return gr.update(choices=instrumentations, value=instrumentations[0] if instrumentations else None)
 
-    def on_random():
-        period, composer, instrumentation = catalog.random()
-        return (gr.update(value=period), gr.update(choices=catalog.composers(period), value=composer),
-                gr.update(choices=catalog.instrumentations(period, composer), value=instrumentation))
+    def on_random(self):
+        period, composer, instrumentation = self.catalog.random()
+        return (gr.update(value=period), gr.update(choices=self.catalog.composers(period), value=composer),
+                gr.update(choices=self.catalog.instrumentations(period, composer), value=instrumentation))
 
-    def on_upload(path, bars):
-        if not path:
-            return None, "No music uploaded: the model starts a new piece."
+    # -- music to continue -------------------------------------------------------------------------
+    @staticmethod
+    def continuation(path, lines, bars):
         from ..continuation import music_to_prompt
 
         try:
-            continuation = music_to_prompt(path, continue_bars=int(bars or 0))
+            return music_to_prompt(path, lines, int(bars or 0))
         except (PromptError, ValueError) as error:
             raise gr.Error(f"cannot continue {Path(path).name}: {error}") from None
+
+    def on_upload(self, path, bars):
+        if not path:
+            return None, "No music uploaded: the model starts a new piece."
+        continuation = self.continuation(path, (), bars)
         return (str(path), f"Continuing **{Path(path).name}**: the model writes on from bar "
                            f"{continuation.bars_given + 1} ({continuation.bars_given} of its "
                            f"{continuation.bars_in_file} bars given).")
 
-    def run(period, composer, instrumentation, upload, bars, top_k, top_p, temperature, seed, variations,
+    # -- generation --------------------------------------------------------------------------------
+    def run(self, period, composer, instrumentation, upload, bars, top_k, top_p, temperature, seed, variations,
             request: gr.Request):
-        lines = prompt_lines(period, composer, instrumentation)
-        continuation = None
-        if upload:
-            from ..continuation import music_to_prompt
-
-            try:
-                continuation = music_to_prompt(upload, lines, int(bars or 0)).prompt
-            except (PromptError, ValueError) as error:
-                raise gr.Error(f"cannot continue {Path(upload).name}: {error}") from None
-        stop = stops[request.session_hash] = threading.Event()
+        lines = self.prompt_lines(period, composer, instrumentation)
+        continuation = self.continuation(upload, lines, bars).prompt if upload else None
+        stop = self.stops[request.session_hash] = threading.Event()
         job = DemoRequest(prompt_lines=lines, continue_from=continuation, top_k=int(top_k), top_p=float(top_p),
                           temperature=float(temperature), seed=int(seed), variations=int(variations))
         sent_score = 0
         try:
-            for progress in backend.generate(job, stop):
+            for progress in self.backend.generate(job, stop):
                 shown = progress.variations[0]
                 score = score_html(shown.svg_pages) if shown.score_version != sent_score else gr.update()
                 sent_score = shown.score_version
@@ -125,9 +126,9 @@ def build_page(backend: DemoBackend):
                        gr.update(choices=[str(i + 1) for i in range(len(progress.variations))], value="1"))
         except (PromptError, SetupError) as error:
             raise gr.Error(str(error)) from None
-        yield show_variation("1", progress)[:-1] + (progress, progress.seed, gr.update())
+        yield self.show_variation("1", progress)[:-1] + (progress, progress.seed, gr.update())
 
-    def show_variation(choice, progress):
+    def show_variation(self, choice, progress):
         if progress is None:
             return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
         variation = progress.variations[int(choice or 1) - 1]
@@ -135,10 +136,10 @@ def build_page(backend: DemoBackend):
         return (status_markdown(progress), variation.text, score_html(variation.svg_pages, note),
                 variation.files.get("audio"), downloads(variation, progress.run_dir), gr.update())
 
-    def rerender(text, progress):
+    def rerender(self, text, progress):
         run_dir = progress.run_dir if progress is not None else None
         try:
-            edited = backend.render_edited(text, run_dir)
+            edited = self.backend.render_edited(text, run_dir)
         except PromptError as error:
             raise gr.Error(str(error)) from None
         folder = Path(edited.files["abc"]).parent
@@ -147,66 +148,89 @@ def build_page(backend: DemoBackend):
         note = f"No score: {edited.reason}" if edited.reason else ""
         return state, score_html(edited.svg_pages, note), edited.files.get("audio"), downloads(edited, folder)
 
-    def on_stop(request: gr.Request):
-        event = stops.get(request.session_hash)
+    def on_stop(self, request: gr.Request):
+        event = self.stops.get(request.session_hash)
         if event is not None:
             event.set()
 
-    with gr.Blocks(title="NotaGen demo", analytics_enabled=False) as page:
-        last_run = gr.State(None)
-        gr.Markdown(f"# NotaGen\nSymbolic music from `{backend.weights.name}` "
-                    f"({backend.device}). Choose a style, or upload a piece to continue.")
+    # -- layout and wiring -------------------------------------------------------------------------
+    def controls(self) -> SimpleNamespace:
+        """The left column: prompt, buttons, music to continue, sampling."""
+        cfg, catalog, first = self.cfg, self.catalog, self.catalog.triples[0]
+        c = SimpleNamespace()
+        c.period = gr.Dropdown(catalog.periods(), value=first[0], label="Period", elem_id="period")
+        c.composer = gr.Dropdown(catalog.composers(first[0]), value=first[1], label="Composer", elem_id="composer")
+        c.instrumentation = gr.Dropdown(catalog.instrumentations(*first[:2]), value=first[2],
+                                        label="Instrumentation", elem_id="instrumentation")
+        c.random_button = gr.Button("Random valid prompt", elem_id="random-prompt")
         with gr.Row():
-            with gr.Column(scale=1, min_width=300):
-                period = gr.Dropdown(catalog.periods(), value=first[0], label="Period", elem_id="period")
-                composer = gr.Dropdown(catalog.composers(first[0]), value=first[1], label="Composer",
-                                       elem_id="composer")
-                instrumentation = gr.Dropdown(catalog.instrumentations(*first[:2]), value=first[2],
-                                              label="Instrumentation", elem_id="instrumentation")
-                random_button = gr.Button("Random valid prompt", elem_id="random-prompt")
-                with gr.Row():
-                    generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
-                    stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
-                with gr.Accordion("Continue your music (ABC, MusicXML or MIDI)", open=False):
-                    upload = gr.File(label="Music file", file_types=UPLOAD_TYPES, type="filepath",
-                                     elem_id="upload")
-                    bars = gr.Number(cfg.continue_bars, label="Bars to continue from (0 = all)", precision=0,
-                                     minimum=0)
-                    upload_note = gr.Markdown("No music uploaded: the model starts a new piece.", elem_id="upload-note")
-                with gr.Accordion("Sampling", open=True):
-                    top_k = gr.Slider(1, 128, value=cfg.top_k, step=1, label="top-k")
-                    top_p = gr.Slider(0.05, 1.0, value=cfg.top_p, step=0.05, label="top-p")
-                    temperature = gr.Slider(0.1, 2.0, value=cfg.temperature, step=0.05, label="temperature")
-                    seed = gr.Number(-1, label="seed (-1 = new)", precision=0, elem_id="seed")
-                    last_seed = gr.Number(None, label="seed of the last run", precision=0, interactive=False,
-                                          elem_id="last-seed")
-                    reuse_seed = gr.Button("Reuse that seed", size="sm")
-                    variations = gr.Slider(1, cfg.max_variations, value=1, step=1, label="variations")
-            with gr.Column(scale=2):
-                status = gr.Markdown("Ready.", elem_id="status")
-                choice = gr.Radio(["1"], value="1", label="Variation", elem_id="variation")
-                abc = gr.Textbox(label="ABC (editable: change it and press Re-render)", lines=12, max_lines=24,
-                                 interactive=True, elem_id="abc-text")
-                rerender_button = gr.Button("Re-render score and audio from the text", elem_id="rerender")
-                score = gr.HTML(elem_id="score")
-                audio = gr.Audio(label="Listen", type="filepath", interactive=False, elem_id="audio", buttons=["download"])
-                files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
+            c.generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
+            c.stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
+        with gr.Accordion("Continue your music (ABC, MusicXML or MIDI)", open=False):
+            c.upload = gr.File(label="Music file", file_types=UPLOAD_TYPES, type="filepath", elem_id="upload")
+            c.bars = gr.Number(cfg.continue_bars, label="Bars to continue from (0 = all)", precision=0, minimum=0)
+            c.upload_note = gr.Markdown("No music uploaded: the model starts a new piece.", elem_id="upload-note")
+        with gr.Accordion("Sampling", open=True):
+            c.top_k = gr.Slider(1, 128, value=cfg.top_k, step=1, label="top-k")
+            c.top_p = gr.Slider(0.05, 1.0, value=cfg.top_p, step=0.05, label="top-p")
+            c.temperature = gr.Slider(0.1, 2.0, value=cfg.temperature, step=0.05, label="temperature")
+            c.seed = gr.Number(-1, label="seed (-1 = new)", precision=0, elem_id="seed")
+            c.last_seed = gr.Number(None, label="seed of the last run", precision=0, interactive=False,
+                                    elem_id="last-seed")
+            c.reuse_seed = gr.Button("Reuse that seed", size="sm")
+            c.variations = gr.Slider(1, cfg.max_variations, value=1, step=1, label="variations")
+        return c
 
-        period.input(on_period, period, [composer, instrumentation], queue=False)  # user choices only
-        composer.input(on_composer, [period, composer], instrumentation, queue=False)
-        random_button.click(on_random, None, [period, composer, instrumentation], queue=False)
+    @staticmethod
+    def results() -> SimpleNamespace:
+        """The right column: status, variation choice, text, score, audio, downloads."""
+        r = SimpleNamespace()
+        r.status = gr.Markdown("Ready.", elem_id="status")
+        r.choice = gr.Radio(["1"], value="1", label="Variation", elem_id="variation")
+        r.abc = gr.Textbox(label="ABC (editable: change it and press Re-render)", lines=12, max_lines=24,
+                           interactive=True, elem_id="abc-text")
+        r.rerender_button = gr.Button("Re-render score and audio from the text", elem_id="rerender")
+        r.score = gr.HTML(elem_id="score")
+        r.audio = gr.Audio(label="Listen", type="filepath", interactive=False, elem_id="audio", buttons=["download"])
+        r.files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
+        return r
+
+    def wire(self, c: SimpleNamespace, r: SimpleNamespace, last_run) -> None:
+        prompt = [c.period, c.composer, c.instrumentation]
+        c.period.input(self.on_period, c.period, [c.composer, c.instrumentation], queue=False)  # user choices only
+        c.composer.input(self.on_composer, [c.period, c.composer], c.instrumentation, queue=False)
+        c.random_button.click(self.on_random, None, prompt, queue=False)
         # queued (errors become toasts), beside the generation slot rather than behind it
-        upload.change(on_upload, [upload, bars], [upload, upload_note], concurrency_limit=4, concurrency_id="upload")
-        reuse_seed.click(lambda value: value if value is not None else -1, last_seed, seed, queue=False)
-        generate_button.click(
-            run, [period, composer, instrumentation, upload, bars, top_k, top_p, temperature, seed, variations],
-            [status, abc, score, audio, files, last_run, last_seed, choice],
+        c.upload.change(self.on_upload, [c.upload, c.bars], [c.upload, c.upload_note], concurrency_limit=4,
+                        concurrency_id="upload")
+        c.reuse_seed.click(lambda value: value if value is not None else -1, c.last_seed, c.seed, queue=False)
+        c.generate_button.click(
+            self.run, [*prompt, c.upload, c.bars, c.top_k, c.top_p, c.temperature, c.seed, c.variations],
+            [r.status, r.abc, r.score, r.audio, r.files, last_run, c.last_seed, r.choice],
             concurrency_limit=1, concurrency_id="generation", show_progress="minimal")
-        stop_button.click(on_stop, None, None, queue=False)
-        choice.input(show_variation, [choice, last_run], [status, abc, score, audio, files, choice], queue=False)
-        rerender_button.click(rerender, [abc, last_run], [status, score, audio, files], concurrency_limit=2,
-                              concurrency_id="render")
-    return page
+        c.stop_button.click(self.on_stop, None, None, queue=False)
+        r.choice.input(self.show_variation, [r.choice, last_run], [r.status, r.abc, r.score, r.audio, r.files, r.choice],
+                       queue=False)
+        r.rerender_button.click(self.rerender, [r.abc, last_run], [r.status, r.score, r.audio, r.files],
+                                concurrency_limit=2, concurrency_id="render")
+
+    def blocks(self):
+        with gr.Blocks(title="NotaGen demo", analytics_enabled=False) as page:
+            last_run = gr.State(None)
+            gr.Markdown(f"# NotaGen\nSymbolic music from `{self.backend.weights.name}` "
+                        f"({self.backend.device}). Choose a style, or upload a piece to continue.")
+            with gr.Row():
+                with gr.Column(scale=1, min_width=300):
+                    controls = self.controls()
+                with gr.Column(scale=2):
+                    results = self.results()
+            self.wire(controls, results, last_run)
+        return page
+
+
+def build_page(backend: DemoBackend):
+    """The gr.Blocks of the demo."""
+    return DemoPage(backend).blocks()
 
 
 def offline_theme():

@@ -29,24 +29,13 @@ from typing import Iterator
 
 from ..generation.engine import Engine
 from ..generation.piece import GenerationSettings, Prompt, PromptError
-from ..generation.run import (REPO_ROOT, SetupError, default_prompt_list, interleaved_text, load_prompt_list,
+from ..generation.run import (SetupError, default_prompt_list, interleaved_text, load_prompt_list,
                               resolve_device, resolve_dtype, resolve_weights)
 from ..io import atomic_write_json, atomic_write_text
+from ..paths import resolve_output_dir
 from ..render import RenderSettings, error_reason, export_piece
 
-SHIPPED_WEIGHTS = REPO_ROOT / "weights" / "embedded"  # the checkpoint this project trained and ships
-MAIN_JOB_WEIGHTS = ("runs/main/finetune_focus", "runs/main/finetune")  # what `bash run.sh` trains
 
-
-def default_weights() -> Path:
-    """The shipped checkpoint, else the main job's chorale model, else an error naming the way on."""
-    for folder in (SHIPPED_WEIGHTS, *(REPO_ROOT / f for f in MAIN_JOB_WEIGHTS)):
-        found = sorted(folder.glob("weights_*.pth"))
-        if found:
-            return found[0]
-    raise SetupError("no checkpoint found: none is shipped under weights/embedded/ and the main job has "
-                     "not trained one yet. Run `bash run.sh` (trains one on the embedded corpus), or give a "
-                     "checkpoint with --weights_path (e.g. the published NotaGen-X file)")
 
 
 @dataclass
@@ -109,16 +98,14 @@ class DemoBackend:
         self.cfg, self.log = cfg, log
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
-        self.weights = resolve_weights(cfg.weights_path) if cfg.weights_path else default_weights()
+        self.weights = resolve_weights(cfg.weights_path)  # "" = the shipped checkpoint
         list_path = cfg.prompt_list or default_prompt_list(self.weights)
         if not list_path:
             raise SetupError(f"no prompts.txt next to {self.weights} and no gradio/prompts.txt: give --prompt_list")
         self.catalog = load_prompt_list(list_path)
         self.model = load_model(self.weights, device=self.device, dtype=self.dtype)
         self.engine = Engine(self.model)
-        self.output_dir = Path(cfg.output_dir).expanduser()
-        if not self.output_dir.is_absolute():
-            self.output_dir = REPO_ROOT / self.output_dir
+        self.output_dir = resolve_output_dir(cfg.output_dir)
         self.render_settings = RenderSettings(svg=True, audio=True, audio_format=cfg.audio_format,
                                               synth=cfg.synth, soundfont=cfg.soundfont)
         self.lock = threading.Lock()  # one generation at a time

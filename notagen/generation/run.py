@@ -9,8 +9,10 @@ Design choices
   gets one line in `summary/<folder>_seed<seed>.json` (status, reason, seconds, chars, files).
 - File names are `<prompt>_seed<seed>_<index>`: the same seed and settings give the same pieces and
   the same names, so a rerun overwrites identical files instead of piling up copies.
-- Relative paths (weights, output_dir) are looked up from the current folder first, then from the
-  repository root, so the script works from the root or from `inference/`. Nothing is downloaded.
+- Paths follow `notagen.paths`: inputs (weights, prompt files) from the current folder, else the
+  repository root; a relative output_dir is under the repository root. A weights path may name a
+  folder holding one `weights_notagen_*.pth` (the default: the shipped `weights/embedded/`).
+  Nothing is downloaded.
 - The ABC converters (`notagen.abc`) are imported only when a piece is written.
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ from types import SimpleNamespace
 import torch
 
 from ..io import atomic_write_json, atomic_write_text
-from ..paths import REPO_ROOT
+from ..paths import REPO_ROOT, resolve_input_path, resolve_output_dir, resolve_weights_path
 from ..render import RenderSettings, error_reason, export_piece
 from ..patchilizer import Patchilizer
 from .engine import Engine
@@ -89,20 +91,23 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def _find(path: str | Path) -> Path | None:
-    path = Path(path).expanduser()
-    candidates = [path] if path.is_absolute() else [Path.cwd() / path, REPO_ROOT / path,
-                                                    REPO_ROOT / "inference" / path]
-    return next((c.resolve() for c in candidates if c.is_file()), None)
+    """An input file by the one input rule (`notagen.paths.resolve_input_path`), or None."""
+    found = resolve_input_path(path)
+    return found.resolve() if found.is_file() else None
 
 
 def resolve_weights(path: str | Path) -> Path:
-    found = _find(path)
-    if found is None:
+    """`notagen.paths.resolve_weights_path` ("" = the shipped checkpoint, a folder = its one weights
+    file), its errors as SetupError with the way on."""
+    try:
+        return resolve_weights_path(path)
+    except FileNotFoundError as error:
+        if not str(error).startswith("weights file not found"):
+            raise SetupError(str(error)) from None
         places = sorted({str(Path.cwd()), str(REPO_ROOT)})
         where = "" if Path(path).is_absolute() else f" (looked in {' and '.join(places)})"
-        raise SetupError(f"weights file not found: {path}{where}. Download a NotaGen checkpoint "
-                         f"(e.g. NotaGen-X) and pass its path with --inference_weights_path")
-    return found
+        raise SetupError(f"weights file not found: {path}{where}. Give a checkpoint's path with "
+                         f"--inference_weights_path (\"\" = the shipped one), e.g. a published NotaGen file") from None
 
 
 def load_prompt_list(path: str | Path | None):
@@ -211,6 +216,19 @@ def run_prompt(cfg: SimpleNamespace, known=None):
     return continuation.prompt, continuation
 
 
+def load_generation_model(weights: Path, device: torch.device, dtype: torch.dtype | None = None):
+    """The model of a weights file on `device` (dtype None: "auto"); a junk file is a CheckpointError."""
+    from ..checkpoint import CheckpointError, load_model
+
+    try:
+        return load_model(weights, device=device, dtype=dtype or resolve_dtype("auto", device))
+    except CheckpointError:
+        raise
+    except Exception as error:  # noqa: BLE001 - torch's unpickler raises odd types for junk files
+        raise CheckpointError(f"{weights} is not a readable PyTorch checkpoint: "
+                              f"{type(error).__name__}: {error_reason(error)}") from error
+
+
 def output_folder_name(weights: str | Path, top_k, top_p, temperature) -> str:
     """Published: weights file stem + `_k_<k>_p_<p>_temp_<T>`."""
     return f"{Path(weights).stem}_k_{top_k}_p_{top_p}_temp_{temperature}"
@@ -295,8 +313,6 @@ def write_piece(result: PieceResult, name: str, out: Path, folder: str, convert:
 # ---------------------------------------------------------------------------------------------
 def run_inference(cfg: SimpleNamespace, log=print) -> dict:
     """Generate `cfg.num_samples` pieces and write them; returns the run summary (also on disk)."""
-    from ..checkpoint import CheckpointError, load_model
-
     if getattr(cfg, "num_threads", 0) > 0:
         torch.set_num_threads(cfg.num_threads)
     device = resolve_device(cfg.device)
@@ -311,21 +327,13 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
                                   greedy=cfg.greedy, seed=seed, max_chars=cfg.max_chars,
                                   max_seconds=cfg.max_seconds, max_empty_patches=cfg.max_empty_patches,
                                   batch_size=cfg.batch_size)
-    out = Path(cfg.output_dir).expanduser()
-    if not out.is_absolute() and not Path.cwd().joinpath(out).exists():
-        out = REPO_ROOT / out
+    out = resolve_output_dir(cfg.output_dir)
     folder = output_folder_name(weights, cfg.top_k, cfg.top_p, cfg.temperature)
     slug = prompt_slug(prompt, continuation.source if continuation else cfg.prompt)
     render = render_settings(cfg)
 
     started = time.monotonic()
-    try:
-        model = load_model(weights, device=device, dtype=dtype)
-    except CheckpointError:
-        raise
-    except Exception as error:  # noqa: BLE001 - torch's unpickler raises odd types for junk files
-        raise CheckpointError(f"{weights} is not a readable PyTorch checkpoint: "
-                              f"{type(error).__name__}: {error_reason(error)}") from error
+    model = load_generation_model(weights, device, dtype)
     c = model.config
     log(f"model {weights.name}: {c.patch_num_layers}+{c.char_num_layers} layers, hidden {c.hidden_size}, "
         f"context {c.patch_length} patches; {device} {str(dtype).replace('torch.', '')}; seed {seed}")
