@@ -1,17 +1,16 @@
 """Feature extraction: segments, batching across files, folder extraction, failures, process split."""
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import VECTORS, load_vector
 from notagen.clamp2 import (M3Patchilizer, extract_feature, extract_features_batched, extract_folder,
                             load_clamp2_music)
 from notagen.clamp2.features import segment
 from notagen.clamp2.patchilizer import drop_comment_lines, split_bars
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
-CASES = json.loads((VECTORS / "m3_clamp2.json").read_text())["cases"]
+CASES = load_vector("m3_clamp2.json")["cases"]
 
 
 

@@ -1,7 +1,5 @@
 """M3 encoder, masked-patch pre-training and checkpoint loading."""
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,13 +8,13 @@ import torch.nn.functional as F
 
 from types import SimpleNamespace
 
+from conftest import VECTORS, load_vector
 from notagen.clamp2 import (M3_PRESETS, M3Config, M3Encoder, M3Model, M3Patchilizer, M3TrainingDataset, collate_m3,
                             extract_feature, load_clamp2_music, load_m3_model, m3_config_from_settings,
                             select_and_corrupt)
 from notagen.clamp2.patchilizer import MASK_ID
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
-CLAMP2_CASES = json.loads((VECTORS / "m3_clamp2.json").read_text())
+CLAMP2_CASES = load_vector("m3_clamp2.json")
 SMALL = M3Config(patch_size=64, patch_length=16, hidden_size=64, num_layers=2, decoder_layers=1)
 
 
@@ -24,7 +22,7 @@ SMALL = M3Config(patch_size=64, patch_length=16, hidden_size=64, num_layers=2, d
 
 def real_abc_texts() -> list[str]:
     """Interleaved ABC of real pieces from the golden vectors."""
-    pipeline = json.loads((VECTORS / "data_pipeline.json").read_text())
+    pipeline = load_vector("data_pipeline.json")
     return [case["text"] for case in CLAMP2_CASES["cases"]] + [item["interleaved"] for item in pipeline["items"]]
 
 

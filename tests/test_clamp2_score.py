@@ -6,9 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import REPO_ROOT
 from notagen.clamp2 import clamp2_score, load_feature_folder, score_folder, summarize_scores
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def save(folder: Path, name: str, vector) -> None:
@@ -54,7 +53,7 @@ def test_feature_folder_and_folder_scores(feature_folders):
 
 def test_statistics_script_prints_and_writes_csv(feature_folders, tmp_path, capsys):
     generated, reference = feature_folders
-    script = runpy.run_path(str(REPO / "clamp2" / "statistics.py"), run_name="clamp2_statistics")
+    script = runpy.run_path(str(REPO_ROOT / "clamp2" / "statistics.py"), run_name="clamp2_statistics")
     stats = script["main"](["--generated_features_dir", str(generated), "--reference_features_dir",
                             str(reference), "--scores_csv", str(tmp_path / "scores.csv")])
     out = capsys.readouterr().out

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import REPO_ROOT
 from notagen.clamp2 import (M3Patchilizer, clamp2_score, extract_features_batched, list_abc_files,
                             load_clamp2_music, reference_mean)
 
-REPO = Path(__file__).resolve().parents[1]
-TRAIN_SCRIPT = REPO / "clamp2" / "train-m3.py"
+TRAIN_SCRIPT = REPO_ROOT / "clamp2" / "train-m3.py"
 TRAIN_STEPS = int(os.environ.get("NOTAGEN_M3_STEPS", "40"))
 
 
@@ -29,9 +29,9 @@ def corpus(tmp_path_factory) -> Path:
     if os.environ.get("NOTAGEN_CORPUS"):
         return Path(os.environ["NOTAGEN_CORPUS"])
     out = tmp_path_factory.mktemp("corpus")
-    command = [sys.executable, str(REPO / "data" / "build_corpus.py"), "--out_dir", str(out),
+    command = [sys.executable, str(REPO_ROOT / "data" / "build_corpus.py"), "--out_dir", str(out),
                "--max_pieces", "20", "--reference_pieces", "10"]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 
@@ -56,7 +56,7 @@ def test_trained_m3_scores_held_out_bach_above_palestrina(tmp_path, corpus):
                "--output_dir", str(tmp_path), "--preset", "tiny", "--max_steps", str(TRAIN_STEPS),
                "--num_epochs", "1000", "--batch_size", "8", "--learning_rate", "1e-3", "--warmup_steps", "10",
                "--decoder_patch_sample", "32", "--progress_bar", "false", "--num_threads", "1", "--eval_share", "0"]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     bach, palestrina = style_scores(tmp_path / "weights_m3.pth", corpus)
     print(f"held-out Bach {np.mean(bach):.4f}, Palestrina {np.mean(palestrina):.4f} "

@@ -3,20 +3,17 @@
 Features go through the real script, clamp2/extract_clamp2.py, on files written as the vector
 note says (a first `%` comment line before each text).
 """
-import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import REPO_ROOT, VECTORS, load_vector
 from notagen.clamp2 import M3Patchilizer, extract_folder, load_clamp2_music
 
-REPO = Path(__file__).resolve().parents[1]
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
-CASES = json.loads((VECTORS / "m3_clamp2.json").read_text())
+CASES = load_vector("m3_clamp2.json")
 CHECKPOINT = VECTORS / CASES["checkpoint"]
 
 
@@ -52,7 +49,7 @@ def extracted(tmp_path_factory):
         path.write_text("%a prompt comment line\n" + case["text"], encoding="utf-8")
     command = [sys.executable, "clamp2/extract_clamp2.py", "--input_dir", str(inputs),
                "--output_dir", str(outputs), "--clamp2_weights_path", str(CHECKPOINT), "--batch_size", "8"]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr
     return inputs, outputs

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO_ROOT, VECTORS
 from notagen.generation.run import main as inference_main
 from test_data_support import MUSIC21_CORPUS, run_script, summary_line
 
-REPO = Path(__file__).resolve().parents[1]
-VECTORS = REPO.parent / "shared" / "vectors"
 CHORALE = MUSIC21_CORPUS / "bach" / "bwv269.mxl"
 LINES = ("%Baroque", "%Bach, Johann Sebastian", "%Choral")
 
@@ -79,7 +78,7 @@ def test_the_tiny_checkpoint_continues_each_form_after_a_prompt_triple(chorale_f
             "--device", "cpu", "--stream", "false", "--prompt", "Baroque|Bach, Johann Sebastian|Choral",
             "--continue_from", str(chorale_files[kind]), "--continue_bars", "4", "--num_samples", "1",
             "--seed", "3", "--max_chars", "2500"]
-    assert inference_main(REPO / "inference" / "config.py", argv) == 0
+    assert inference_main(REPO_ROOT / "inference" / "config.py", argv) == 0
     out = capsys.readouterr().out
     assert "the model writes from bar 5" in out
     [summary_path] = (tmp_path / "summary").glob("*.json")
@@ -97,7 +96,7 @@ def test_a_broken_file_to_continue_is_one_error_line(tmp_path, capsys):
     broken.write_bytes(b"not midi")
     argv = ["--inference_weights_path", str(VECTORS / "tiny_notagen.pth"), "--output_dir", str(tmp_path),
             "--device", "cpu", "--continue_from", str(broken)]
-    assert inference_main(REPO / "inference" / "config.py", argv) == 2
+    assert inference_main(REPO_ROOT / "inference" / "config.py", argv) == 2
     assert capsys.readouterr().err.startswith("error: broken.mid: not MIDI")
 
 

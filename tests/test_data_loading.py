@@ -10,31 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import CORPUS_PROMPT, load_vector, read_jsonl, write_corpus
 from notagen.data import (KEYS, DataError, NotaGenDataset, choose_key, collate_patches, key_signature_key,
                           read_index)
 from notagen.patchilizer import Patchilizer
 from notagen.training import ShardedSampler
-
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
-PROMPT = "%Baroque\n%Bach, Johann Sebastian\n%Choral\n"
-
-
-def write_corpus(root: Path, prompts: bool = False, relative_to: Path | None = None) -> list[dict]:
-    """The 3 real pieces of data_pipeline.json in the corpus layout: <AUG>/<KEY>/<name>_<KEY>.abc."""
-    items = json.loads((VECTORS / "data_pipeline.json").read_text())["items"]
-    aug = root / "augmented"
-    entries = []
-    for item in items:
-        name = item["index_entry"]["name"]
-        for key, text in item["augmented"].items():
-            (aug / key).mkdir(parents=True, exist_ok=True)
-            (aug / key / f"{name}_{key}.abc").write_text((PROMPT if prompts else "") + text)
-        path = aug / name
-        entries.append({"path": str(path.relative_to(relative_to) if relative_to else path),
-                        "key": item["index_entry"]["key"]})
-    (root / "augmented.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
-    return entries
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
@@ -77,7 +57,7 @@ def test_near_key_distribution_follows_the_spec():
 
 def test_dataset_reads_the_chosen_key_and_cuts_reproducibly(corpus):
     data = NotaGenDataset(corpus / "augmented.jsonl", patch_length=128, seed=3)
-    items = json.loads((VECTORS / "data_pipeline.json").read_text())["items"]
+    items = load_vector("data_pipeline.json")["items"]
     patchilizer = Patchilizer()
     for index in range(len(data)):
         got = data[index]
@@ -96,7 +76,7 @@ def test_dataset_reads_the_chosen_key_and_cuts_reproducibly(corpus):
 def test_finetune_keeps_prompt_lines_and_reads_near_keys(tmp_path):
     write_corpus(tmp_path, prompts=True)
     data = NotaGenDataset(tmp_path / "augmented.jsonl", patch_length=64, key_mode="near")
-    items = json.loads((VECTORS / "data_pipeline.json").read_text())["items"]
+    items = load_vector("data_pipeline.json")["items"]
     assert data.entries[0].key == "G"
     keys = set()
     for epoch in range(12):
@@ -105,15 +85,16 @@ def test_finetune_keeps_prompt_lines_and_reads_near_keys(tmp_path):
         key = choose_key("G", "near", rng)
         keys.add(key)
         got = data[0].tolist()
-        assert got == Patchilizer().encode_train(PROMPT + items[0]["augmented"][key], 64, rng=rng)
-        assert Patchilizer().decode(got).startswith(PROMPT)  # prompt lines kept as metadata
+        assert got == Patchilizer().encode_train(CORPUS_PROMPT + items[0]["augmented"][key], 64, rng=rng)
+        assert Patchilizer().decode(got).startswith(CORPUS_PROMPT)  # prompt lines kept as metadata
     assert keys <= {"E", "F", "F#", "Gb", "G", "Ab", "A", "Bb"} and len(keys) > 2  # within 3 semitones
     assert data.prompt_triples() == [("Baroque", "Bach, Johann Sebastian", "Choral")]
 
 
 def test_plain_file_lists_and_relative_paths(tmp_path):
-    entries = write_corpus(tmp_path / "corpus" / "pretrain", relative_to=tmp_path)  # paths from the root
+    write_corpus(tmp_path / "corpus" / "pretrain", relative_to=tmp_path)  # paths from the root
     index = tmp_path / "corpus" / "pretrain" / "augmented.jsonl"
+    entries = read_jsonl(index)
     data = NotaGenDataset(index, patch_length=64)  # resolved against the index's ancestors
     assert len(data) == 3 and data[0].shape[1] == 16
     files = sorted((tmp_path / "corpus" / "pretrain" / "augmented" / "C").glob("*.abc"))

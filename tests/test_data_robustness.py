@@ -17,9 +17,10 @@ from notagen.abc.batch import write_outputs
 import subprocess
 import sys
 
-from test_data_support import MUSIC21_CORPUS, REPO_ROOT, files_under, load_vector, run_script, summary_line
+from conftest import REPO_ROOT, pipeline_item
+from test_data_support import MUSIC21_CORPUS, files_under, run_script, summary_line
 
-BACH = next(item for item in load_vector("data_pipeline.json")["items"] if item["source"] == "bach/bwv269.mxl")
+BACH = pipeline_item("bach/bwv269.mxl")
 
 
 def tiny_musicxml(measures_per_part: list[int], title: bytes = b"Tiny") -> bytes:

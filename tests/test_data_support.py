@@ -7,18 +7,13 @@ music21 (which takes seconds).
 from __future__ import annotations
 
 import importlib.util
-import json
 import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+from conftest import REPO_ROOT
+
 MUSIC21_CORPUS = Path(importlib.util.find_spec("music21").submodule_search_locations[0]) / "corpus"
-
-
-def load_vector(name: str):
-    return json.loads((VECTORS / name).read_text())
 
 
 def run_script(script: str, *args, cwd: Path = REPO_ROOT, expect_ok: bool = True) -> str:
@@ -32,10 +27,6 @@ def run_script(script: str, *args, cwd: Path = REPO_ROOT, expect_ok: bool = True
 
 def summary_line(stdout: str) -> str:
     return next(line for line in stdout.splitlines() if " converted, " in line)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def files_under(folder: Path) -> list[str]:

@@ -15,12 +15,11 @@ import pytest
 from notagen.generation.run import SetupError
 from notagen.prompts import PromptCatalog, PromptCatalogError
 from notagen.settings import parse_settings
-from test_data_support import MUSIC21_CORPUS, load_vector
+from conftest import REPO_ROOT, VECTORS, load_vector, pipeline_item
+from test_data_support import MUSIC21_CORPUS
 
-REPO = Path(__file__).resolve().parents[1]
-VECTORS = REPO.parent / "shared" / "vectors"
 TINY_WEIGHTS = VECTORS / "tiny_notagen.pth"
-BACH = next(item for item in load_vector("data_pipeline.json")["items"] if item["source"] == "bach/bwv269.mxl")
+BACH = pipeline_item("bach/bwv269.mxl")
 CHORALE = MUSIC21_CORPUS / "bach" / "bwv269.mxl"
 
 
@@ -35,7 +34,7 @@ def test_prompt_cascade_from_a_prompts_file(tmp_path):
     assert catalog.instrumentations("Baroque", "Bach, Johann Sebastian") == ["Keyboard", "Choral"]
     assert catalog.instrumentations("Romantic", "Bach, Johann Sebastian") == []
     assert catalog.check(" Romantic", "Chopin, Frederic ", "Keyboard") == ("Romantic", "Chopin, Frederic", "Keyboard")
-    shipped = PromptCatalog.from_file(REPO / "gradio" / "prompts.txt")
+    shipped = PromptCatalog.from_file(REPO_ROOT / "gradio" / "prompts.txt")
     assert len(shipped) == 112 and len(shipped.periods()) == 3  # the published NotaGen-X combinations
     assert all(shipped.random() in shipped for _ in range(20))
 
@@ -129,7 +128,7 @@ def test_audio_errors_are_clear(tmp_path):
 
 # -- the backend -------------------------------------------------------------------------------
 def demo_settings(tmp_path, *extra):
-    return parse_settings(REPO / "gradio" / "config.py",
+    return parse_settings(REPO_ROOT / "gradio" / "config.py",
                           ["--weights_path", str(TINY_WEIGHTS), "--output_dir", str(tmp_path / "runs"),
                            "--device", "cpu", "--synth", "midirenderer", *extra])
 
@@ -220,7 +219,7 @@ def test_inference_render_writes_score_pages_and_audio(tmp_path):
     from notagen.generation.piece import PieceResult, Prompt
     from notagen.generation.run import render_settings, write_piece
 
-    cfg = parse_settings(REPO / "inference" / "config.py", ["--render", "true", "--synth", "midirenderer"])
+    cfg = parse_settings(REPO_ROOT / "inference" / "config.py", ["--render", "true", "--synth", "midirenderer"])
     piece = load_vector("rest_unreduce.json")["rest_unreduce"][0]
     result = PieceResult(0, Prompt(), piece["text"], "finished")
     entry = write_piece(result, "piece", tmp_path, "run", True, render_settings(cfg))

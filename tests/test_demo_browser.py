@@ -14,7 +14,6 @@ import io
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_data_support import MUSIC21_CORPUS, load_vector
+from conftest import REPO_ROOT, VECTORS, free_port, pipeline_item
+from test_data_support import MUSIC21_CORPUS
 
-REPO = Path(__file__).resolve().parents[1]
-TINY_WEIGHTS = REPO.parent / "shared" / "vectors" / "tiny_notagen.pth"
+TINY_WEIGHTS = VECTORS / "tiny_notagen.pth"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-BACH = next(item for item in load_vector("data_pipeline.json")["items"] if item["source"] == "bach/bwv269.mxl")
+BACH = pipeline_item("bach/bwv269.mxl")
 BROWSER_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -49,21 +48,15 @@ if MISSING and os.environ.get("CI"):
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class DemoServer:
     def __init__(self, out_dir: Path, *args: str):
         self.out_dir = out_dir
         self.log_path = out_dir / "server.log"
         out_dir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, str(REPO / "gradio" / "demo.py"), "--port", str(free_port()),
+        command = [sys.executable, str(REPO_ROOT / "gradio" / "demo.py"), "--port", str(free_port()),
                    "--output_dir", str(out_dir / "runs"), "--device", "cpu", "--num_threads", "1", *args]
         self.log = self.log_path.open("w")
-        self.process = subprocess.Popen(command, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, text=True)
+        self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=self.log, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             found = re.search(r"demo on (http://127\.0\.0\.1:\d+/?)", self.log_path.read_text())
@@ -203,7 +196,7 @@ def tiny_server(tmp_path_factory):
 def test_tiny_checkpoint_streams_shows_its_failure_and_renders_a_pasted_chorale(browser, tiny_server, screenshots):
     from notagen.prompts import PromptCatalog
 
-    catalog = PromptCatalog.from_file(REPO / "gradio" / "prompts.txt")
+    catalog = PromptCatalog.from_file(REPO_ROOT / "gradio" / "prompts.txt")
     page = open_page(browser, tiny_server)
     # the cascade only offers what the prompts file holds
     assert offered(page, "period") == catalog.periods()
@@ -291,7 +284,7 @@ def test_shipped_checkpoint_generates_a_piece_with_score_and_audio(browser, tmp_
     from notagen.paths import default_weights
 
     weights = default_weights()
-    assert weights.is_relative_to(REPO / "weights"), f"no shipped checkpoint: {weights}"
+    assert weights.is_relative_to(REPO_ROOT / "weights"), f"no shipped checkpoint: {weights}"
     server = DemoServer(tmp_path / "demo_shipped")  # no weights argument: the default checkpoint
     try:
         page = open_page(browser, server)

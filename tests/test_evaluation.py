@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import REPO_ROOT, VECTORS
 from notagen import evaluation
 from test_data_support import MUSIC21_CORPUS
 
-REPO = Path(__file__).resolve().parents[1]
-TINY_CLAMP2 = REPO.parent / "shared" / "vectors" / "tiny_clamp2.pth"
+TINY_CLAMP2 = VECTORS / "tiny_clamp2.pth"
 STYLES = {"bach": ("%Baroque", "%Bach, Johann Sebastian", "%Choral"),
           "palestrina": ("%Renaissance", "%Palestrina, Giovanni Pierluigi da", "%Choral")}
 
@@ -138,7 +138,7 @@ def test_the_script_writes_the_report(bach, palestrina, tmp_path):
     reference = write(tmp_path / "reference", bach[8:])
     style = write(tmp_path / "style", bach + palestrina)
     out = tmp_path / "report"
-    done = subprocess.run([sys.executable, str(REPO / "clamp2" / "evaluate.py"), "--generated_dir", str(generated),
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "clamp2" / "evaluate.py"), "--generated_dir", str(generated),
                            "--reference_dir", str(reference), "--eval_clamp2_weights_path", str(TINY_CLAMP2),
                            "--style_train_dir", str(style), "--eval_output_dir", str(out)],
                           capture_output=True, text=True, timeout=600)
@@ -149,7 +149,7 @@ def test_the_script_writes_the_report(bach, palestrina, tmp_path):
     assert report["validity"]["pieces"] == 8 and 0 < report["style"]["critic_auc"] <= 1
     assert report["style"]["classifier"]["adherence_pieces"] == 8
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG" and "| usable | 100.0% |" in (out / "report.md").read_text()
-    missing = subprocess.run([sys.executable, str(REPO / "clamp2" / "evaluate.py"), "--generated_dir",
+    missing = subprocess.run([sys.executable, str(REPO_ROOT / "clamp2" / "evaluate.py"), "--generated_dir",
                               str(tmp_path / "nothing"), "--reference_dir", str(reference)],
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and missing.stderr.startswith("error: no such folder of pieces")

@@ -2,14 +2,12 @@
 reproducibility, the [r:0/ rule, limits, stream rebuilds, and the KV cache against transformers."""
 from __future__ import annotations
 
-import json
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 
-from notagen.checkpoint import load_model
+from conftest import load_vector, torch_threads
 from notagen.config import BOS_ID, EOS_ID, NotaGenConfig
 from notagen.generation import (Engine, GenerationSettings, KVCache, Piece, Prompt, reference_generate,
                                 to_ascii)
@@ -17,23 +15,15 @@ from notagen.generation.cache import stack_blocks
 from notagen.model import build_model
 from notagen.patchilizer import Patchilizer
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
-TINY = json.loads((VECTORS / "tiny_notagen.json").read_text())
+TINY = load_vector("tiny_notagen.json")
 GREEDY = TINY["greedy_generation"]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     # tiny matrices: one thread avoids OpenMP hand-offs on a shared 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_model():
-    return load_model(VECTORS / TINY["checkpoint"])
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

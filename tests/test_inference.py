@@ -8,26 +8,23 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import REPO_ROOT, VECTORS, load_vector, torch_threads
 from notagen.generation import Prompt, PromptError
 from notagen.generation.piece import PieceResult
 from notagen.generation.run import (SetupError, main, output_folder_name, parse_prompt, resolve_device,
                                     resolve_dtype, resolve_weights, run_inference, write_piece)
 from notagen.settings import parse_settings
 
-REPO = Path(__file__).resolve().parents[1]
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
-CONFIG = REPO / "inference" / "config.py"
-TINY = json.loads((VECTORS / "tiny_notagen.json").read_text())
+CONFIG = REPO_ROOT / "inference" / "config.py"
+TINY = load_vector("tiny_notagen.json")
 WEIGHTS = VECTORS / TINY["checkpoint"]
-PIECE = json.loads((VECTORS / "rest_unreduce.json").read_text())["rest_unreduce"][0]
+PIECE = load_vector("rest_unreduce.json")["rest_unreduce"][0]
 
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 def settings(tmp_path, *extra):
@@ -125,7 +122,7 @@ def test_bad_settings_get_clear_errors(tmp_path, capsys, monkeypatch):
         resolve_dtype("int8", torch.device("cpu"))
     not_a_checkpoint = tmp_path / "junk.pth"
     not_a_checkpoint.write_text("hello")
-    monkeypatch.chdir(REPO / "inference")  # the script's folder: paths still resolve
+    monkeypatch.chdir(REPO_ROOT / "inference")  # the script's folder: paths still resolve
     for argv, message in ((["--inference_weights_path", "missing.pth"], "weights file not found"),
                           (["--inference_weights_path", str(not_a_checkpoint)], "not a readable PyTorch checkpoint"),
                           (["--inference_weights_path", str(WEIGHTS), "--device", "cuda:7"], "cuda:7"),
@@ -139,7 +136,7 @@ def test_only_a_music_file_is_read_as_a_prompt(tmp_path):
     """A prompt naming any other existing file is prompt text: the file is never read or copied."""
     secret = tmp_path / "notes.txt"
     secret.write_text("private: do not copy\n")
-    for given in (str(secret), str(REPO / "inference" / "config.py")):
+    for given in (str(secret), str(REPO_ROOT / "inference" / "config.py")):
         prompt = parse_prompt(given)
         assert prompt.text is None and prompt.lines == (given + "\n",)
     from test_data_support import MUSIC21_CORPUS

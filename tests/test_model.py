@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from conftest import VECTORS, load_vector
-from notagen import PRESETS, build_model, load_model
+from conftest import load_vector
+from notagen import PRESETS, build_model
 from notagen.model import PatchEmbedding
 
 TINY = load_vector("tiny_notagen.json")
@@ -43,11 +43,6 @@ def test_published_presets_have_the_published_keys_and_shapes(preset):
     assert state == published_keys(PRESETS[preset])
     params = sum(p.numel() for p in model.parameters())
     assert abs(params / 1e6 - PUBLISHED_PARAMS_M[preset]) / PUBLISHED_PARAMS_M[preset] < 0.02
-
-
-@pytest.fixture(scope="module")
-def tiny_model():
-    return load_model(VECTORS / TINY["checkpoint"])
 
 
 def test_checkpoint_sizes_are_detected_from_the_file(tiny_model):

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-VECTORS = REPO.parent / "shared" / "vectors"
+from conftest import REPO_ROOT, VECTORS, load_vector, write_corpus
+
 TINY = VECTORS / "tiny_notagen.pth"
 TINY_CLAMP2 = VECTORS / "tiny_clamp2.pth"
 
 
-def script(path: str, *args, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / path), *map(str, args)], cwd=cwd, capture_output=True,
+def script(path: str, *args, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO_ROOT / path), *map(str, args)], cwd=cwd, capture_output=True,
                           text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
@@ -100,7 +100,7 @@ def test_features_carry_their_extractor_and_other_weights_re_extract(tmp_path):
 
     pieces = tmp_path / "pieces"
     pieces.mkdir()
-    for item in json.loads((VECTORS / "data_pipeline.json").read_text())["items"]:
+    for item in load_vector("data_pipeline.json")["items"]:
         (pieces / f"{item['index_entry']['name']}.abc").write_text(item["interleaved"])
     features = tmp_path / "features"
     first = script("clamp2/extract_clamp2.py", "--input_dir", pieces, "--output_dir", features,
@@ -152,9 +152,9 @@ def small_disk(tmp_path):
 
 
 def test_a_full_disk_during_training_is_said_with_the_path(small_disk, tmp_path):
-    from test_training_runs import stage_args, write_corpus
+    from test_training_runs import stage_args
 
-    corpus = write_corpus(tmp_path / "corpus")
+    corpus = write_corpus(tmp_path / "corpus", eval_piece=1)
     result = script("pretrain/train-gen.py", *stage_args(corpus, small_disk / "run", "--max_steps", "2"))
     line = refused(result, "disk full while writing", str(small_disk / "run"))
     assert "MB free" in line

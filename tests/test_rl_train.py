@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import VECTORS, load_vector
+from conftest import VECTORS, load_vector, pipeline_item
 from notagen import Patchilizer, load_model
 from notagen.rl import (PreferencePairs, collate_pairs, dpop_compute_loss, encode_for_preference,
                         read_preferences, reference_logps, run_dpo_training)
@@ -141,8 +141,7 @@ def test_each_iteration_row_gains_the_evaluation_columns(tmp_path):
     """RL/loop.py's table: usable (strict), bar alignment, critic AUC, adherence from clamp2/evaluate.py."""
     from notagen.rl_loop import evaluate_pieces
 
-    items = json.loads((VECTORS / "data_pipeline.json").read_text())["items"]
-    chorale = next(item["interleaved"] for item in items if item["source"] == "bach/bwv269.mxl")
+    chorale = pipeline_item("bach/bwv269.mxl")["interleaved"]
     generated, reference = tmp_path / "generated", tmp_path / "reference"
     for folder in (generated, reference):
         folder.mkdir()

@@ -1,8 +1,7 @@
 """config.py settings: defaults, typed command-line overrides, help text from comments."""
-from pathlib import Path
-
 import pytest
 
+from conftest import REPO_ROOT
 from notagen.settings import parse_settings
 
 CONFIG = '''
@@ -44,7 +43,7 @@ def test_help_lists_the_comments(config_path, capsys):
 def test_a_settings_file_sits_between_config_and_command_line(tmp_path, capsys):
     from notagen.settings import parse_settings
 
-    config = Path(__file__).resolve().parents[1] / "inference" / "config.py"
+    config = REPO_ROOT / "inference" / "config.py"
     (tmp_path / "run.json").write_text('{"settings": {"top_k": 3, "temperature": 1, "prompt": "A|B|C"}}')
     (tmp_path / "run.yaml").write_text("TOP_P: 0.5\ngreedy: true\n")
     cfg = parse_settings(config, ["--config", str(tmp_path / "run.json"), "--top_k", "5"])

@@ -12,14 +12,11 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import REPO_ROOT, VECTORS, write_corpus
 from notagen.checkpoint import CheckpointError, load_model, read_checkpoint
 from notagen.settings import parse_settings
 from notagen.stages import find_weights_file, run_notagen_training
 from notagen.training import TrainConfig, WarmupSchedule, resolve_trackers, train
-
-ROOT = Path(__file__).resolve().parents[1]
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
-PROMPT = "%Baroque\n%Bach, Johann Sebastian\n%Choral\n"
 
 
 @pytest.fixture(autouse=True)
@@ -32,22 +29,6 @@ def _leave_process_as_found():
 
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
-
-
-def write_corpus(root: Path, prompts: bool = False) -> Path:
-    """The 3 real pieces of data_pipeline.json (15 keys each) in the corpus layout + index files."""
-    items = json.loads((VECTORS / "data_pipeline.json").read_text())["items"]
-    lines = []
-    for item in items:
-        name = item["index_entry"]["name"]
-        for key, text in item["augmented"].items():
-            folder = root / "augmented" / key
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{name}_{key}.abc").write_text((PROMPT if prompts else "") + text)
-        lines.append(json.dumps({"path": str(root / "augmented" / name), "key": item["index_entry"]["key"]}))
-    (root / "augmented_train.jsonl").write_text("\n".join(lines) + "\n")
-    (root / "augmented_eval.jsonl").write_text(lines[2] + "\n")
-    return root
 
 
 def test_warmup_schedule_and_file_names():
@@ -128,7 +109,7 @@ def test_load_from_checkpoint_without_a_checkpoint_is_a_clear_error(tmp_path):
 
 
 def _finetune_settings(tmp_path, corpus, *extra):
-    return parse_settings(ROOT / "finetune" / "config.py", [
+    return parse_settings(REPO_ROOT / "finetune" / "config.py", [
         "--pretrained_path", str(VECTORS / "tiny_notagen.pth"),
         "--data_train_index_path", str(corpus / "augmented_train.jsonl"),
         "--data_eval_index_path", str(corpus / "augmented_eval.jsonl"),
@@ -138,7 +119,7 @@ def _finetune_settings(tmp_path, corpus, *extra):
 
 
 def test_finetune_from_the_published_checkpoint_takes_sizes_from_the_file(tmp_path):
-    corpus = write_corpus(tmp_path / "corpus", prompts=True)
+    corpus = write_corpus(tmp_path / "corpus", prompts=True, eval_piece=2)
     result = run_notagen_training(_finetune_settings(tmp_path, corpus), stage="finetune")
     name = result.weights_path.name
     assert name == "weights_notagen_finetune_p_size_16_p_length_64_p_layers_2_c_layers_2_h_size_128_lr_0.0005_batch_1.pth"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,26 +14,11 @@ from pathlib import Path
 
 import torch
 
+from conftest import REPO_ROOT, free_port, write_corpus
 from notagen.checkpoint import load_model, read_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
-SCRIPT = ROOT / "pretrain" / "train-gen.py"
+SCRIPT = REPO_ROOT / "pretrain" / "train-gen.py"
 ACCELERATE = Path(sys.executable).with_name("accelerate")
-
-
-def write_corpus(root: Path) -> Path:
-    items = json.loads((VECTORS / "data_pipeline.json").read_text())["items"]
-    lines = []
-    for item in items:
-        name = item["index_entry"]["name"]
-        for key, text in item["augmented"].items():
-            (root / "augmented" / key).mkdir(parents=True, exist_ok=True)
-            (root / "augmented" / key / f"{name}_{key}.abc").write_text(text)
-        lines.append(json.dumps({"path": str(root / "augmented" / name), "key": item["index_entry"]["key"]}))
-    (root / "augmented_train.jsonl").write_text("\n".join(lines) + "\n")
-    (root / "augmented_eval.jsonl").write_text(lines[1] + "\n")
-    return root
 
 
 def stage_args(corpus: Path, out: Path, *extra: str) -> list[str]:
@@ -53,14 +37,8 @@ def steps_of(out: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_cpu_processes_train_on_different_data(tmp_path):
-    corpus, out = write_corpus(tmp_path / "corpus"), tmp_path / "out"
+    corpus, out = write_corpus(tmp_path / "corpus", eval_piece=1), tmp_path / "out"
     # accelerate 1.x runs `launch --cpu --num_processes 2` as ONE process (multi-CPU needs mpirun);
     # `--multi_gpu` starts the processes with torchrun and `--cpu true` makes them a gloo group
     command = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
@@ -84,12 +62,12 @@ def test_two_cpu_processes_train_on_different_data(tmp_path):
 
 
 def test_killed_run_resumes_to_the_same_losses_and_weights(tmp_path):
-    corpus = write_corpus(tmp_path / "corpus")
+    corpus = write_corpus(tmp_path / "corpus", eval_piece=1)
     # dropout and patch sampling on: the RNG states must be restored for equal results
     common = ("--num_epochs", "3", "--save_every_steps", "2", "--patch_sampling_batch_size", "24")
     full, broken = tmp_path / "full", tmp_path / "broken"
     run = subprocess.run([sys.executable, str(SCRIPT), *stage_args(corpus, full, *common)],
-                         cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+                         cwd=REPO_ROOT, env=env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
 
     process = subprocess.Popen([sys.executable, str(SCRIPT), *stage_args(corpus, broken, *common)],
@@ -107,7 +85,7 @@ def test_killed_run_resumes_to_the_same_losses_and_weights(tmp_path):
     assert 5 <= killed_at < 9
 
     run = subprocess.run([sys.executable, str(SCRIPT), *stage_args(corpus, broken, *common),
-                          "--load_from_checkpoint", "true"], cwd=ROOT, env=env(), capture_output=True,
+                          "--load_from_checkpoint", "true"], cwd=REPO_ROOT, env=env(), capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     log = next(broken.glob("logs_notagen_*.txt")).read_text()
@@ -128,7 +106,7 @@ def test_killed_run_resumes_to_the_same_losses_and_weights(tmp_path):
 def test_a_fresh_run_never_replaces_an_earlier_one(tmp_path):
     """A run started without --load_from_checkpoint in a folder holding a run of the same name stops
     before touching anything and names the ways on; --overwrite true starts over."""
-    corpus, out = write_corpus(tmp_path / "corpus"), tmp_path / "run"
+    corpus, out = write_corpus(tmp_path / "corpus", eval_piece=1), tmp_path / "run"
     command = [sys.executable, str(SCRIPT), *stage_args(corpus, out, "--max_steps", "3", "--num_epochs", "5")]
     subprocess.run(command, env=env(), check=True, capture_output=True, timeout=600)
     before = {path.name: path.read_bytes() for path in out.iterdir()}
@@ -149,7 +127,7 @@ def test_a_fresh_run_never_replaces_an_earlier_one(tmp_path):
 
 
 def test_a_run_restarted_from_its_settings_file_has_the_same_losses(tmp_path):
-    corpus, first, again = write_corpus(tmp_path / "corpus"), tmp_path / "first", tmp_path / "again"
+    corpus, first, again = write_corpus(tmp_path / "corpus", eval_piece=1), tmp_path / "first", tmp_path / "again"
     command = [sys.executable, str(SCRIPT), *stage_args(corpus, first, "--max_steps", "4", "--num_epochs", "3",
                                                          "--seed", "5", "--learning_rate", "3e-3")]
     subprocess.run(command, env=env(), check=True, capture_output=True, timeout=600)
