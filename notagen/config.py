@@ -15,8 +15,45 @@ NUM_CHARS = 128  # ASCII: a character's id is its code point
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 
 
+class SizesConfig:
+    """What NotaGen's and M3's frozen size dataclasses share: head count by the published rule, and
+    plain-dict round trips (unknown keys ignored, so newer files load)."""
+
+    def _default_heads(self, strict: bool = False) -> None:
+        """num_heads 0 -> hidden_size // 64 (published); strict: hidden_size must be a multiple of 64."""
+        if self.num_heads == 0:
+            if strict and self.hidden_size % 64:
+                raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of 64: give num_heads")
+            object.__setattr__(self, "num_heads", max(1, self.hidden_size // 64))
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by {self.num_heads} heads")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def with_(self, **changes):
+        return replace(self, **changes)
+
+    @classmethod
+    def resolve(cls, preset_or_config, presets: dict, what: str = "preset"):
+        """A config as it is, from a dict, or one of `presets` by name (any case)."""
+        if isinstance(preset_or_config, cls):
+            return preset_or_config
+        if isinstance(preset_or_config, dict):
+            return cls.from_dict(preset_or_config)
+        name = str(preset_or_config).lower()
+        if name not in presets:
+            raise ValueError(f"unknown {what} {preset_or_config!r}; choose one of {', '.join(presets)}")
+        return presets[name]
+
+
 @dataclass(frozen=True)
-class NotaGenConfig:
+class NotaGenConfig(SizesConfig):
     patch_size: int = 16  # characters per patch
     patch_length: int = 1024  # patches per sequence (patch-level context)
     patch_num_layers: int = 20  # GPT-2 blocks of the patch-level decoder
@@ -27,21 +64,7 @@ class NotaGenConfig:
     attn_implementation: str = "sdpa"  # "sdpa" (PyTorch scaled-dot-product) or "eager"
 
     def __post_init__(self):
-        if self.num_heads == 0:
-            object.__setattr__(self, "num_heads", max(1, self.hidden_size // 64))
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by {self.num_heads} heads")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "NotaGenConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-    def with_(self, **changes) -> "NotaGenConfig":
-        return replace(self, **changes)
+        self._default_heads()
 
 
 PRESETS: dict[str, NotaGenConfig] = {
@@ -54,14 +77,7 @@ PRESETS: dict[str, NotaGenConfig] = {
 
 
 def resolve_config(preset_or_config: str | NotaGenConfig | dict) -> NotaGenConfig:
-    if isinstance(preset_or_config, NotaGenConfig):
-        return preset_or_config
-    if isinstance(preset_or_config, dict):
-        return NotaGenConfig.from_dict(preset_or_config)
-    name = str(preset_or_config).lower()
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {preset_or_config!r}; choose one of {', '.join(PRESETS)}")
-    return PRESETS[name]
+    return NotaGenConfig.resolve(preset_or_config, PRESETS)
 
 
 def count_layers(keys, prefix: str) -> int:

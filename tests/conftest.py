@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-VECTORS = REPO_ROOT.parent / "shared" / "vectors"
-sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from notagen.paths import REPO_ROOT, VECTORS_DIR as VECTORS  # noqa: E402  (the one definition of both)
 
 # the prompt lines write_corpus(prompts=True) puts before every piece
 CORPUS_PROMPT = "%Baroque\n%Bach, Johann Sebastian\n%Choral\n"

@@ -15,7 +15,7 @@ Design choices:
   through music21 to MusicXML first. A multi-tune ABC collection gives one piece per tune, except
   for files whose tunes are the voices of one piece (Josquin), which music21 merges. When a piece
   exists in several formats, MusicXML wins.
-- Prompts: `PROMPT_TABLE` maps corpus folders to (period, composer, instrumentation); for the
+- Prompts (`corpus_prompts.py`): `PROMPT_TABLE` maps corpus folders to (period, composer, instrumentation); for the
   trecento collection the composer comes from each score's metadata (its MusicXML composer
   credit), normalised through `TRECENTO_COMPOSERS`. Only pieces with a prompt go into the
   fine-tuning set; pieces of unknown or unlisted composers stay in pre-training only.
@@ -47,9 +47,10 @@ from pathlib import Path
 from ..io import atomic_write_json, atomic_write_text
 from ..paths import REPO_ROOT
 from .batch import Task, run_batch
-from .convert import musicxml_to_abc, read_musicxml, xml_file_to_abc
+from .convert import musicxml_to_abc, xml_file_to_abc
 from .errors import AbcError, captured_output
 from .pipeline import PreprocessLayout, preprocess_job, failure_log_beside, write_index_files
+from .corpus_prompts import Prompt, metadata_composers, prompt_for
 from .text import KEYS_15
 
 SOURCE_SUFFIXES = [".mxl", ".musicxml", ".xml", ".krn", ".abc", ".mid", ".midi"]  # preference order for duplicates (MIDI via music21)
@@ -57,40 +58,6 @@ SKIPPED_FOLDERS = ("demos/", "theoryExercises/", "_metadataCache/", "bach/choral
 WHOLE_FILE_ABC = ("josquin/",)  # ABC files whose X: tunes are the voices of one piece
 _TUNE_START = re.compile(r"^X:", flags=re.MULTILINE)
 
-Prompt = tuple  # (period, composer, instrumentation)
-
-# First matching pattern (on the corpus-relative path) wins. Composer None: from the metadata.
-PROMPT_TABLE: list[tuple[str, Prompt]] = [
-    ("bach/*", ("Baroque", "Bach, Johann Sebastian", "Choral")),
-    ("corelli/*", ("Baroque", "Corelli, Arcangelo", "Chamber")),
-    ("handel/*", ("Baroque", "Handel, George Frideric", "Art Song")),  # aria with keyboard reduction
-    ("palestrina/*", ("Renaissance", "Palestrina, Giovanni Pierluigi da", "Choral")),
-    ("josquin/*", ("Renaissance", "Josquin des Prez", "Choral")),
-    ("lusitano/*", ("Renaissance", "Lusitano, Vicente", "Choral")),
-    ("monteverdi/*", ("Renaissance", "Monteverdi, Claudio", "Choral")),
-    ("trecento/*", ("Medieval", None, "Choral")),
-    ("ciconia/*", ("Medieval", "Ciconia, Johannes", "Choral")),
-    ("beethoven/*", ("Classical", "Beethoven, Ludwig van", "Chamber")),  # string quartets
-    ("haydn/*", ("Classical", "Haydn, Joseph", "Chamber")),
-    ("mozart/k545/*", ("Classical", "Mozart, Wolfgang Amadeus", "Keyboard")),
-    ("mozart/*", ("Classical", "Mozart, Wolfgang Amadeus", "Chamber")),
-    ("cpebach/*", ("Classical", "Bach, Carl Philipp Emanuel", "Keyboard")),
-    ("schumann_robert/opus41no1/*", ("Romantic", "Schumann, Robert", "Chamber")),
-    ("schumann_robert/*", ("Romantic", "Schumann, Robert", "Art Song")),
-    ("schumann_clara/opus17/*", ("Romantic", "Schumann, Clara", "Chamber")),
-    ("schumann_clara/*", ("Romantic", "Schumann, Clara", "Keyboard")),
-    ("schubert/*", ("Romantic", "Schubert, Franz", "Art Song")),
-    ("chopin/*", ("Romantic", "Chopin, Frederic", "Keyboard")),
-    ("weber/*", ("Romantic", "Weber, Carl Maria von", "Chamber")),
-    ("beach/*", ("Romantic", "Beach, Amy", "Choral")),
-]
-# music21's metadata spells trecento composers many ways; these are the ones with several pieces.
-TRECENTO_COMPOSERS = {
-    "Johannes Ciconia": "Ciconia, Johannes",
-    "Jacopo da Bologna": "Jacopo da Bologna",
-    "Francesco Landini": "Landini, Francesco",
-    "Philippe de Vitry": "Vitry, Philippe de",
-}
 REFERENCE_SETS = {"bach_chorales": "bach/*", "palestrina": "palestrina/*"}
 
 
@@ -145,47 +112,6 @@ def find_corpus_pieces(root: Path | None = None) -> list[CorpusPiece]:
         else:
             pieces.extend(CorpusPiece(f"{stem}_{tune:04d}", relative, tune) for tune in range(1, tunes + 1))
     return pieces
-
-
-def score_composer(path: Path) -> str | None:
-    """The composer credited in a MusicXML file's <identification> (read up to <part-list> only)."""
-    import io
-    import xml.etree.ElementTree as ElementTree
-    try:
-        for _, element in ElementTree.iterparse(io.BytesIO(read_musicxml(path)), events=("end",)):
-            if element.tag == "creator" and element.get("type") == "composer":
-                return " ".join((element.text or "").split()) or None
-            if element.tag == "part-list":
-                return None
-    except (AbcError, ElementTree.ParseError):
-        return None
-    return None
-
-
-def metadata_composers(pieces: list[CorpusPiece], root: Path) -> dict[str, str]:
-    """Corpus path -> normalised composer for the pieces whose prompt takes it from the metadata.
-
-    The metadata is the composer credit inside each MusicXML file (music21's own metadata cache
-    holds the same strings, but iterating it takes about a minute).
-    """
-    needs_composer = [pattern for pattern, (_, composer, _) in PROMPT_TABLE if composer is None]
-    names = {}
-    for piece in pieces:
-        if piece.source.lower().endswith((".xml", ".mxl", ".musicxml")) and \
-                any(fnmatch.fnmatch(piece.source, pattern) for pattern in needs_composer):
-            credit = score_composer(root / piece.source) or ""
-            for spelling, normalised in TRECENTO_COMPOSERS.items():
-                if credit.startswith(spelling):
-                    names[piece.source] = normalised
-    return names
-
-
-def prompt_for(piece: CorpusPiece, composers: dict[str, str]) -> Prompt | None:
-    for pattern, (period, composer, instrumentation) in PROMPT_TABLE:
-        if fnmatch.fnmatch(piece.source, pattern):
-            composer = composer or composers.get(piece.source)
-            return (period, composer, instrumentation) if composer else None
-    return None
 
 
 # ---------------------------------------------------------------- choosing pieces

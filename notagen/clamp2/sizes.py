@@ -10,15 +10,15 @@ Design choices
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
 
 from transformers import BertConfig, GPT2Config
 
-from notagen.config import BOS_ID, EOS_ID, NUM_CHARS, PAD_ID, count_layers
+from notagen.config import BOS_ID, EOS_ID, NUM_CHARS, PAD_ID, SizesConfig, count_layers
 
 
 @dataclass(frozen=True)
-class M3Config:
+class M3Config(SizesConfig):
     patch_size: int = 64  # characters per patch
     patch_length: int = 512  # patches per segment (BERT positions)
     hidden_size: int = 768  # width of encoder and char decoder
@@ -32,25 +32,9 @@ class M3Config:
     attn_implementation: str = "sdpa"  # "sdpa" (PyTorch scaled-dot-product) or "eager"
 
     def __post_init__(self):
-        if self.num_heads == 0:
-            if self.hidden_size % 64:
-                raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of 64: give num_heads")
-            object.__setattr__(self, "num_heads", self.hidden_size // 64)
+        self._default_heads(strict=True)
         if self.intermediate_size == 0:
             object.__setattr__(self, "intermediate_size", 4 * self.hidden_size)
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by {self.num_heads} heads")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "M3Config":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-    def with_(self, **changes) -> "M3Config":
-        return replace(self, **changes)
 
     def bert_config(self) -> BertConfig:
         return BertConfig(
@@ -78,14 +62,7 @@ M3_PRESETS: dict[str, M3Config] = {
 
 
 def resolve_m3_config(preset_or_config: str | M3Config | dict) -> M3Config:
-    if isinstance(preset_or_config, M3Config):
-        return preset_or_config
-    if isinstance(preset_or_config, dict):
-        return M3Config.from_dict(preset_or_config)
-    name = str(preset_or_config).lower()
-    if name not in M3_PRESETS:
-        raise ValueError(f"unknown M3 preset {preset_or_config!r}; choose one of {', '.join(M3_PRESETS)}")
-    return M3_PRESETS[name]
+    return M3Config.resolve(preset_or_config, M3_PRESETS, "M3 preset")
 
 
 # Names a caller may use for sizes in a config dict (our field names, or m3_clamp2.json's).
