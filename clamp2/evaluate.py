@@ -13,7 +13,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[0] = str(_HERE.parent)  # this folder's statistics.py would shadow the standard library
 
 from notagen.evaluation import evaluate, write_report  # noqa: E402
-from notagen.settings import parse_settings, run_stage  # noqa: E402
+from notagen.settings import parse_settings, record_settings, run_stage  # noqa: E402
 from notagen.paths import resolve_input_path, resolve_output_dir  # noqa: E402
 
 
@@ -24,6 +24,7 @@ def main(argv=None):
     report = evaluate(resolve_input_path(cfg.generated_dir), resolve_input_path(cfg.reference_dir), weights, style,
                       cfg.max_pieces)
     paths = write_report(report, resolve_output_dir(cfg.eval_output_dir))
+    record_settings(cfg, resolve_output_dir(cfg.eval_output_dir) / "settings.json")  # `--config` repeats the report
     print(report.markdown())
     print(report.summary_line())
     print(f"report: {paths['markdown']}, {paths['json']}, {paths['plot']}")

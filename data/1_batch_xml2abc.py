@@ -9,8 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from notagen.abc.pipeline import failure_log_beside, print_stage_result, xml2abc_folder  # noqa: E402
-from notagen.settings import parse_settings, run_stage  # noqa: E402
+from notagen.abc.pipeline import beside, failure_log_beside, print_stage_result, xml2abc_folder  # noqa: E402
+from notagen.settings import parse_settings, record_settings, run_stage  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -18,6 +18,7 @@ def main(argv=None) -> int:
     failure_log = cfg.failure_log or failure_log_beside(cfg.des_folder)
     report = xml2abc_folder(cfg.ori_folder, cfg.des_folder, workers=cfg.workers,
                             timeout=cfg.timeout, failure_log=failure_log, max_input_mb=cfg.max_input_mb)
+    record_settings(cfg, beside(cfg.des_folder, "_settings.json"))  # `--config` repeats the run
     return print_stage_result(report, failure_log)
 
 

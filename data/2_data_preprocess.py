@@ -10,8 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from notagen.abc.pipeline import failure_log_beside, preprocess_folder, print_stage_result  # noqa: E402
-from notagen.settings import parse_settings, run_stage  # noqa: E402
+from notagen.abc.pipeline import beside, failure_log_beside, preprocess_folder, print_stage_result  # noqa: E402
+from notagen.settings import parse_settings, record_settings, run_stage  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -20,6 +20,7 @@ def main(argv=None) -> int:
     report, index_counts = preprocess_folder(
         cfg.ori_folder, cfg.interleaved_folder, cfg.augmented_folder, eval_split=cfg.eval_split,
         seed=cfg.seed, workers=cfg.workers, timeout=cfg.timeout, failure_log=failure_log)
+    record_settings(cfg, beside(cfg.augmented_folder, "_settings.json"))  # `--config` repeats the run
     index_line = "index files: " + ", ".join(f"{name} ({count})" for name, count in index_counts.items())
     return print_stage_result(report, failure_log, index_line)
 

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from notagen.abc.corpus import build_corpus, summary_lines  # noqa: E402
 from notagen.paths import resolve_output_dir  # noqa: E402
-from notagen.settings import parse_settings  # noqa: E402
+from notagen.settings import parse_settings, record_settings  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -23,6 +23,7 @@ def main(argv=None) -> int:
                            reference_pieces=cfg.reference_pieces, eval_split=cfg.eval_split,
                            seed=cfg.seed, workers=cfg.workers, timeout=cfg.timeout,
                            focus=focus, focus_pieces=cfg.focus_pieces)
+    record_settings(cfg, resolve_output_dir(cfg.out_dir) / "settings.json")  # `--config` repeats the build
     print("\n".join(summary_lines(summary)))
     return 0 if summary["pretrain"]["pieces"] and summary["finetune"]["pieces"] else 1
 

@@ -122,6 +122,7 @@ def run_dpo_training(settings) -> Path:
     from .training import TrainConfig, make_accelerator, train
 
     from .paths import resolve_weights_path
+    from .settings import plain_settings
 
     lam = getattr(settings, "lambda")  # LAMBDA in RL/config.py; `lambda` is a Python keyword
     weights = resolve_weights_path(settings.weights_path)  # "" = the shipped checkpoint
@@ -158,8 +159,7 @@ def run_dpo_training(settings) -> Path:
           compute_loss=dpop_compute_loss(settings.beta, lam),
           checkpoint_extra={"dpo": {"beta": settings.beta, "lambda": lam,
                                     "preference_path": str(settings.preference_path)},
-                            "settings": {k: v for k, v in vars(settings).items()
-                                         if isinstance(v, (int, float, str, bool)) or v is None}})
+                            "settings": plain_settings(settings)})
     if accelerator.is_main_process:  # the policy after the last step is the result of the iteration
         save_checkpoint(config.weights_path, accelerator.unwrap_model(policy))
     accelerator.wait_for_everyone()

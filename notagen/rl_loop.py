@@ -173,7 +173,10 @@ def plot_scores(rows: list[dict], path: Path) -> None:
 def run_loop(settings) -> list[dict]:
     from .preference import make_preference_file
 
+    from .settings import record_settings
+
     root = resolve_output_dir(settings.loop_dir)
+    record_settings(settings, root / "settings.json")  # `--config <loop_dir>/settings.json` repeats the loop
     reference_features = extract(settings, Path(settings.reference_dir), root / "reference_features")
     weights = resolve_weights_path(settings.weights_path)
     rows = []

@@ -147,6 +147,22 @@ def parse_settings(config_path: str | Path, argv: list[str] | None = None,
     return SimpleNamespace(**parsed)
 
 
+def plain_settings(settings) -> dict:
+    """The settings JSON holds as they are (a namespace or a dict): what `--config` reads back."""
+    values = settings if isinstance(settings, dict) else vars(settings)
+    return {k: v for k, v in values.items() if isinstance(v, (int, float, str, bool)) or v is None}
+
+
+def record_settings(settings, path: str | Path) -> Path:
+    """Write a stage's resolved settings to `path` (atomically): `--config <path>` repeats the run.
+    The flags that only say how to treat an earlier run (resume, overwrite) are left out."""
+    from .io import atomic_write_json
+
+    values = {k: v for k, v in plain_settings(settings).items() if k not in ("load_from_checkpoint", "overwrite")}
+    atomic_write_json(path, values)
+    return Path(path)
+
+
 def run_stage(main, *args) -> int:
     """Run a stage script's work. A mistake the user can fix (a missing file, an earlier run in the
     way, a setting that cannot work, a full disk) ends in one `error:` line and exit code 2, not a

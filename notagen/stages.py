@@ -16,6 +16,7 @@ import torch
 
 from .io import atomic_write_text
 from .paths import resolve_input_path, resolve_output_dir, resolve_weights_path
+from .settings import plain_settings
 from .training import TrainConfig, TrainResult, check_output_dir, seed_everything, train
 
 SIZE_SETTINGS = ("patch_size", "patch_length", "patch_num_layers", "char_num_layers", "hidden_size")
@@ -112,8 +113,7 @@ def run_notagen_training(settings: SimpleNamespace, stage: str) -> TrainResult:
         if triples:
             atomic_write_text(Path(config.output_dir) / "prompts.txt",
                               "".join(f"{p}|{c}|{i}\n" for p, c, i in triples))
-    extra = {"stage": stage, "settings": {k: v for k, v in vars(settings).items()
-                                          if isinstance(v, (int, float, str, bool)) or v is None}}
+    extra = {"stage": stage, "settings": plain_settings(settings)}
     if pretrained is not None:
         extra["pretrained_from"] = str(pretrained)
     return train(model, train_data, eval_data, collate_patches, config,

@@ -57,3 +57,35 @@ def test_a_settings_file_sits_between_config_and_command_line(tmp_path, capsys):
         with pytest.raises(SystemExit) as exited:  # argparse's one error line, exit 2
             parse_settings(config, ["--config", str(tmp_path / "bad.json")])
         assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_every_stage_records_settings_that_repeat_it(tmp_path):
+    """Data stages (beside their output folder) and the evaluation (in it) record their settings; `--config` on them gives back
+    the same resolved settings (training runs: tests/test_training_runs.py repeats the losses)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT, VECTORS
+    from notagen.settings import parse_settings
+    from test_data_support import MUSIC21_CORPUS
+
+    (tmp_path / "xml").mkdir()
+    shutil.copy(MUSIC21_CORPUS / "bach" / "bwv269.mxl", tmp_path / "xml")
+    runs = {"data/1_batch_xml2abc.py": (["--ori_folder", tmp_path / "xml", "--des_folder", tmp_path / "std",
+                                         "--workers", "1"], tmp_path / "std_settings.json", REPO_ROOT / "data" / "config_xml2abc.py"),
+            "data/2_data_preprocess.py": (["--ori_folder", tmp_path / "std", "--interleaved_folder", tmp_path / "il",
+                                           "--augmented_folder", tmp_path / "aug", "--workers", "1", "--eval_split", "0"],
+                                          tmp_path / "aug_settings.json", REPO_ROOT / "data" / "config.py"),
+            "clamp2/evaluate.py": (["--generated_dir", tmp_path / "il", "--reference_dir", tmp_path / "il",
+                                    "--eval_clamp2_weights_path", VECTORS / "tiny_clamp2.pth",
+                                    "--eval_output_dir", tmp_path / "report"], tmp_path / "report" / "settings.json",
+                                   REPO_ROOT / "clamp2" / "config.py")}
+    for script, (args, recorded, config) in runs.items():
+        done = subprocess.run([sys.executable, str(REPO_ROOT / script), *map(str, args)], cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{script}:\n{done.stdout}\n{done.stderr[-2000:]}"
+        settings = json.loads(recorded.read_text())
+        assert settings == {k: v for k, v in vars(parse_settings(config, [*map(str, args)])).items()}, script
+        assert vars(parse_settings(config, ["--config", str(recorded)])) == settings, script

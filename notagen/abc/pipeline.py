@@ -60,10 +60,15 @@ def find_files(folder: str | Path, suffixes: Iterable[str]) -> list[Path]:
     return find_inputs(folder, suffixes)[0]
 
 
+def beside(folder: str | Path, suffix: str) -> Path:
+    """`<folder><suffix>` next to a stage's output folder (which holds music files only)."""
+    folder = Path(folder)
+    return folder.parent / f"{folder.name}{suffix}"
+
+
 def failure_log_beside(folder: str | Path) -> Path:
     """Default failure log of a stage: `<folder>_failures.log` next to its output folder."""
-    folder = Path(folder)
-    return folder.parent / f"{folder.name}_failures.log"
+    return beside(folder, "_failures.log")
 
 
 def print_stage_result(report: BatchReport, failure_log: str | Path, *extra_lines: str) -> int:

@@ -43,6 +43,7 @@ def store_feature_center(weights_path: str | Path, files: list[Path]) -> torch.T
 def run_m3_training(settings):
     """Train (or continue) an M3 with the stage settings; returns the loop's TrainResult."""
     from notagen.paths import resolve_input_path, resolve_output_dir
+    from notagen.settings import plain_settings
     from notagen.training import TrainConfig, make_accelerator, seed_everything, train
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -59,8 +60,7 @@ def run_m3_training(settings):
                                         settings.eval_share, settings.seed)
     config = TrainConfig.from_settings(settings, output_dir=str(resolve_output_dir(settings.output_dir)),
                                        run_name="m3")
-    extra = {"stage": "m3", "settings": {k: v for k, v in vars(settings).items()
-                                         if isinstance(v, (int, float, str, bool)) or v is None}}
+    extra = {"stage": "m3", "settings": plain_settings(settings)}
     accelerator = make_accelerator(config)
     result = train(model, train_data, eval_data, collate_m3, config, accelerator=accelerator,
                    checkpoint_extra=extra)

@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..checkpoint import load_state_dict_checked
-from ..io import atomic_write_json
+from ..settings import record_settings
 from .checkpoints import (check_output_dir, find_resume, reduce_sum, save_training_state, save_weights,
                           state_from_checkpoint)
 from .parts import (RunLogger, ShardedSampler, build_optimizer, build_scheduler, make_accelerator,
@@ -161,8 +161,7 @@ def setup(model, train_dataset, config: TrainConfig, optimizer, accelerator, che
     extra = dict(checkpoint_extra or {})
     if accelerator.is_main_process and isinstance(extra.get("settings"), dict) and not config.load_from_checkpoint:
         # the resolved settings of a fresh start: `--config <output_dir>/settings.json` repeats the run
-        started = {k: v for k, v in extra["settings"].items() if k not in ("load_from_checkpoint", "overwrite")}
-        atomic_write_json(Path(config.output_dir) / "settings.json", started)
+        record_settings(extra["settings"], Path(config.output_dir) / "settings.json")
     if len(train_dataset) == 0:
         raise ValueError("the training dataset is empty")
 
