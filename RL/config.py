@@ -1,6 +1,7 @@
 # CLaMP-DPO settings. Edit here, or override any of them as `--name value`.
 
 from notagen.generation.piece import GenerationSettings as _published  # the one home of the published sampling defaults
+from notagen.lora import LoraSettings as _lora  # the one home of the adapter defaults
 
 # ---- RL/data.py: preference pairs from CLaMP 2 scores
 GROUND_TRUTH_FEATURE_DIR = "runs/rl/reference_features"  # CLaMP 2 features (.npy) of the target-style pieces
@@ -23,6 +24,11 @@ OPTIMIZATION_STEPS = 10000  # optimizer steps (published 10,000, one pair a step
 BATCH_SIZE = 1  # pairs per step and process
 WARMUP_STEPS = 0  # linear warm-up steps
 MAX_GRAD_NORM = 1.0  # gradient clipping; 0 = off
+LORA_RANK = 0  # LoRA adapters of this rank on both decoders, the rest frozen (0 = train every weight); the result is saved merged, adapter file beside it
+LORA_ALPHA = _lora.alpha  # the adapters' update is scaled by alpha / rank
+LORA_DROPOUT = _lora.dropout  # dropout on the adapters' input
+LORA_TARGETS = _lora.targets  # GPT-2 modules that get adapters (attention q/k/v, output projections, MLP input)
+GRADIENT_CHECKPOINTING = False  # recompute each block in the backward pass: less memory, about a third more compute
 SEED = 0  # seed of pair order and dropout
 SAVE_EVERY_STEPS = 500  # resume checkpoint every N steps
 LOG_EVERY_STEPS = 10  # log loss, reward margin and accuracy every N steps

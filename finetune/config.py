@@ -5,6 +5,8 @@ tried from the working directory, then from the repository root; OUTPUT_DIR is r
 repository root. Training files should start with the prompt lines %period / %composer /
 %instrumentation (data-formats.md s.6); they are kept as metadata lines.
 """
+from notagen.lora import LoraSettings as _lora  # the one home of the adapter defaults
+
 # ---- data
 DATA_TRAIN_INDEX_PATH = "corpus/finetune/augmented_train.jsonl"  # training index: {"path","key"} lines or a file list
 DATA_EVAL_INDEX_PATH = "corpus/finetune/augmented_eval.jsonl"  # eval index ('' = no eval; best = lowest train loss)
@@ -20,6 +22,11 @@ PATCH_NUM_LAYERS = 0  # patch-level decoder layers
 CHAR_NUM_LAYERS = 0  # char-level decoder layers
 HIDDEN_SIZE = 0  # hidden size of both decoders
 PATCH_SAMPLING_BATCH_SIZE = 0  # train the char decoder on this many random patches per batch (0 = all)
+LORA_RANK = 0  # LoRA adapters of this rank on both decoders, the rest frozen (0 = train every weight); the result is saved merged, adapter file beside it
+LORA_ALPHA = _lora.alpha  # the adapters' update is scaled by alpha / rank
+LORA_DROPOUT = _lora.dropout  # dropout on the adapters' input
+LORA_TARGETS = _lora.targets  # GPT-2 modules that get adapters (attention q/k/v, output projections, MLP input)
+GRADIENT_CHECKPOINTING = False  # recompute each block in the backward pass: less memory, about a third more compute
 
 # ---- optimisation
 NUM_EPOCHS = 16  # passes over the training data

@@ -106,10 +106,19 @@ def load_model(path: str | Path, device: str | torch.device | None = None,
     return model.to(device=device or "cpu", dtype=dtype).eval()
 
 
-def save_checkpoint(path: str | Path, model, **extra) -> None:
-    """Published layout (`model` + extras such as optimizer, lr_sched, epoch) plus our `config`."""
+def save_checkpoint(path: str | Path, model, adapter_only: bool = False, **extra) -> None:
+    """Published layout (`model` + extras such as optimizer, lr_sched, epoch) plus our `config`.
+
+    A model with LoRA adapters (`notagen.lora`) is saved merged (published keys, loads anywhere),
+    or with `adapter_only` as its adapter weights alone (resume files; the base is the pre-trained file)."""
+    from .lora import adapter_state_dict, has_lora, merged_state_dict
+
     unwrapped = getattr(model, "module", model)
-    state = {"model": {k: v.detach().cpu() for k, v in unwrapped.state_dict().items()}}
+    if has_lora(unwrapped):
+        weights = adapter_state_dict(unwrapped) if adapter_only else merged_state_dict(unwrapped)
+        state = {"model": weights, "lora": unwrapped.lora.to_dict(), "adapter_only": adapter_only}
+    else:
+        state = {"model": {k: v.detach().cpu() for k, v in unwrapped.state_dict().items()}}
     if hasattr(unwrapped, "config") and hasattr(unwrapped.config, "to_dict"):
         state["config"] = unwrapped.config.to_dict()
     state.update(extra)

@@ -3,7 +3,10 @@
 Design choices
 - The policy starts from the current weights; the reference is the same weights, frozen, in eval
   mode. Its log-probs never change, so they are computed once per distinct text before training
-  (`reference_logps`) and the reference model is then dropped: DPO costs one model in memory.
+  (`reference_logps`), on the policy itself before its first step (with LoRA, adapters bypassed):
+  DPO costs one model in memory.
+- `lora_rank` > 0 trains adapters only (`notagen.lora`); the result is saved merged, with the
+  adapter file beside it; `gradient_checkpointing` recomputes blocks in the backward pass.
 - Pairs are every chosen x every rejected text (published). A batch holds B pairs; chosen and
   rejected go through the policy in one forward pass ([2B, N, 16], chosen first).
 - Texts longer than the context keep their head (a deterministic cut, so the reference log-probs
@@ -121,13 +124,16 @@ def run_dpo_training(settings) -> Path:
     from .checkpoint import load_model, save_checkpoint
     from .training import TrainConfig, make_accelerator, train
 
+    from .lora import adapters_disabled, has_lora
     from .paths import resolve_weights_path
     from .settings import plain_settings
+    from .stages import prepare_for_training
+    from .training.checkpoints import adapter_path
 
     lam = getattr(settings, "lambda")  # LAMBDA in RL/config.py; `lambda` is a Python keyword
     weights = resolve_weights_path(settings.weights_path)  # "" = the shipped checkpoint
     chosen, rejected = read_preferences(settings.preference_path)
-    policy = load_model(weights)
+    policy = prepare_for_training(load_model(weights), settings)
     patchilizer = Patchilizer(policy.config.patch_size)
     texts = {p: Path(p).read_text(encoding="utf-8") for p in dict.fromkeys(chosen + rejected)}
     sequences = {p: encode_for_preference(t, patchilizer, policy.config.patch_length) for p, t in texts.items()}
@@ -146,11 +152,11 @@ def run_dpo_training(settings) -> Path:
         mixed_precision=settings.mixed_precision, report_to=settings.report_to)
     accelerator = make_accelerator(config)
 
-    reference = load_model(weights, device=accelerator.device)
-    for parameter in reference.parameters():
-        parameter.requires_grad_(False)
-    ref_logps = reference_logps(reference, sequences, device=accelerator.device)
-    del reference
+    # the reference is the starting policy, frozen: its log-probs are taken from the policy before
+    # the first step (adapters bypassed), so no second copy of the weights is ever loaded
+    policy.to(accelerator.device)
+    with adapters_disabled(policy):
+        ref_logps = reference_logps(policy, sequences, device=accelerator.device)
 
     dataset = PreferencePairs(chosen, rejected, sequences, ref_logps)
     accelerator.print(f"DPOP: {len(chosen)} chosen x {len(rejected)} rejected = {len(dataset)} pairs, "
@@ -161,6 +167,8 @@ def run_dpo_training(settings) -> Path:
                                     "preference_path": str(settings.preference_path)},
                             "settings": plain_settings(settings)})
     if accelerator.is_main_process:  # the policy after the last step is the result of the iteration
-        save_checkpoint(config.weights_path, accelerator.unwrap_model(policy))
+        save_checkpoint(config.weights_path, accelerator.unwrap_model(policy))  # adapters merged
+        if has_lora(policy):
+            save_checkpoint(adapter_path(config.weights_path), accelerator.unwrap_model(policy), adapter_only=True)
     accelerator.wait_for_everyone()
     return config.weights_path

@@ -50,6 +50,19 @@ def notagen_model_config(settings, base=None):
     return config.with_(**{n: v for n, v in given.items() if v})
 
 
+def prepare_for_training(model, settings, lora: bool = True):
+    """LoRA adapters (`lora_rank` > 0, where the stage allows them) and gradient checkpointing
+    (`gradient_checkpointing`) as the settings ask; the model is changed in place."""
+    from .lora import add_lora, enable_gradient_checkpointing, lora_settings
+
+    adapters = lora_settings(settings) if lora else None
+    if adapters is not None:
+        add_lora(model, adapters)
+    if getattr(settings, "gradient_checkpointing", False):
+        enable_gradient_checkpointing(model)
+    return model
+
+
 def notagen_compute_loss(patch_sample: int):
     """NotaGen's loss on a collated batch; patch sampling in training only (eval sees all patches)."""
     def compute_loss(model, batch):
@@ -86,6 +99,7 @@ def run_notagen_training(settings: SimpleNamespace, stage: str) -> TrainResult:
     # GPT-2's token embedding of the patch decoder is never used (inputs are embeddings): keep it
     # out of DDP's gradient bookkeeping, but in the optimizer (published optimizer layout)
     model.patch_level_decoder.base.wte.weight.requires_grad_(False)
+    prepare_for_training(model, settings, lora=stage == "finetune")
 
     key_mode = getattr(settings, "key_mode", "") or ("near" if stage == "finetune" else "uniform")
     data_args = dict(patch_size=model_config.patch_size, patch_length=model_config.patch_length,

@@ -17,6 +17,7 @@ PATCH_NUM_LAYERS = 0  # patch-level decoder layers
 CHAR_NUM_LAYERS = 0  # char-level decoder layers
 HIDDEN_SIZE = 0  # hidden size of both decoders
 PATCH_SAMPLING_BATCH_SIZE = 0  # train the char decoder on this many random patches per batch (0 = all)
+GRADIENT_CHECKPOINTING = False  # recompute each block in the backward pass: less memory, about a third more compute
 
 # ---- optimisation
 NUM_EPOCHS = 64  # passes over the training data

@@ -15,7 +15,8 @@ from .settings import TrainConfig, TrainState
 
 def save_training_state(path: Path, accelerator, model, optimizer, scheduler, state: TrainState,
                         config: TrainConfig | None = None, **extra) -> None:
-    """Write a resume checkpoint. Call it on EVERY process (RNG states are gathered); rank 0 writes."""
+    """Write a resume checkpoint. Call it on EVERY process (RNG states are gathered); rank 0 writes.
+    A LoRA model's resume file holds its adapters only (the base is the pre-trained file)."""
     from accelerate.utils import gather_object
 
     rng_states = gather_object([capture_rng_state(accelerator.device)])
@@ -23,7 +24,7 @@ def save_training_state(path: Path, accelerator, model, optimizer, scheduler, st
     if accelerator.is_main_process:
         scaler = getattr(accelerator, "scaler", None)
         save_checkpoint(
-            path, accelerator.unwrap_model(model),
+            path, accelerator.unwrap_model(model), adapter_only=True,
             optimizer=optimizer.state_dict(), lr_sched=scheduler.state_dict(),
             epoch=state.completed_epochs, best_epoch=state.best_epoch, min_eval_loss=state.min_eval_loss,
             progress={**dataclasses.asdict(state), "epoch_loss_sum": loss_sum, "epoch_loss_count": int(loss_count)},
@@ -49,11 +50,24 @@ def reduce_sum(accelerator, values: list[float]) -> list[float]:
 
 def save_weights(path: Path, accelerator, model, optimizer, scheduler, state: TrainState, epoch: int,
                  **extra) -> None:
-    """Write the best-weights file (published layout); rank 0 only, no collectives."""
+    """Write the best-weights file (published layout; adapters merged, and the adapter file beside
+    it as `adapter_*.pth`); rank 0 only, no collectives."""
+    from ..lora import has_lora
+
     if accelerator.is_main_process:
-        save_checkpoint(path, accelerator.unwrap_model(model), optimizer=optimizer.state_dict(),
+        unwrapped = accelerator.unwrap_model(model)
+        save_checkpoint(path, unwrapped, optimizer=optimizer.state_dict(),
                         lr_sched=scheduler.state_dict(), epoch=epoch, best_epoch=state.best_epoch,
                         min_eval_loss=state.min_eval_loss, **extra)
+        if has_lora(unwrapped):
+            save_checkpoint(adapter_path(path), unwrapped, adapter_only=True, epoch=epoch, **extra)
+
+
+def adapter_path(weights_path: Path) -> Path:
+    """Where the adapter file of a LoRA run's weights goes: `weights_x.pth` -> `adapter_x.pth`."""
+    name = Path(weights_path).name
+    return Path(weights_path).with_name("adapter_" + name[len("weights_"):] if name.startswith("weights_")
+                                        else "adapter_" + name)
 
 
 class RunExistsError(FileExistsError):

@@ -181,7 +181,7 @@ def setup(model, train_dataset, config: TrainConfig, optimizer, accelerator, che
     resume = find_resume(config, run_log) if config.load_from_checkpoint else None
     if resume is not None:
         checkpoint, path = resume
-        load_state_dict_checked(model, checkpoint["model"], source=str(path))
+        load_weights(model, checkpoint, path)
         try:
             optimizer.load_state_dict(checkpoint["optimizer"])
         except (KeyError, ValueError) as error:
@@ -203,6 +203,21 @@ def setup(model, train_dataset, config: TrainConfig, optimizer, accelerator, che
               batches_per_epoch, steps_per_epoch, extra)
     _log_start(run)
     return run
+
+
+def load_weights(model, checkpoint: dict, path: Path) -> None:
+    """A checkpoint's weights into the model: all of them, or a LoRA run's adapters."""
+    from ..lora import has_lora, load_adapter_state
+
+    if checkpoint.get("adapter_only"):
+        if not has_lora(model):
+            raise ValueError(f"{path} holds LoRA adapters only: continue it with the same lora_rank")
+        load_adapter_state(model, checkpoint["model"], source=str(path))
+    elif has_lora(model):
+        raise ValueError(f"{path} holds merged weights, not adapters: a LoRA run continues from its resume "
+                         f"file (resume_*.pth); start over with --overwrite true")
+    else:
+        load_state_dict_checked(model, checkpoint["model"], source=str(path))
 
 
 def _restore_after_prepare(checkpoint: dict, accelerator, config: TrainConfig, state: TrainState,
