@@ -1,5 +1,5 @@
 """Generation: pieces (`piece`), the KV cache (`cache`), the cached, batched, streaming engine
-(`engine`) and inference runs (`run`).
+(`engine`), an inference run's settings (`setup`) and inference runs (`run`).
 
 `run` (output folders, conversions, run summary) is imported on first use, so importing the engine
 does not pull in the ABC converters.
@@ -14,8 +14,8 @@ from .engine import Engine, reference_generate
 from .piece import (GenerationEvent, GenerationSettings, Piece, PieceResult, Prompt, PromptError, split_header,
                     to_ascii)
 
-_LAZY = {"run_inference": "run", "parse_prompt": "run", "resolve_device": "run", "resolve_dtype": "run",
-         "resolve_weights": "run", "output_folder_name": "run", "load_prompt_list": "run"}
+_LAZY = {"run_inference": "run", "parse_prompt": "setup", "resolve_device": "setup", "resolve_dtype": "setup",
+         "resolve_weights": "setup", "output_folder_name": "run", "load_prompt_list": "setup"}
 
 __all__ = ["Engine", "GenerationEvent", "GenerationSettings", "KVCache", "Piece", "PieceResult", "Prompt",
            "PromptError", "reference_generate", "sample_rows", "split_header", "to_ascii", *_LAZY]

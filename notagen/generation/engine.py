@@ -101,14 +101,16 @@ class Engine:
 
     # -- the generator ---------------------------------------------------------------------------
     @torch.inference_mode()
-    def stream(self, prompts: Iterable[Prompt], settings: GenerationSettings | None = None
-               ) -> Iterator[GenerationEvent]:
+    def stream(self, prompts: Iterable[Prompt], settings: GenerationSettings | None = None,
+               indices: Iterable[int] | None = None) -> Iterator[GenerationEvent]:
         """Generate one piece per prompt; yields GenerationEvent(piece, text, result) as text appears.
 
-        The first event of a piece carries its prompt text; the last one its PieceResult."""
+        The first event of a piece carries its prompt text; the last one its PieceResult. `indices`
+        numbers the pieces (default 0, 1, ...): a piece's random stream follows its number, so a
+        process given every other number writes exactly those pieces of a one-process run."""
         settings = settings or GenerationSettings()
         seed = settings.seed if settings.seed is not None else fresh_seed()
-        queue = deque(enumerate(prompts))
+        queue = deque(zip(indices, prompts) if indices is not None else enumerate(prompts))
         slots = min(settings.batch_size, len(queue))
         if not slots:
             return

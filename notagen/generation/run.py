@@ -17,6 +17,7 @@ Design choices
 """
 from __future__ import annotations
 
+import os
 import random
 import re
 import resource
@@ -25,208 +26,21 @@ import time
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import torch
 
 from ..io import atomic_write_json, atomic_write_text
-from ..paths import REPO_ROOT, resolve_input_path, resolve_output_dir, resolve_weights_path
+from ..paths import resolve_output_dir
 from ..render import RenderSettings, error_reason, export_piece
 from ..patchilizer import Patchilizer
 from .engine import Engine
-from .piece import GenerationSettings, PieceResult, Prompt, PromptError
+from .piece import GenerationSettings, PieceResult, Prompt
 
 OUTPUT_FOLDERS = {"musicxml": "xml", "midi": "midi", "svg": "svg", "audio": "audio"}  # kind -> folder
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-
-
-class SetupError(ValueError):
-    """A setting that cannot work (device, dtype, weights path, prompt file)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Settings -> objects
-# ---------------------------------------------------------------------------------------------
-def resolve_device(name: str) -> torch.device:
-    """"auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N", "mps"; a clear error otherwise."""
-    name = (name or "auto").strip().lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise SetupError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SetupError(f"device {name!r} asked for, but this PyTorch sees no CUDA GPU "
-                             f"(torch {torch.__version__}); use --device cpu or auto")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise SetupError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) present")
-    elif device.type == "mps":
-        if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
-            raise SetupError(f"device {name!r} asked for, but Apple MPS is not available here; "
-                             f"use --device cpu or auto")
-    elif device.type != "cpu":
-        raise SetupError(f"unsupported device {name!r}: use auto, cpu, cuda, cuda:N or mps")
-    return device
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """"auto": bfloat16 on a CUDA GPU that supports it (as published), float32 elsewhere."""
-    name = (name or "auto").strip().lower()
-    if name == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    if name not in DTYPES:
-        raise SetupError(f"unknown dtype {name!r}: use auto, float32, bfloat16 or float16")
-    dtype = DTYPES[name]
-    if dtype == torch.float16 and device.type == "cpu":
-        raise SetupError("float16 is for GPUs; on cpu use float32 (or bfloat16)")
-    return dtype
-
-
-def _find(path: str | Path) -> Path | None:
-    """An input file by the one input rule (`notagen.paths.resolve_input_path`), or None."""
-    found = resolve_input_path(path)
-    return found.resolve() if found.is_file() else None
-
-
-def resolve_weights(path: str | Path) -> Path:
-    """`notagen.paths.resolve_weights_path` ("" = the shipped checkpoint, a folder = its one weights
-    file), its errors as SetupError with the way on."""
-    try:
-        return resolve_weights_path(path)
-    except FileNotFoundError as error:
-        if not str(error).startswith("weights file not found"):
-            raise SetupError(str(error)) from None
-        places = sorted({str(Path.cwd()), str(REPO_ROOT)})
-        where = "" if Path(path).is_absolute() else f" (looked in {' and '.join(places)})"
-        raise SetupError(f"weights file not found: {path}{where}. Give a checkpoint's path with "
-                         f"--inference_weights_path (\"\" = the shipped one), e.g. a published NotaGen file") from None
-
-
-def load_prompt_list(path: str | Path | None):
-    """The `PromptCatalog` of known (period, composer, instrumentation) triples in `path`
-    (`period_composer_instrumentation` lines, as the published demo's prompts.txt). None: no list."""
-    from ..prompts import PromptCatalog, PromptCatalogError
-
-    if not path:
-        return None
-    found = _find(path)
-    if found is None:
-        raise SetupError(f"prompt list not found: {path}")
-    try:
-        return PromptCatalog.from_file(found)
-    except PromptCatalogError as error:
-        raise SetupError(str(error)) from None
-
-
-def default_prompt_list(weights: Path) -> Path | None:
-    """A prompts.txt next to the weights, else the demo's list in the repository, if present."""
-    for candidate in (weights.parent / "prompts.txt", REPO_ROOT / "gradio" / "prompts.txt"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def music_file_named(prompt: str) -> Path | None:
-    """The music file a prompt names (a name with a music suffix), else None; a missing one is an error."""
-    from ..continuation import MUSIC_SUFFIXES
-
-    name = (prompt or "").strip()
-    if "\n" in name or len(name) >= 4096 or not name.lower().endswith(MUSIC_SUFFIXES):
-        return None
-    found = _find(name)
-    if found is None:
-        raise PromptError(f"music file to continue not found: {name}")
-    return found
-
-
-def generated_abc(path: Path) -> str | None:
-    """The text of an .abc file in the model's own generated format (`[r:i/j]` lines), else None."""
-    if path.suffix.lower() != ".abc":
-        return None
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise PromptError(f"{path} is not UTF-8 text: {error}") from None
-    return text if any(line.startswith("[r:") for line in text.split("\n")) else None
-
-
-def parse_prompt(prompt: str, known=None, continue_bars: int = 0) -> Prompt:
-    """`period|composer|instrumentation`, free prompt lines (separated by newlines or a literal
-    `\\n`), or the path of a music file to continue. Only a name with a music suffix (.abc, .xml,
-    .musicxml, .mxl, .mid, .midi) is read as a file: any other text is prompt text. A file in the
-    model's generated format is continued as it is; any other is converted (`notagen.continuation`)."""
-    found = music_file_named(prompt)
-    if found is not None:
-        text = generated_abc(found)
-        if text is not None:
-            return Prompt.from_abc(text)
-        from ..continuation import music_to_prompt
-
-        return music_to_prompt(found, (), continue_bars).prompt
-    prompt = prompt or ""
-    text = prompt.replace("\\n", "\n")
-    fields = text.strip().split("|")
-    if "\n" not in text.strip() and len(fields) == 3 and all(
-            f.strip() and not f.strip().startswith("%") for f in fields):
-        result = Prompt.from_triple(*fields)
-        if known is not None and result.triple not in known:
-            warnings.warn(f"prompt {'|'.join(result.triple)!r} is not one of the {len(known)} "
-                          f"period|composer|instrumentation combinations this model knows; "
-                          f"generating anyway", stacklevel=2)
-        return result
-    lines = [line for line in text.split("\n") if line.strip()]
-    if not lines:
-        raise PromptError("empty prompt: give period|composer|instrumentation, prompt lines, "
-                          "or an ABC file to continue")
-    return Prompt.from_lines(lines)
-
-
-def run_prompt(cfg: SimpleNamespace, known=None):
-    """(the prompt, the `notagen.continuation.Continuation` it continues or None) of a run:
-    `--continue_from FILE` continues the music of FILE (its first `continue_bars` bars), with the
-    lines of `--prompt` (a triple or prompt lines; "" for none) in front. `--prompt FILE` works as
-    before: a file in the generated format is continued as it is, any other music file is converted."""
-    from ..continuation import music_to_prompt
-
-    source = getattr(cfg, "continue_from", "")
-    named = music_file_named(cfg.prompt)
-    if named is not None and source:
-        raise SetupError("--prompt names a music file and --continue_from another: give the music once")
-    if named is not None:
-        text = generated_abc(named)
-        if text is not None:
-            return Prompt.from_abc(text), None
-        found, lines = named, ()
-    elif source:
-        found = _find(source)
-        if found is None:
-            raise PromptError(f"music file to continue not found: {source}")
-        lines = parse_prompt(cfg.prompt, known).lines if cfg.prompt.strip() else ()
-    else:
-        return parse_prompt(cfg.prompt, known), None
-    continuation = music_to_prompt(found, lines, getattr(cfg, "continue_bars", 0))
-    return continuation.prompt, continuation
-
-
-def load_generation_model(weights: Path, device: torch.device, dtype: torch.dtype | None = None):
-    """The model of a weights file on `device` (dtype None: "auto"); a junk file is a CheckpointError."""
-    from ..checkpoint import CheckpointError, load_model
-
-    try:
-        return load_model(weights, device=device, dtype=dtype or resolve_dtype("auto", device))
-    except CheckpointError:
-        raise
-    except Exception as error:  # noqa: BLE001 - torch's unpickler raises odd types for junk files
-        raise CheckpointError(f"{weights} is not a readable PyTorch checkpoint: "
-                              f"{type(error).__name__}: {error_reason(error)}") from error
+from .setup import (DTYPES, SetupError, default_prompt_list, generated_abc, load_generation_model,  # noqa: F401
+                    load_prompt_list, music_file_named, parse_prompt, resolve_device, resolve_dtype,
+                    resolve_weights, run_prompt)
 
 
 def output_folder_name(weights: str | Path, top_k, top_p, temperature) -> str:
@@ -311,18 +125,63 @@ def write_piece(result: PieceResult, name: str, out: Path, folder: str, convert:
 # ---------------------------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------------------------
+class Processes(NamedTuple):
+    """This process's place in an `accelerate launch` run (rank 0 of 1 when run alone)."""
+    rank: int
+    count: int
+    device: torch.device
+
+    def share(self, num_samples: int) -> list[int]:
+        """The piece numbers this process writes: every count-th, from its rank."""
+        return list(range(self.rank, num_samples, self.count))
+
+
+def processes(device: torch.device, asked: str) -> Processes:
+    """Alone: rank 0 of 1 on `device`. Under `accelerate launch` / torchrun (WORLD_SIZE > 1): this
+    process's rank, on its own GPU when the device was left to "auto"."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Processes(0, 1, device)
+    from accelerate import PartialState
+
+    state = PartialState(cpu=device.type == "cpu")  # gloo on CPUs, nccl on GPUs
+    return Processes(state.process_index, state.num_processes,
+                     state.device if (asked or "auto") == "auto" else device)
+
+
+def shared_seed(seed: int, procs: Processes) -> int:
+    """The run's seed (drawn when < 0), the same in every process."""
+    if seed < 0:
+        seed = random.SystemRandom().randrange(1 << 31)
+    if procs.count > 1:
+        from accelerate.utils import broadcast_object_list
+
+        seed = broadcast_object_list([seed])[0]
+    return seed
+
+
+def gathered(entries: list[dict], procs: Processes) -> list[dict]:
+    """Every process's summary entries, on every process, in piece order."""
+    if procs.count > 1:
+        from accelerate.utils import gather_object
+
+        entries = gather_object(entries)
+    return sorted(entries, key=lambda e: e["index"])
+
+
 def run_inference(cfg: SimpleNamespace, log=print) -> dict:
-    """Generate `cfg.num_samples` pieces and write them; returns the run summary (also on disk)."""
+    """Generate `cfg.num_samples` pieces and write them; returns the run summary (also on disk).
+    Under `accelerate launch` each process writes its share (`Processes.share`); rank 0 the summary."""
     if getattr(cfg, "num_threads", 0) > 0:
         torch.set_num_threads(cfg.num_threads)
-    device = resolve_device(cfg.device)
+    procs = processes(resolve_device(cfg.device), cfg.device)
+    device = procs.device
     dtype = resolve_dtype(cfg.dtype, device)
     weights = resolve_weights(cfg.inference_weights_path)
     known = load_prompt_list(cfg.prompt_list or default_prompt_list(weights))
     prompt, continuation = run_prompt(cfg, known)
     if cfg.num_samples < 1:
         raise SetupError("num_samples must be >= 1")
-    seed = cfg.seed if cfg.seed >= 0 else random.SystemRandom().randrange(1 << 31)
+    seed = shared_seed(cfg.seed, procs)
     settings = GenerationSettings(top_k=cfg.top_k, top_p=cfg.top_p, temperature=cfg.temperature,
                                   greedy=cfg.greedy, seed=seed, max_chars=cfg.max_chars,
                                   max_seconds=cfg.max_seconds, max_empty_patches=cfg.max_empty_patches,
@@ -331,41 +190,58 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
     folder = output_folder_name(weights, cfg.top_k, cfg.top_p, cfg.temperature)
     slug = prompt_slug(prompt, continuation.source if continuation else cfg.prompt)
     render = render_settings(cfg)
+    if procs.rank > 0:
+        log = lambda *_: None  # noqa: E731 - one voice: rank 0 reports for all
 
     started = time.monotonic()
     model = load_generation_model(weights, device, dtype)
     c = model.config
     log(f"model {weights.name}: {c.patch_num_layers}+{c.char_num_layers} layers, hidden {c.hidden_size}, "
-        f"context {c.patch_length} patches; {device} {str(dtype).replace('torch.', '')}; seed {seed}")
+        f"context {c.patch_length} patches; {device} {str(dtype).replace('torch.', '')}; seed {seed}"
+        + (f"; {procs.count} processes" if procs.count > 1 else ""))
     if continuation is not None:
-        log(f"continuing {Path(continuation.source).name}: {continuation.bars_given} of its "
-            f"{continuation.bars_in_file} bars given, the model writes from bar {continuation.bars_given + 1}")
-        context = len(Patchilizer(c.patch_size).encode_generate(prompt.prompt_text, 1 << 30))
-        if context > c.patch_length:
-            log(f"the music to continue fills {context} patches, the context holds {c.patch_length}: the model "
-                f"sees its metadata and the last bars that fit")
+        log_continuation(continuation, prompt, c, log)
     log(f"generating {cfg.num_samples} piece(s), {settings.batch_size} at a time")
-    engine = Engine(model)
     generation_started = time.monotonic()
-    show_text = cfg.stream and settings.batch_size == 1
+    mine = procs.share(cfg.num_samples)
+    show_text = cfg.stream and settings.batch_size == 1 and procs.count == 1
     entries = []
-    for event in engine.stream([prompt] * cfg.num_samples, settings):
+    for event in Engine(model).stream([prompt] * len(mine), settings, indices=mine):
         if show_text and event.text:
             print(event.text, end="", flush=True)
         if event.result is None:
             continue
-        name = f"{slug}_seed{seed}_{event.piece:04d}"
-        entry = write_piece(event.result, name, out, folder, cfg.convert, render)
+        entry = write_piece(event.result, f"{slug}_seed{seed}_{event.piece:04d}", out, folder, cfg.convert, render)
         entries.append(entry)
         if show_text:
             print()
         note = f" ({entry['reason']})" if entry["reason"] else ""
-        log(f"[{len(entries)}/{cfg.num_samples}] piece {event.piece}: {entry['status']}{note}, "
+        log(f"[{len(entries)}/{len(mine)}] piece {event.piece}: {entry['status']}{note}, "
             f"{entry['chars']} chars, {entry['patches']} patches, {entry['seconds']:.1f} s")
-    total = time.monotonic() - started
     generating = time.monotonic() - generation_started
+    entries = gathered(entries, procs)
+    summary = run_summary(cfg, weights, device, dtype, seed, prompt, continuation, entries,
+                          time.monotonic() - started, generating)
+    summary_path = out / "summary" / f"{folder}_seed{seed}.json"
+    if procs.rank == 0:
+        atomic_write_json(summary_path, summary)
+    summary["summary_path"] = str(summary_path)
+    log_outputs(summary, out, folder, summary_path, log)
+    return summary
+
+
+def log_continuation(continuation, prompt: Prompt, c, log) -> None:
+    log(f"continuing {Path(continuation.source).name}: {continuation.bars_given} of its "
+        f"{continuation.bars_in_file} bars given, the model writes from bar {continuation.bars_given + 1}")
+    context = len(Patchilizer(c.patch_size).encode_generate(prompt.prompt_text, 1 << 30))
+    if context > c.patch_length:
+        log(f"the music to continue fills {context} patches, the context holds {c.patch_length}: the model "
+            f"sees its metadata and the last bars that fit")
+
+
+def run_summary(cfg, weights, device, dtype, seed, prompt, continuation, entries, total, generating) -> dict:
     patches = sum(e["patches"] for e in entries)
-    summary = {
+    return {
         "weights": str(weights), "device": str(device), "dtype": str(dtype).replace("torch.", ""),
         "seed": seed, "prompt": cfg.prompt, "prompt_lines": list(prompt.lines),
         "settings": {**vars(cfg), "seed": seed},  # `--config <summary>` repeats this run
@@ -376,12 +252,13 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
             "file": continuation.source, "bars_given": continuation.bars_given,
             "bars_in_file": continuation.bars_in_file, "continues_at_bar": continuation.bars_given + 1},
         "counts": {s: sum(e["status"] == s for e in entries) for s in ("ok", "conversion_failed", "failed")},
-        "pieces": sorted(entries, key=lambda e: e["index"]),
+        "pieces": entries,
     }
-    summary_path = out / "summary" / f"{folder}_seed{seed}.json"
-    atomic_write_json(summary_path, summary)
-    summary["summary_path"] = str(summary_path)
-    log(f"done in {total:.1f} s: " + ", ".join(f"{n} {s}" for s, n in summary["counts"].items() if n))
+
+
+def log_outputs(summary: dict, out: Path, folder: str, summary_path: Path, log) -> None:
+    entries = summary["pieces"]
+    log(f"done in {summary['seconds']:.1f} s: " + ", ".join(f"{n} {s}" for s, n in summary["counts"].items() if n))
     for key, label in (("original", "ABC"), ("interleaved", "ABC, interleaved"), ("musicxml", "MusicXML"),
                        ("midi", "MIDI"), ("svg", "score pages (SVG)"), ("audio", "audio"),
                        ("failed", "failed pieces")):
@@ -390,7 +267,6 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
             log(f"{label + ':':19} {out / OUTPUT_FOLDERS.get(key, key) / folder}  "
                 f"({count} piece{'s' * (count != 1)})")
     log(f"{'run summary:':19} {summary_path}")
-    return summary
 
 
 def main(config_path: str | Path, argv: list[str] | None = None) -> int:

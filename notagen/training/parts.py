@@ -30,6 +30,10 @@ def make_accelerator(config: TrainConfig):
     # builds the gloo process group when told "cpu", so say it rather than train N separate copies
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     cpu = config.cpu or (world_size > 1 and not _has_accelerator_device())
+    if config.mixed_precision == "bf16" and (cpu or not _has_accelerator_device()):
+        from ..precision import warn_if_emulated
+
+        warn_if_emulated("mixed_precision bf16 on the CPU")
     return Accelerator(
         mixed_precision=config.mixed_precision or None,
         cpu=cpu,
