@@ -108,6 +108,8 @@ def main() -> None:
                         help="torch threads for baseline and engine alike (0: torch's default). 1 by default: "
                              "on this shared 2-core machine a second thread makes both far slower and noisier")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--memory-preset", default="", help="also measure peak memory of this preset")
     parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory-context", type=int, default=1000)
@@ -120,11 +122,13 @@ def main() -> None:
         return
 
     torch.manual_seed(0)
-    model = build_model(args.preset).eval()
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    model = build_model(args.preset).to(device=device, dtype=dtype).eval()
     engine = Engine(model)
     contexts = [int(c) for c in args.contexts.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
-    print(f"preset {args.preset}: {model.config}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"preset {args.preset}: {model.config}; torch {torch.__version__}, {where}, {args.dtype}")
     rows = []
     for context in contexts:
         row = {"context": context}
@@ -133,6 +137,8 @@ def main() -> None:
         for batch in batches:
             row[f"engine_b{batch}"] = bench_engine(engine, context, batch, args.patches)
         rows.append(row)
+        if device.type == "cuda":
+            row["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
 
     print("\npatches/s (speed-up vs baseline)")

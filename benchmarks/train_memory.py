@@ -32,6 +32,7 @@ VARIANTS = {  # name -> (LoRA, gradient checkpointing, DPOP reference: None | "r
     "DPOP, published (policy + resident reference)": (False, False, "resident"),
     "DPOP, reference log-probs taken once": (False, False, "precomputed"),
     "DPOP + LoRA": (True, False, "precomputed"),
+    "DPOP + LoRA + checkpointing": (True, True, "precomputed"),
 }
 
 
@@ -113,6 +114,7 @@ def main() -> None:
     parser.add_argument("--lora_rank", type=int, default=8)
     parser.add_argument("--mixed_precision", default="no", choices=["no", "bf16"])
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    parser.add_argument("--only", default="", help="comma list of variant numbers to run (1-based; default all)")
     parser.add_argument("--variant", default="", help=argparse.SUPPRESS)  # set in the child processes
     parser.add_argument("--json", default="", help="also write the rows to this file")
     args = parser.parse_args()
@@ -120,7 +122,8 @@ def main() -> None:
         print(json.dumps(run_variant(args)))
         return
     rows = []
-    for name in VARIANTS:
+    chosen = [list(VARIANTS)[int(i) - 1] for i in args.only.split(",")] if args.only else list(VARIANTS)
+    for name in chosen:
         command = [sys.executable, __file__, *sys.argv[1:], "--variant", name]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:

@@ -126,7 +126,12 @@ class NotaGenLMHeadModel(nn.Module):
         return logits, targets, sequence_index
 
     def forward(self, patches: torch.Tensor, masks: torch.Tensor, patch_sample: int = 0,
-                generator: torch.Generator | None = None) -> NotaGenOutput:
+                generator: torch.Generator | None = None, sequence_logp: bool = False):
+        """The mean loss (NotaGenOutput); with `sequence_logp`, the summed log-prob of each sequence
+        [B] instead: the same as the method of that name, but through forward, so a DDP-wrapped
+        model synchronises its gradients (DPOP under accelerate launch)."""
+        if sequence_logp:
+            return self.sequence_logp(patches, masks)
         logits, targets, _ = self._target_logits(patches, masks, patch_sample, generator)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=PAD_ID)
         return NotaGenOutput(loss=loss, num_targets=int((targets != PAD_ID).sum()))

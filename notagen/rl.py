@@ -98,7 +98,7 @@ def dpop_compute_loss(beta: float, lam: float):
     """compute_loss(model, batch) for the training loop: (mean DPOP loss, step metrics)."""
 
     def compute_loss(model, batch):
-        logps = model.sequence_logp(batch["patches"], batch["masks"]).double()  # [2B]
+        logps = model(batch["patches"], batch["masks"], sequence_logp=True).double()  # [2B], through DDP
         pairs = len(batch["ref_chosen"])
         losses, chosen_rewards, rejected_rewards = dpop_loss(
             logps[:pairs], logps[pairs:], batch["ref_chosen"], batch["ref_rejected"], beta, lam)

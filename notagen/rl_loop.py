@@ -50,14 +50,15 @@ def candidate_text(result) -> str | None:
     return None
 
 
-def generate_pieces(settings, weights: Path, out: Path) -> tuple[Path, Path]:
+def generate_pieces(settings, weights: Path, out: Path, procs=None) -> tuple[Path, Path]:
     """Step 1: generate `num_samples` pieces with the engine; returns the candidates'
     (original dir, interleaved dir). Also written, for the evaluation: every piece's raw text in
     `original/` (finished) or `failed/`, and `summary/pieces.json` (status and reason of each),
     the layout `notagen.evaluation.read_pieces` reads. Pieces whose text cannot be rest-unreduced
-    are left out of the candidates and counted."""
+    are left out of the candidates and counted. Under several processes each writes its share
+    (the pieces of a one-process run: each piece's random stream follows its number)."""
     from .generation import Engine
-    from .generation.run import interleaved_text, load_generation_model, parse_prompt, prompt_slug, resolve_device
+    from .generation.run import gathered, interleaved_text, load_generation_model, parse_prompt, prompt_slug
     from .io import atomic_write_text
 
     originals, interleaved = out / "candidates" / "original", out / "candidates" / "interleaved"
@@ -68,35 +69,56 @@ def generate_pieces(settings, weights: Path, out: Path) -> tuple[Path, Path]:
             raise RuntimeError(f"{out} holds pieces of {done['weights']}, not of {weights}: "
                                f"remove {out.parent} or choose another LOOP_DIR")
         return originals, interleaved
+    procs = procs or processes(settings)
     sampling = sampling_settings(settings)
     prompt = parse_prompt(settings.prompt)
-    model = load_generation_model(weights, resolve_device(settings.device))
+    model = load_generation_model(weights, procs.device)
     slug = prompt_slug(prompt)
-    counts = {"finished": 0, "limit (complete lines kept)": 0, "dropped": 0}
     entries = []
-    for event in Engine(model).stream([prompt] * settings.num_samples, sampling):
+    mine = procs.share(settings.num_samples)
+    for event in Engine(model).stream([prompt] * len(mine), sampling, indices=mine):
         if (result := event.result) is None:
             continue
         name = f"{slug}_seed{sampling.seed}_{result.index:04d}"
-        entries.append({"index": result.index, "name": name, "status": result.status, "reason": result.reason})
         atomic_write_text(out / ("original" if result.ok else "failed") / f"{name}.abc", result.text)
         raw = candidate_text(result)
         try:
             text = None if raw is None else interleaved_text(raw)
         except Exception:  # noqa: BLE001 - unusable text is counted, the rest goes on
             text = None
-        if text is None:
-            counts["dropped"] += 1
-            continue
-        counts["finished" if result.ok else "limit (complete lines kept)"] += 1
-        atomic_write_text(originals / f"{name}.abc", raw)
-        atomic_write_text(interleaved / f"{name}.abc", text)
-    atomic_write_json(out / "summary" / "pieces.json", {"weights": str(weights), "pieces": entries})
-    print(f"generated {len(entries)} pieces; candidates: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
-    if not any(interleaved.glob("*.abc")):
+        kind = "dropped" if text is None else "finished" if result.ok else "limit (complete lines kept)"
+        entries.append({"index": result.index, "name": name, "status": result.status, "reason": result.reason,
+                        "candidate": kind})
+        if text is not None:
+            atomic_write_text(originals / f"{name}.abc", raw)
+            atomic_write_text(interleaved / f"{name}.abc", text)
+    entries = gathered(entries, procs)
+    counts = {kind: sum(e["candidate"] == kind for e in entries)
+              for kind in ("finished", "limit (complete lines kept)", "dropped")}
+    if procs.rank == 0:
+        atomic_write_json(out / "summary" / "pieces.json", {"weights": str(weights), "pieces": entries})
+        print(f"generated {len(entries)} pieces; candidates: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    if counts["dropped"] == len(entries):
         raise RuntimeError(f"none of the {len(entries)} generated pieces is usable; see {out}")
-    atomic_write_json(marker, {**counts, "weights": str(weights)})
+    if procs.rank == 0:
+        atomic_write_json(marker, {**counts, "weights": str(weights)})
+    wait(procs)
     return originals, interleaved
+
+
+def processes(settings):
+    """This process's place among the loop's processes (rank 0 of 1 when run alone)."""
+    from .generation.run import processes as run_processes, resolve_device
+
+    return run_processes(resolve_device(settings.device), settings.device)
+
+
+def wait(procs) -> None:
+    """Every process reaches this point before any goes on (nothing to wait for alone)."""
+    if procs.count > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
 
 
 def extract(settings, abc_dir: Path, feature_dir: Path) -> Path:
@@ -137,8 +159,9 @@ def evaluate_pieces(settings, generated_dir: Path, out: Path) -> dict:
             "adherence_top5": classifier.get("adherence_top5", float("nan")), "evaluation": report["summary"]}
 
 
-def train_dpo(settings, weights: Path, preference_path: Path, out: Path) -> Path:
-    """Step 4: DPOP from `weights` on the preference file; returns the new weights."""
+def train_dpo(settings, weights: Path, preference_path: Path, out: Path, procs) -> Path:
+    """Step 4: DPOP from `weights` on the preference file (data parallel over the loop's
+    processes); returns the new weights."""
     from .rl import run_dpo_training
 
     marker = out / "done.json"
@@ -148,7 +171,9 @@ def train_dpo(settings, weights: Path, preference_path: Path, out: Path) -> Path
         dpo_settings.__dict__.update(preference_path=str(preference_path), weights_path=str(weights),
                                      output_dir=str(out), load_from_checkpoint=any(out.glob("resume_*.pth")))
         done = {"weights": str(run_dpo_training(dpo_settings))}
-        atomic_write_json(marker, done)
+        if procs.rank == 0:
+            atomic_write_json(marker, done)
+        wait(procs)
     return Path(done["weights"])
 
 
@@ -171,35 +196,50 @@ def plot_scores(rows: list[dict], path: Path) -> None:
 
 
 def run_loop(settings) -> list[dict]:
+    """K iterations (see the module docstring). Under `accelerate launch` (RL/loop.py
+    `--num_processes N` starts it so) every process runs this: generation, feature extraction and
+    DPOP are split across them, the ranking and the reports are rank 0's."""
     from .preference import make_preference_file
-
     from .settings import record_settings
 
+    procs = processes(settings)
+    main = procs.rank == 0
+    say = print if main else (lambda *_: None)
     root = resolve_output_dir(settings.loop_dir)
-    record_settings(settings, root / "settings.json")  # `--config <loop_dir>/settings.json` repeats the loop
+    if main:
+        record_settings(settings, root / "settings.json")  # `--config <loop_dir>/settings.json` repeats the loop
     reference_features = extract(settings, Path(settings.reference_dir), root / "reference_features")
+    wait(procs)
     weights = resolve_weights_path(settings.weights_path)
     rows = []
     for k in range(1, settings.iterations + 2):
         iteration = root / f"iter_{k}"
-        original_dir, interleaved_dir = generate_pieces(settings, weights, iteration / "generated")
+        original_dir, interleaved_dir = generate_pieces(settings, weights, iteration / "generated", procs)
         features = extract(settings, interleaved_dir, iteration / "features")
+        wait(procs)
         rows.append({"model": k - 1, "label": "fine-tuned" if k == 1 else f"RL{k - 1}",
                      "weights": str(weights), **score_summary(features, reference_features),
-                     **evaluate_pieces(settings, iteration / "generated", iteration / "evaluation")})
-        print(f"iteration {k}: model {rows[-1]['label']} mean CLaMP 2 score {rows[-1]['mean_score']:.4f} "
-              f"+- {rows[-1]['sem']:.4f} over {rows[-1]['pieces']} pieces")
+                     **(evaluate_pieces(settings, iteration / "generated", iteration / "evaluation") if main else {})})
+        say(f"iteration {k}: model {rows[-1]['label']} mean CLaMP 2 score {rows[-1]['mean_score']:.4f} "
+            f"+- {rows[-1]['sem']:.4f} over {rows[-1]['pieces']} pieces")
         if k > settings.iterations:
             break
         preference_path = iteration / "preferences.json"
-        if not preference_path.is_file():
+        if main and not preference_path.is_file():
             make_preference_file(SimpleNamespace(
                 ground_truth_feature_dir=reference_features, generated_feature_dir=features,
                 generated_original_dir=original_dir, generated_interleaved_dir=interleaved_dir,
                 output_path=preference_path, portion=settings.portion,
                 copy_threshold=settings.copy_threshold))
-        weights = train_dpo(settings, weights, preference_path, iteration / "dpo")
+        wait(procs)
+        weights = train_dpo(settings, weights, preference_path, iteration / "dpo", procs)
+    if main:
+        report_rows(rows, root)
+    return rows
 
+
+def report_rows(rows: list[dict], root: Path) -> None:
+    """scores.json, scores.png and the printed table."""
     atomic_write_json(root / "scores.json", rows)
     plot_scores(rows, root / "scores.png")
     evaluated = all("usable_strict" in row for row in rows)
@@ -212,4 +252,3 @@ def run_loop(settings) -> list[dict]:
         print(f"| {row['label']} | {row['mean_score']:.4f} +- {row['sem']:.4f} | {row['pieces']} |{extra} "
               f"{Path(row['weights']).name} |")
     print(f"\nscores: {root / 'scores.json'}, plot: {root / 'scores.png'}")
-    return rows

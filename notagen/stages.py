@@ -55,6 +55,9 @@ def prepare_for_training(model, settings, lora: bool = True):
     (`gradient_checkpointing`) as the settings ask; the model is changed in place."""
     from .lora import add_lora, enable_gradient_checkpointing, lora_settings
 
+    # GPT-2's token embedding of the patch decoder is never used (inputs are embeddings): keep it
+    # out of DDP's gradient bookkeeping, but in the optimizer (published optimizer layout)
+    model.patch_level_decoder.base.wte.weight.requires_grad_(False)
     adapters = lora_settings(settings) if lora else None
     if adapters is not None:
         add_lora(model, adapters)
@@ -96,9 +99,6 @@ def run_notagen_training(settings: SimpleNamespace, stage: str) -> TrainResult:
     else:
         model_config = notagen_model_config(settings)
         model = NotaGenLMHeadModel(model_config)
-    # GPT-2's token embedding of the patch decoder is never used (inputs are embeddings): keep it
-    # out of DDP's gradient bookkeeping, but in the optimizer (published optimizer layout)
-    model.patch_level_decoder.base.wte.weight.requires_grad_(False)
     prepare_for_training(model, settings, lora=stage == "finetune")
 
     key_mode = getattr(settings, "key_mode", "") or ("near" if stage == "finetune" else "uniform")

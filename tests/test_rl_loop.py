@@ -1,6 +1,9 @@
 """RL/loop.py end to end: the loop's engine-driven generation writes what inference writes, and one
 CLaMP-DPO iteration runs through (generation, features, pairs, DPOP, the next model scored)."""
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import REPO_ROOT, VECTORS
@@ -24,12 +27,12 @@ def test_one_iteration_of_the_loop_and_its_pieces_equal_inference(tmp_path):
     from notagen.rl_loop import run_loop
 
     sampling = ["--temperature", "1.0", "--max_chars", "6000", "--seed", "4"]  # a seed whose pieces include bar-aligned ones (the chosen set needs them)
-    loop = parse_settings(REPO_ROOT / "RL" / "config.py", [
-        "--weights_path", str(SHIPPED), "--loop_dir", str(tmp_path / "rl"), "--iterations", "1",
-        "--num_samples", "24", "--generation_batch_size", "12", *sampling, "--device", "cpu",
-        "--clamp2_weights_path", str(VECTORS / "tiny_clamp2.pth"), "--reference_dir", str(reference_folder(tmp_path)),
-        "--portion", "0.2", "--copy_threshold", "0", "--optimization_steps", "2", "--batch_size", "1",
-        "--learning_rate", "1e-5", "--save_every_steps", "1"])
+    args = ["--weights_path", str(SHIPPED), "--iterations", "1",
+            "--num_samples", "24", "--generation_batch_size", "12", *sampling, "--device", "cpu",
+            "--clamp2_weights_path", str(VECTORS / "tiny_clamp2.pth"), "--reference_dir", str(reference_folder(tmp_path)),
+            "--portion", "0.2", "--copy_threshold", "0", "--optimization_steps", "2", "--batch_size", "1",
+            "--learning_rate", "1e-5", "--save_every_steps", "1"]
+    loop = parse_settings(REPO_ROOT / "RL" / "config.py", [*args, "--loop_dir", str(tmp_path / "rl")])
     rows = run_loop(loop)
 
     assert [row["label"] for row in rows] == ["fine-tuned", "RL1"]
@@ -50,3 +53,21 @@ def test_one_iteration_of_the_loop_and_its_pieces_equal_inference(tmp_path):
         path = Path(entry["files"].get("original") or entry["files"]["failed"])
         folder = "original" if entry["status"] != "failed" or not entry["reason"].startswith("max_") else "failed"
         assert (generated / folder / f"{entry['name']}.abc").read_text() == path.read_text(), entry["name"]
+
+    # two processes (RL/loop.py starts itself under accelerate launch): the same pieces, features and pairs
+    two = subprocess.run([sys.executable, str(REPO_ROOT / "RL" / "loop.py"), *args, "--loop_dir", str(tmp_path / "rl2"),
+                          "--num_processes", "2"], capture_output=True, text=True, timeout=900,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-3000:]
+    assert "starting 2 processes" in two.stdout
+    for folder in ("candidates/original", "candidates/interleaved", "failed", "original"):
+        one_files = {p.name: p.read_text() for p in (generated / folder).glob("*.abc")}
+        two_files = {p.name: p.read_text() for p in (tmp_path / "rl2" / "iter_1" / "generated" / folder).glob("*.abc")}
+        assert one_files == two_files, folder
+    pairs = [json.loads((tmp_path / d / "iter_1" / "preferences.json").read_text()) for d in ("rl", "rl2")]
+    assert [[Path(p).name for p in pair["chosen"]] for pair in pairs][0] == [Path(p).name for p in pairs[1]["chosen"]]
+    rows_two = json.loads((tmp_path / "rl2" / "scores.json").read_text())
+    assert [r["label"] for r in rows_two] == ["fine-tuned", "RL1"]
+    # features of other batches in each process: equal up to float rounding
+    assert abs(rows_two[0]["mean_score"] - rows[0]["mean_score"]) < 1e-6 and rows_two[0]["pieces"] == rows[0]["pieces"]
+    assert "2 process(es)" in next((tmp_path / "rl2" / "iter_1" / "dpo").glob("logs_*.txt")).read_text()

@@ -36,11 +36,11 @@ from ..render import RenderSettings, error_reason, export_piece
 from ..patchilizer import Patchilizer
 from .engine import Engine
 from .piece import GenerationSettings, PieceResult, Prompt
+# the settings helpers, also importable from here (the demo and tests do)
+from .setup import (SetupError, default_prompt_list, load_generation_model, load_prompt_list,  # noqa: F401
+                    parse_prompt, resolve_device, resolve_dtype, resolve_weights, run_prompt)
 
 OUTPUT_FOLDERS = {"musicxml": "xml", "midi": "midi", "svg": "svg", "audio": "audio"}  # kind -> folder
-from .setup import (DTYPES, SetupError, default_prompt_list, generated_abc, load_generation_model,  # noqa: F401
-                    load_prompt_list, music_file_named, parse_prompt, resolve_device, resolve_dtype,
-                    resolve_weights, run_prompt)
 
 
 def output_folder_name(weights: str | Path, top_k, top_p, temperature) -> str:

@@ -1,0 +1,40 @@
+"""Starting a stage on several processes: the stage script again, under `accelerate launch`.
+
+A stage with a `num_processes` setting above 1, started as a plain `python script.py`, runs
+`accelerate launch --multi_gpu --num_processes N script.py <its arguments>` and waits for it:
+torchrun starts the processes, one per GPU where there are GPUs, else a gloo group of CPU
+processes (accelerate 1.x runs `launch --cpu --num_processes N` as one process). Inside the
+launched processes WORLD_SIZE is set, so the script runs its work instead of launching again.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+
+def launched() -> bool:
+    """True inside processes that accelerate launch / torchrun started."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def accelerate_command(script: str | Path, argv: list[str], num_processes: int) -> list[str]:
+    accelerate = Path(sys.executable).with_name("accelerate")
+    return [str(accelerate) if accelerate.exists() else "accelerate", "launch", "--multi_gpu",
+            "--num_processes", str(num_processes), "--num_machines", "1", "--mixed_precision", "no",
+            "--dynamo_backend", "no", "--main_process_port", str(_free_port()), str(script), *argv]
+
+
+def relaunch(script: str | Path, argv: list[str], num_processes: int) -> int:
+    """Run `script argv` on `num_processes` processes; their exit code."""
+    command = accelerate_command(script, argv, num_processes)
+    print(f"starting {num_processes} processes: {' '.join(command[:4])} ... {Path(script).name}", flush=True)
+    return subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}).returncode
