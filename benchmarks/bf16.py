@@ -73,15 +73,16 @@ def main() -> None:
     for name, seconds in train.items():
         print(f"  {name:>14}: {seconds:.3f} s/step  x{train['fp32'] / seconds:.2f}")
 
-    rates = {}
-    prompt = context_prompt(args.context, 0)
-    settings = GenerationSettings(seed=0, max_patches=args.rounds + 2, max_empty_patches=0, batch_size=1)
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        engine = Engine(copy.deepcopy(model).to(dtype).eval())  # the same weights in each precision
-        rates[name] = patches_per_second(engine.stream([prompt], settings), 1)
-    print(f"\ngeneration, batch 1, context {args.context} patches:")
-    for name, rate in rates.items():
-        print(f"  {name:>14}: {rate:.1f} patches/s  x{rate / rates['fp32']:.2f}")
+    for batch in (1, 8):
+        rates = {}
+        prompts = [context_prompt(args.context - i, i) for i in range(batch)]
+        settings = GenerationSettings(seed=0, max_patches=args.rounds + 2, max_empty_patches=0, batch_size=batch)
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            engine = Engine(copy.deepcopy(model).to(dtype).eval())  # the same weights in each precision
+            rates[name] = patches_per_second(engine.stream(prompts, settings), batch)
+        print(f"\ngeneration, batch {batch}, context {args.context} patches:")
+        for name, rate in rates.items():
+            print(f"  {name:>14}: {rate:.1f} patches/s  x{rate / rates['fp32']:.2f}")
 
 
 if __name__ == "__main__":

@@ -36,15 +36,22 @@ class _Linear:
         return torch.addmm(self.bias, x, self.weight)
 
 
+PACKED_DTYPES = {torch.float32: 1e-4, torch.bfloat16: 3e-2}  # dtype -> tolerance of the packing probe
+
+
 def _onednn_pack(weight: torch.Tensor) -> torch.Tensor | None:
-    """weight [in, out] -> oneDNN-packed [out, in], or None where that is unavailable or differs."""
-    if weight.device.type != "cpu" or weight.dtype != torch.float32 or not torch.backends.mkldnn.is_available():
+    """weight [in, out] -> oneDNN-packed [out, in], or None where that is unavailable or differs.
+    In bfloat16 this is what makes a CPU's bf16 units (AMX, AVX512-BF16) do the work: unpacked bf16
+    products are slower than float32 ones (benchmarks/bf16.py)."""
+    tolerance = PACKED_DTYPES.get(weight.dtype)
+    if weight.device.type != "cpu" or tolerance is None or not torch.backends.mkldnn.is_available():
         return None
     try:
         packed = torch.ops.mkldnn._reorder_linear_weight(weight.t().contiguous(), 8)
-        probe = torch.randn(3, weight.shape[0], generator=torch.Generator().manual_seed(0))
+        probe = torch.randn(3, weight.shape[0], generator=torch.Generator().manual_seed(0)).to(weight.dtype)
         got = torch.ops.mkldnn._linear_pointwise(probe, packed, None, "none", [], "")
-        if torch.allclose(got, probe @ weight, rtol=1e-4, atol=1e-4):
+        expected = probe.float() @ weight.float()
+        if torch.allclose(got.float(), expected, rtol=tolerance, atol=tolerance * expected.abs().max().item()):
             return packed
     except (AttributeError, RuntimeError):  # an op missing or refusing in another torch build
         pass

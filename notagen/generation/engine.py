@@ -50,8 +50,11 @@ class Engine:
 
     # -- helpers ---------------------------------------------------------------------------------
     def _stack_blocks(self, stack, rows: int) -> list[_Block]:
-        wanted = {"auto": (self.char_stack,), "all": (self.char_stack, self.patch_stack)}.get(self.pack, ())
-        packed = rows > 1 and self.device.type == "cpu" and any(stack is s for s in wanted)
+        # bf16 on CPU: packed products always pay (unpacked ones are slower than float32)
+        bf16 = self.patch_embedding.weight.dtype == torch.bfloat16
+        wanted = {"auto": (self.char_stack,) if not bf16 else (self.char_stack, self.patch_stack),
+                  "all": (self.char_stack, self.patch_stack)}.get(self.pack, ())
+        packed = (rows > 1 or bf16) and self.device.type == "cpu" and any(stack is s for s in wanted)
         key = (id(stack), packed)
         if key not in self._blocks:
             self._blocks[key] = stack_blocks(stack, packed)
