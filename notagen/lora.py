@@ -129,5 +129,8 @@ def merged_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
     """Recompute each GPT-2 block of both decoders in the backward pass."""
     for stack in (model.patch_level_decoder.base, model.char_level_decoder.base):
-        stack.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(stack, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+            stack.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            stack.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         stack.config.use_cache = False
