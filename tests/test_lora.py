@@ -15,13 +15,16 @@ from notagen.stages import run_notagen_training
 TINY = VECTORS / "tiny_notagen.pth"
 
 
+def finetune_args(corpus, output, *extra) -> list[str]:
+    return ["--pretrained_path", str(TINY), "--data_train_index_path", str(corpus / "augmented_train.jsonl"),
+            "--data_eval_index_path", "", "--output_dir", str(output), "--num_epochs", "3", "--batch_size", "1",
+            "--learning_rate", "1e-3", "--warmup_steps", "0", "--log_every_steps", "1", "--progress_bar", "false",
+            "--cpu", "true", "--num_threads", "1", "--lora_rank", "4", "--save_every_steps", "2", "--key_mode",
+            "original", "--patch_stream", "false", *extra]
+
+
 def finetune_settings(tmp_path, corpus, output, *extra):
-    return parse_settings(REPO_ROOT / "finetune" / "config.py", [
-        "--pretrained_path", str(TINY), "--data_train_index_path", str(corpus / "augmented_train.jsonl"),
-        "--data_eval_index_path", "", "--output_dir", str(output), "--num_epochs", "3", "--batch_size", "1",
-        "--learning_rate", "1e-3", "--warmup_steps", "0", "--log_every_steps", "1", "--progress_bar", "false",
-        "--cpu", "true", "--num_threads", "1", "--lora_rank", "4", "--save_every_steps", "2", "--key_mode", "original",
-        "--patch_stream", "false", *extra])
+    return parse_settings(REPO_ROOT / "finetune" / "config.py", finetune_args(corpus, output, *extra))
 
 
 def step_losses(result) -> list[float]:
@@ -76,19 +79,34 @@ def test_lora_trains_adapters_only_and_saves_a_merged_file_that_inference_reads(
 
 
 def test_a_killed_adapter_run_resumes_exactly(tmp_path):
-    """Stopped at step 4 (resume file: adapters only) and continued: the same losses and weights."""
+    """kill -9 during a LoRA fine-tuning run, then --load_from_checkpoint (the resume file holds
+    the adapters alone): the same step losses and weights as an uninterrupted run."""
+    import subprocess
+    import sys
+
+    from test_training_runs import env, run_and_kill
+
     corpus = write_corpus(tmp_path / "corpus", prompts=True, eval_piece=0)
-    whole = run_notagen_training(finetune_settings(tmp_path, corpus, tmp_path / "whole"), stage="finetune")
-    first = run_notagen_training(finetune_settings(tmp_path, corpus, tmp_path / "cut", "--max_steps", "4"),
-                                 stage="finetune")
-    assert first.stopped_at_max_steps
-    resume = read_checkpoint(first.resume_path)
-    assert resume["adapter_only"] and all("lora_" in key for key in resume["model"])
-    assert first.resume_path.stat().st_size < TINY.stat().st_size / 2  # no copy of the base weights
-    rest = run_notagen_training(finetune_settings(tmp_path, corpus, tmp_path / "cut", "--load_from_checkpoint", "true"),
-                                stage="finetune")
-    assert step_losses(rest) == pytest.approx(step_losses(whole), abs=1e-6)
-    a, b = read_checkpoint(whole.weights_path)["model"], read_checkpoint(rest.weights_path)["model"]
+    script = REPO_ROOT / "finetune" / "train-gen.py"
+
+    def command(output, *extra):
+        return [sys.executable, str(script), *[str(a) for a in finetune_args(corpus, output)], *extra]
+
+    whole = subprocess.run(command(tmp_path / "whole"), env=env(), capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    killed_at = run_and_kill(command(tmp_path / "cut"), tmp_path / "cut", tmp_path, at_step=4)
+    assert 4 <= killed_at < 9
+    [resume] = (tmp_path / "cut").glob("resume_*.pth")
+    checkpoint = read_checkpoint(resume)
+    assert checkpoint["adapter_only"] and all("lora_" in key for key in checkpoint["model"])
+    assert resume.stat().st_size < TINY.stat().st_size / 2  # no copy of the base weights
+    rest = subprocess.run(command(tmp_path / "cut", "--load_from_checkpoint", "true"), env=env(),
+                          capture_output=True, text=True, timeout=300)
+    assert rest.returncode == 0, rest.stderr[-3000:]
+    losses = [[json.loads(line)["loss"] for line in next(folder.glob("*.steps.jsonl")).read_text().splitlines()]
+              for folder in (tmp_path / "whole", tmp_path / "cut")]
+    assert len(losses[1]) == 9 and losses[1] == pytest.approx(losses[0], abs=1e-6)
+    a, b = (read_checkpoint(next(folder.glob("weights_*.pth")))["model"] for folder in (tmp_path / "whole", tmp_path / "cut"))
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 

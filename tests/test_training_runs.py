@@ -61,6 +61,21 @@ def test_two_cpu_processes_train_on_different_data(tmp_path):
     assert len(read_checkpoint(next(out.glob("resume_notagen_*.pth")))["rng"]) == 2  # both RNG states
 
 
+def run_and_kill(command: list[str], out: Path, cwd: Path, at_step: int = 5) -> int:
+    """Start a training run and kill -9 it once step `at_step` is logged; the last step logged."""
+    process = subprocess.Popen(command, cwd=cwd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        logs = list(out.glob("*.steps.jsonl"))
+        if logs and any(json.loads(line)["step"] >= at_step for line in logs[0].read_text().splitlines()
+                        if line.endswith("}")):
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
+    return max(s["step"] for s in steps_of(out))
+
+
 def test_killed_run_resumes_to_the_same_losses_and_weights(tmp_path):
     corpus = write_corpus(tmp_path / "corpus", eval_piece=1)
     # dropout and patch sampling on: the RNG states must be restored for equal results
@@ -70,18 +85,7 @@ def test_killed_run_resumes_to_the_same_losses_and_weights(tmp_path):
                          cwd=REPO_ROOT, env=env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
 
-    process = subprocess.Popen([sys.executable, str(SCRIPT), *stage_args(corpus, broken, *common)],
-                               cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and process.poll() is None:  # kill -9 once step 5 is logged
-        logs = list(broken.glob("*.steps.jsonl"))
-        if logs and any(json.loads(line)["step"] >= 5 for line in logs[0].read_text().splitlines()
-                        if line.endswith("}")):
-            process.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
-    killed_at = max(s["step"] for s in steps_of(broken))
+    killed_at = run_and_kill([sys.executable, str(SCRIPT), *stage_args(corpus, broken, *common)], broken, tmp_path)
     assert 5 <= killed_at < 9
 
     run = subprocess.run([sys.executable, str(SCRIPT), *stage_args(corpus, broken, *common),
