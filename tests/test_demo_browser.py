@@ -121,7 +121,7 @@ def choose(page, elem_id: str, option: str) -> None:
     options = options_of(page, elem_id)
     options.and_(page.locator(f"[aria-label={option!r}]")).first.click()
     page.wait_for_function("([id, value]) => document.querySelector(`#${id} input`).value === value",
-                           arg=[elem_id, option], timeout=10_000)
+                           arg=[elem_id, option], timeout=30_000)
 
 
 def offered(page, elem_id: str) -> list[str]:
@@ -202,7 +202,7 @@ def test_tiny_checkpoint_streams_shows_its_failure_and_renders_a_pasted_chorale(
     assert offered(page, "period") == catalog.periods()
     choose(page, "period", "Romantic")
     page.wait_for_function("value => document.querySelector('#composer input').value === value",
-                           arg=catalog.composers("Romantic")[0], timeout=10_000)
+                           arg=catalog.composers("Romantic")[0], timeout=30_000)
     assert offered(page, "composer") == catalog.composers("Romantic")
     choose(page, "composer", "Chopin, Frederic")
     assert offered(page, "instrumentation") == catalog.instrumentations("Romantic", "Chopin, Frederic")

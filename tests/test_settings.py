@@ -80,7 +80,7 @@ def test_every_stage_records_settings_that_repeat_it(tmp_path):
                                           tmp_path / "aug_settings.json", REPO_ROOT / "data" / "config.py"),
             "clamp2/evaluate.py": (["--generated_dir", tmp_path / "il", "--reference_dir", tmp_path / "il",
                                     "--eval_clamp2_weights_path", VECTORS / "tiny_clamp2.pth",
-                                    "--eval_output_dir", tmp_path / "report"], tmp_path / "report" / "settings.json",
+                                    "--eval_output_dir", tmp_path / "report", "--style_train_dir", ""], tmp_path / "report" / "settings.json",
                                    REPO_ROOT / "clamp2" / "config.py")}
     for script, (args, recorded, config) in runs.items():
         done = subprocess.run([sys.executable, str(REPO_ROOT / script), *map(str, args)], cwd=REPO_ROOT,
