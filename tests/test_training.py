@@ -159,3 +159,16 @@ def test_max_steps_is_the_horizon_of_the_lr_decay(tmp_path):
     logged = [json.loads(line)["lr"] for line in config.steps_log_path.read_text().splitlines()]
     cosine = WarmupSchedule(0, 6, "cosine")
     assert logged == pytest.approx([0.05 * cosine(i) for i in range(6)])  # 0.05, ..., 0.0034
+
+
+def test_a_run_resumed_with_fewer_steps_per_epoch_ends_that_epoch(tmp_path):
+    """Stopped at step 6 of an 8-step epoch, resumed with accumulation 2 (4 steps per epoch): the
+    epoch in progress is over, the next one runs, and the run ends (it once looped forever)."""
+    torch.manual_seed(0)
+    common = dict(output_dir=str(tmp_path), batch_size=1, learning_rate=0.05, progress_bar=False, cpu=True,
+                  num_epochs=2)
+    first = train(Regression(), Pairs(), None, None, TrainConfig(**common, max_steps=6))
+    assert first.stopped_at_max_steps and first.global_step == 6
+    again = train(Regression(), Pairs(), None, None,
+                  TrainConfig(**common, accumulation_steps=2, load_from_checkpoint=True))
+    assert (again.global_step, again.completed_epochs, again.stopped_at_max_steps) == (10, 2, False)

@@ -141,9 +141,13 @@ def processes(device: torch.device, asked: str) -> Processes:
     process's rank, on its own GPU when the device was left to "auto"."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Processes(0, 1, device)
+    from datetime import timedelta
+
     from accelerate import PartialState
 
-    state = PartialState(cpu=device.type == "cpu")  # gloo on CPUs, nccl on GPUs
+    # gloo on CPUs, nccl on GPUs; processes wait for the slowest one's share (hours in a big run, far
+    # past NCCL's default timeout) and for rank 0's ranking and reports in RL/loop.py
+    state = PartialState(cpu=device.type == "cpu", timeout=timedelta(hours=24))
     return Processes(state.process_index, state.num_processes,
                      state.device if (asked or "auto") == "auto" else device)
 

@@ -140,7 +140,7 @@ def train(model: torch.nn.Module, train_dataset: Dataset, eval_dataset: Dataset 
     while run.state.epoch <= run.config.num_epochs and not stopped:
         epoch = run.state.epoch
         run_epoch(run, train_dataset, collate_fn, compute_loss)
-        if run.state.step_in_epoch == run.steps_per_epoch:
+        if run.state.step_in_epoch >= run.steps_per_epoch:  # ">": resumed with fewer steps per epoch
             end_epoch(run, epoch, eval_dataset, collate_fn, compute_loss)
         else:  # stopped mid-epoch at max_steps: leave resumable state and usable weights
             run.save_resume()
@@ -212,6 +212,10 @@ def load_weights(model, checkpoint: dict, path: Path) -> None:
     if checkpoint.get("adapter_only"):
         if not has_lora(model):
             raise ValueError(f"{path} holds LoRA adapters only: continue it with the same lora_rank")
+        saved, now = checkpoint.get("lora") or {}, model.lora.to_dict()
+        if saved and saved != now:
+            raise ValueError(f"{path} holds adapters made with {saved}, this run asks for {now}: "
+                             f"continue with the same lora settings")
         load_adapter_state(model, checkpoint["model"], source=str(path))
     elif has_lora(model):
         raise ValueError(f"{path} holds merged weights, not adapters: a LoRA run continues from its resume "
