@@ -37,4 +37,5 @@ def relaunch(script: str | Path, argv: list[str], num_processes: int) -> int:
     """Run `script argv` on `num_processes` processes; their exit code."""
     command = accelerate_command(script, argv, num_processes)
     print(f"starting {num_processes} processes: {' '.join(command[:4])} ... {Path(script).name}", flush=True)
-    return subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}).returncode
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // num_processes))
+    return subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": threads}).returncode  # cores shared out

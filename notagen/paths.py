@@ -50,9 +50,8 @@ MAIN_JOB_WEIGHTS = ("runs/main/finetune_focus", "runs/main/finetune")  # what `b
 def default_weights() -> Path:
     """The shipped checkpoint, else the main job's chorale model, else an error naming the way on."""
     for folder in (SHIPPED_WEIGHTS, *(REPO_ROOT / f for f in MAIN_JOB_WEIGHTS)):
-        found = sorted(Path(folder).glob("weights_*.pth"))
-        if found:
-            return found[0]
+        if any(Path(folder).glob("weights_*.pth")):
+            return resolve_weights_path(folder)  # exactly one, as for any folder given
     raise FileNotFoundError("no checkpoint found: none is shipped under weights/embedded/ and the main job has "
                             "not trained one yet. Run `bash run.sh` (trains one on the embedded corpus), or give "
                             "a checkpoint's path (e.g. the published NotaGen-X file)")

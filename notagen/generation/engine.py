@@ -110,7 +110,8 @@ class Engine:
 
         The first event of a piece carries its prompt text; the last one its PieceResult. `indices`
         numbers the pieces (default 0, 1, ...): a piece's random stream follows its number, so a
-        process given every other number writes exactly those pieces of a one-process run."""
+        process given every other number writes those pieces of a one-process run (on CPU up to the
+        rounding of packed against unpacked float32 products, which depend on the live rows)."""
         settings = settings or GenerationSettings()
         seed = settings.seed if settings.seed is not None else fresh_seed()
         queue = deque(zip(indices, prompts) if indices is not None else enumerate(prompts))
