@@ -56,7 +56,8 @@ def run_variant(args) -> dict:
 
     lora, checkpointing, reference = VARIANTS[args.variant]
     torch.manual_seed(0)
-    torch.set_num_threads(args.threads) if args.threads else None
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     config = resolve_config(args.preset)
     model = NotaGenLMHeadModel(config).to(device).train()

@@ -20,7 +20,8 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for the processes' rendezvous)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -30,7 +31,7 @@ def accelerate_command(script: str | Path, argv: list[str], num_processes: int) 
     accelerate = Path(sys.executable).with_name("accelerate")
     return [str(accelerate) if accelerate.exists() else "accelerate", "launch", "--multi_gpu",
             "--num_processes", str(num_processes), "--num_machines", "1", "--mixed_precision", "no",
-            "--dynamo_backend", "no", "--main_process_port", str(_free_port()), str(script), *argv]
+            "--dynamo_backend", "no", "--main_process_port", str(free_port()), str(script), *argv]
 
 
 def relaunch(script: str | Path, argv: list[str], num_processes: int) -> int:

@@ -44,9 +44,9 @@ def lora_settings(settings) -> LoraSettings | None:
     rank = int(getattr(settings, "lora_rank", 0) or 0)
     if rank <= 0:
         return None
-    return LoraSettings(rank, float(getattr(settings, "lora_alpha", 2 * rank)),
-                        float(getattr(settings, "lora_dropout", 0.0)),
-                        str(getattr(settings, "lora_targets", "") or LORA_TARGETS))
+    return LoraSettings(rank, float(getattr(settings, "lora_alpha", LoraSettings.alpha)),
+                        float(getattr(settings, "lora_dropout", LoraSettings.dropout)),
+                        str(getattr(settings, "lora_targets", "") or LoraSettings.targets))
 
 
 def add_lora(model: torch.nn.Module, lora: LoraSettings) -> torch.nn.Module:

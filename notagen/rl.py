@@ -121,14 +121,12 @@ def dpo_weights_name(tag: str, beta: float, lam: float, config, learning_rate: f
 
 def run_dpo_training(settings) -> Path:
     """RL/train.py: policy from `settings.weights_path`, DPOP on the preference file; returns weights."""
-    from .checkpoint import load_model, save_checkpoint
-    from .training import TrainConfig, make_accelerator, train
-
-    from .lora import adapters_disabled, has_lora
+    from .checkpoint import load_model
+    from .lora import adapters_disabled
     from .paths import resolve_weights_path
     from .settings import plain_settings
     from .stages import prepare_for_training
-    from .training.checkpoints import adapter_path
+    from .training import TrainConfig, make_accelerator, save_model_files, train
 
     lam = getattr(settings, "lambda")  # LAMBDA in RL/config.py; `lambda` is a Python keyword
     weights = resolve_weights_path(settings.weights_path)  # "" = the shipped checkpoint
@@ -167,8 +165,6 @@ def run_dpo_training(settings) -> Path:
                                     "preference_path": str(settings.preference_path)},
                             "settings": plain_settings(settings)})
     if accelerator.is_main_process:  # the policy after the last step is the result of the iteration
-        save_checkpoint(config.weights_path, accelerator.unwrap_model(policy))  # adapters merged
-        if has_lora(policy):
-            save_checkpoint(adapter_path(config.weights_path), accelerator.unwrap_model(policy), adapter_only=True)
+        save_model_files(config.weights_path, accelerator.unwrap_model(policy))  # adapters merged, file beside
     accelerator.wait_for_everyone()
     return config.weights_path

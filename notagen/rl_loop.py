@@ -18,7 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .io import atomic_write_json
-from .paths import resolve_output_dir, resolve_weights_path
+from .paths import resolve_input_path, resolve_output_dir, resolve_weights_path
 
 
 def _done(marker: Path) -> dict | None:
@@ -144,7 +144,6 @@ def evaluate_pieces(settings, generated_dir: Path, out: Path) -> dict:
     if getattr(settings, "eval_pieces", 0) <= 0:
         return {}
     from .evaluation import evaluate, write_report
-    from .paths import resolve_input_path
 
     report_path = out / "report.json"
     if not (report := _done(report_path)):

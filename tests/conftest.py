@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from notagen.launch import free_port  # noqa: E402,F401  (shared with the tests)
 from notagen.paths import REPO_ROOT, VECTORS_DIR as VECTORS  # noqa: E402  (the one definition of both)
 
 # the prompt lines write_corpus(prompts=True) puts before every piece
@@ -64,13 +64,6 @@ def write_corpus(root: Path, *, prompts: bool = False, relative_to: Path | None 
         (root / "augmented_train.jsonl").write_text("\n".join(lines) + "\n")
         (root / "augmented_eval.jsonl").write_text(lines[eval_piece] + "\n")
     return root
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager

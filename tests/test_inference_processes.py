@@ -6,9 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO_ROOT, free_port
+from conftest import REPO_ROOT
+from notagen.launch import accelerate_command
 
-ACCELERATE = Path(sys.executable).with_name("accelerate")
 SCRIPT = REPO_ROOT / "inference" / "inference.py"
 
 
@@ -25,9 +25,7 @@ def test_two_processes_write_what_one_process_writes(tmp_path):
                          capture_output=True, text=True, env=env, timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]
     # accelerate 1.x: `--multi_gpu` starts the processes with torchrun; on CPUs they form a gloo group
-    two = subprocess.run([str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-                          str(SCRIPT), *args, "--output_dir", str(tmp_path / "two")],
+    two = subprocess.run(accelerate_command(SCRIPT, [*args, "--output_dir", str(tmp_path / "two")], 2),
                          capture_output=True, text=True, env=env, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     assert "2 processes" in two.stdout

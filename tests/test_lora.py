@@ -11,6 +11,7 @@ from notagen.lora import (LoraSettings, add_lora, adapters_disabled, enable_grad
                           load_adapter_state, merged_state_dict)
 from notagen.settings import parse_settings
 from notagen.stages import run_notagen_training
+from notagen.training import adapter_path
 
 TINY = VECTORS / "tiny_notagen.pth"
 
@@ -56,8 +57,7 @@ def test_lora_trains_adapters_only_and_saves_a_merged_file_that_inference_reads(
     assert changed and all(key.endswith(adapted) for key in changed)  # norms, embeddings, LM head untouched
 
     # the merged weights give the adapted model's logits: base + adapters
-    adapter_file = result.weights_path.with_name(result.weights_path.name.replace("weights_", "adapter_", 1))
-    adapter = read_checkpoint(adapter_file)
+    adapter = read_checkpoint(adapter_path(result.weights_path))
     assert adapter["adapter_only"] and all("lora_" in key for key in adapter["model"])
     adapted_model = add_lora(load_model(TINY), LoraSettings(rank=4))
     load_adapter_state(adapted_model, adapter["model"])
@@ -148,7 +148,7 @@ def test_dpop_with_adapters_keeps_the_reference_and_moves_the_policy(tmp_path):
     weights = run_dpo_training(settings)
     base = load_model(TINY).eval()
     policy = add_lora(load_model(TINY), LoraSettings(rank=4, alpha=8.0))
-    load_adapter_state(policy, read_checkpoint(weights.with_name(weights.name.replace("weights_", "adapter_", 1)))["model"])
+    load_adapter_state(policy, read_checkpoint(adapter_path(weights))["model"])
     policy.eval()
     patches, masks = sample_batch(base)
     with torch.no_grad():

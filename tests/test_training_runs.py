@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
-from conftest import REPO_ROOT, free_port, write_corpus
+from conftest import REPO_ROOT, write_corpus
+from notagen.launch import accelerate_command
 from notagen.checkpoint import load_model, read_checkpoint
 
 SCRIPT = REPO_ROOT / "pretrain" / "train-gen.py"
-ACCELERATE = Path(sys.executable).with_name("accelerate")
 
 
 def stage_args(corpus: Path, out: Path, *extra: str) -> list[str]:
@@ -41,9 +41,7 @@ def test_two_cpu_processes_train_on_different_data(tmp_path):
     corpus, out = write_corpus(tmp_path / "corpus", eval_piece=1), tmp_path / "out"
     # accelerate 1.x runs `launch --cpu --num_processes 2` as ONE process (multi-CPU needs mpirun);
     # `--multi_gpu` starts the processes with torchrun and `--cpu true` makes them a gloo group
-    command = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-               str(SCRIPT), *stage_args(corpus, out, "--num_epochs", "3")]
+    command = accelerate_command(SCRIPT, stage_args(corpus, out, "--num_epochs", "3"), 2)
     run = subprocess.run(command, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     log = next(out.glob("logs_notagen_*.txt")).read_text()

@@ -44,14 +44,14 @@ Where things are
 The parts are reused by the other trainers (M3 in notagen.clamp2, DPO in notagen.rl); the NotaGen
 stage wiring lives in notagen.stages.
 """
-from .checkpoints import (RunExistsError, check_output_dir, load_training_state, save_training_state,
-                          save_weights)
+from .checkpoints import (RunExistsError, adapter_path, check_output_dir, load_training_state,
+                          save_model_files, save_training_state, save_weights)
 from .loop import default_compute_loss, evaluate, split_loss_and_metrics, train
 from .parts import (RunLogger, ShardedSampler, WarmupSchedule, build_optimizer, build_scheduler,
                     capture_rng_state, make_accelerator, resolve_trackers, restore_rng_state, seed_everything)
 from .settings import TrainConfig, TrainResult, TrainState
 
-__all__ = ["RunExistsError", "RunLogger", "ShardedSampler", "TrainConfig", "TrainResult", "TrainState",
+__all__ = ["RunExistsError", "RunLogger", "adapter_path", "save_model_files", "ShardedSampler", "TrainConfig", "TrainResult", "TrainState",
            "WarmupSchedule", "build_optimizer", "build_scheduler", "capture_rng_state", "check_output_dir",
            "default_compute_loss", "evaluate", "load_training_state", "make_accelerator", "resolve_trackers",
            "restore_rng_state", "save_training_state", "save_weights", "seed_everything",

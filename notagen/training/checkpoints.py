@@ -50,17 +50,22 @@ def reduce_sum(accelerator, values: list[float]) -> list[float]:
 
 def save_weights(path: Path, accelerator, model, optimizer, scheduler, state: TrainState, epoch: int,
                  **extra) -> None:
-    """Write the best-weights file (published layout; adapters merged, and the adapter file beside
-    it as `adapter_*.pth`); rank 0 only, no collectives."""
+    """Write the best-weights file (`save_model_files`); rank 0 only, no collectives."""
+    if accelerator.is_main_process:
+        save_model_files(path, accelerator.unwrap_model(model), optimizer=optimizer.state_dict(),
+                         lr_sched=scheduler.state_dict(), epoch=epoch, best_epoch=state.best_epoch,
+                         min_eval_loss=state.min_eval_loss, **extra)
+
+
+def save_model_files(path: Path, model, optimizer=None, lr_sched=None, **extra) -> None:
+    """A model's weights file in the published layout (adapters merged) with `extra` entries; for a
+    LoRA model also its adapter file beside it (`adapter_path`), without the optimizer state."""
     from ..lora import has_lora
 
-    if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(model)
-        save_checkpoint(path, unwrapped, optimizer=optimizer.state_dict(),
-                        lr_sched=scheduler.state_dict(), epoch=epoch, best_epoch=state.best_epoch,
-                        min_eval_loss=state.min_eval_loss, **extra)
-        if has_lora(unwrapped):
-            save_checkpoint(adapter_path(path), unwrapped, adapter_only=True, epoch=epoch, **extra)
+    states = {key: value for key, value in (("optimizer", optimizer), ("lr_sched", lr_sched)) if value is not None}
+    save_checkpoint(path, model, **states, **extra)
+    if has_lora(model):
+        save_checkpoint(adapter_path(path), model, adapter_only=True, **extra)
 
 
 def adapter_path(weights_path: Path) -> Path:
