@@ -246,6 +246,24 @@ def test_tiny_checkpoint_streams_shows_its_failure_and_renders_a_pasted_chorale(
     page.close()
 
 
+def test_a_choice_made_while_the_last_one_is_answered_is_not_dropped(browser, tiny_server):
+    """Under load the server answers a choice slowly; the next choice must still reach it (the
+    Gradio default drops triggers while one is pending, which left the cascade stuck in CI)."""
+    from notagen.prompts import PromptCatalog
+
+    catalog = PromptCatalog.from_file(REPO_ROOT / "gradio" / "prompts.txt")
+    page = open_page(browser, tiny_server)
+    held = []  # the first answer is held back until the second choice is made
+    page.route("**/gradio_api/run/predict", lambda route: held.append(route) if not held else route.continue_())
+    choose(page, "period", "Classical")
+    choose(page, "period", "Romantic")
+    assert len(held) == 1
+    held[0].continue_()
+    page.wait_for_function("value => document.querySelector('#composer input').value === value",
+                           arg=catalog.composers("Romantic")[0], timeout=30_000)
+    page.close()
+
+
 def test_stop_halts_a_running_generation(browser, tiny_server):
     page = open_page(browser, tiny_server)
     page.locator("#generate").click()

@@ -197,8 +197,12 @@ class DemoPage:
 
     def wire(self, c: SimpleNamespace, r: SimpleNamespace, last_run) -> None:
         prompt = [c.period, c.composer, c.instrumentation]
-        c.period.input(self.on_period, c.period, [c.composer, c.instrumentation], queue=False)  # user choices only
-        c.composer.input(self.on_composer, [c.period, c.composer], c.instrumentation, queue=False)
+        # user choices only; "always_last": a choice made while the previous one is still answered
+        # (closing a list fires one too) must not be dropped, as the default "once" would
+        c.period.input(self.on_period, c.period, [c.composer, c.instrumentation], queue=False,
+                       trigger_mode="always_last")
+        c.composer.input(self.on_composer, [c.period, c.composer], c.instrumentation, queue=False,
+                         trigger_mode="always_last")
         c.random_button.click(self.on_random, None, prompt, queue=False)
         # queued (errors become toasts), beside the generation slot rather than behind it
         c.upload.change(self.on_upload, [c.upload, c.bars], [c.upload, c.upload_note], concurrency_limit=4,
@@ -210,7 +214,7 @@ class DemoPage:
             concurrency_limit=1, concurrency_id="generation", show_progress="minimal")
         c.stop_button.click(self.on_stop, None, None, queue=False)
         r.choice.input(self.show_variation, [r.choice, last_run], [r.status, r.abc, r.score, r.audio, r.files, r.choice],
-                       queue=False)
+                       queue=False, trigger_mode="always_last")
         r.rerender_button.click(self.rerender, [r.abc, last_run], [r.status, r.score, r.audio, r.files],
                                 concurrency_limit=2, concurrency_id="render")
 
