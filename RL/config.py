@@ -51,6 +51,7 @@ TOP_P = _published.top_p  # (published 0.9)
 TEMPERATURE = _published.temperature  # (published 1.2)
 MAX_CHARS = _published.max_chars  # a generated piece fails past this many characters
 MAX_SECONDS = _published.max_seconds  # a generated piece fails after this many seconds
+BAR_RETRIES = _published.bar_retries  # 0: the preference pairs show the policy's own mistakes (inference/config.py checks bar lines)
 FEATURE_BATCH_SIZE = 32  # segments per forward pass of the feature extractor
 EVAL_PIECES = 0  # clamp2/evaluate.py on this many of each model's pieces: the table gains usable (strict), bar alignment, critic AUC and adherence columns (0 = skip; ~1 min per 200 pieces)
 STYLE_TRAIN_DIR = ""  # real pieces with prompt lines for the evaluation's composer classifier ("" = no adherence column)

@@ -1,6 +1,7 @@
 # Settings of the demo page, gradio/demo.py. Each one can be overridden: python gradio/demo.py --name value
 # Relative paths are looked up from the current folder, then from the repository root.
 
+from notagen.generation.piece import CHECKED_BAR_RETRIES  # this project's bar check (0: the published sampler)
 from notagen.generation.piece import GenerationSettings as _published  # the one home of the published sampling defaults
 
 WEIGHTS_PATH = ""  # checkpoint to generate from (published NotaGen-X or a project file; sizes are read from it); "" = the shipped one (weights/embedded/), else the main job's under runs/main/
@@ -18,6 +19,7 @@ MAX_VARIATIONS = 8  # most variations generated together (through the engine's b
 MAX_CHARS = 12000  # a piece fails (partial text kept and shown) once its text is longer than this
 MAX_SECONDS = 600.0  # a piece fails after this many seconds
 MAX_EMPTY_PATCHES = _published.max_empty_patches  # a piece fails as stalled after this many patches in a row without text
+BAR_RETRIES = CHECKED_BAR_RETRIES  # a finished bar line whose voices disagree is written again, up to this many times (0 = the published sampler)
 CONTINUE_BARS = 8  # bars of an uploaded piece the model continues from (0 = all of them)
 SCORE_EVERY_BARS = 8  # the growing score is engraved again every this many bars
 STREAM_INTERVAL = 0.25  # seconds between two updates of the streamed text

@@ -1,6 +1,7 @@
 # Settings of inference/inference.py. Each one can be overridden: python inference/inference.py --name value
 # Relative paths are looked up from the current folder, then from the repository root.
 
+from notagen.generation.piece import CHECKED_BAR_RETRIES  # this project's bar check (0: the published sampler)
 from notagen.generation.piece import GenerationSettings as _published  # the one home of the published sampling defaults
 
 INFERENCE_WEIGHTS_PATH = ""  # checkpoint to generate from: a file or a folder holding one (published NotaGen or a project file; sizes are read from it); "" = the shipped one (weights/embedded/), else the main job's
@@ -21,6 +22,7 @@ DTYPE = "auto"  # auto (bfloat16 on CUDA, float32 elsewhere), float32, bfloat16 
 MAX_CHARS = _published.max_chars  # a piece fails once its text is longer than this (published 102400)
 MAX_SECONDS = _published.max_seconds  # a piece fails after this many seconds (published 20 minutes)
 MAX_EMPTY_PATCHES = _published.max_empty_patches  # a piece fails as stalled after this many patches in a row without text
+BAR_RETRIES = CHECKED_BAR_RETRIES  # a finished bar line whose voices disagree (a voice twice, unequal durations) is written again, up to this many times (0 = the published sampler; text then streams line by line)
 GREEDY = _published.greedy  # always take the most probable char (ignores top_k, top_p, temperature)
 CONVERT = True  # also write MusicXML and MIDI for every finished piece
 RENDER = False  # also write the score pages (svg/) and audio (audio/) of every finished piece (needs convert)

@@ -34,7 +34,7 @@ def sampling_settings(settings):
 
     return GenerationSettings(top_k=settings.top_k, top_p=settings.top_p, temperature=settings.temperature,
                               seed=settings.seed, max_chars=settings.max_chars, max_seconds=settings.max_seconds,
-                              batch_size=settings.generation_batch_size)
+                              batch_size=settings.generation_batch_size, bar_retries=settings.bar_retries)
 
 
 def candidate_text(result) -> str | None:

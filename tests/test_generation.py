@@ -169,7 +169,7 @@ def test_eos_patch_finishes_and_eos_char_ends_a_patch():
 def test_limits_stall_and_prompt_length():
     piece = make_piece(max_empty_patches=3)
     for _ in range(3):
-        assert piece.add_patch([EOS_ID]) == ("", False)  # a patch with no text
+        assert piece.add_patch([EOS_ID]) == ("", "")  # a patch with no text
     assert piece.result().reason == "stalled"
     piece = make_piece(max_chars=60)
     piece.add_patch(ids("%%score ( 1 2 )\n"))
@@ -186,14 +186,14 @@ def test_rebuild_keeps_metadata_and_half_the_body_lines():
     assert len(piece.context) == 5
     body = [f"[r:{i:02d}/9][V:1]a\n" for i in range(15)]  # 15 chars: one patch each with its EOS
     for line in body[:14]:
-        assert piece.add_patch(ids(line) + [EOS_ID]) == (line, False)
-    assert piece.add_patch(ids(body[14]) + [EOS_ID]) == (body[14], True)  # 20 patches: rebuild
+        assert piece.add_patch(ids(line) + [EOS_ID]) == (line, "")
+    assert piece.add_patch(ids(body[14]) + [EOS_ID]) == (body[14], "rebuilt")  # 20 patches: rebuild
     assert piece.stream_events == [len(piece.text)] and piece.cut == 7
     # the prompt lines are part of the metadata a rebuild keeps (the greedy vectors say so)
     expected = Patchilizer(16).encode_generate("".join(piece.prompt.lines) + "".join(body[8:]), 20)
     assert piece.context == expected[:-1] and piece.partial == expected[-1]
     assert piece.partial == ids(body[14])  # the last bar stays open: the next patch continues it
-    assert piece.add_patch([EOS_ID]) == ("", False) and piece.context[-1] == ids(body[14]) + [EOS_ID]
+    assert piece.add_patch([EOS_ID]) == ("", "") and piece.context[-1] == ids(body[14]) + [EOS_ID]
 
 
 def test_a_context_that_does_not_fit_loses_front_lines_or_keeps_the_newest_patches():
@@ -251,3 +251,97 @@ def test_candidate_probs_equal_the_published_chain_on_the_full_vector():
         dense = probs if ids is None else torch.zeros_like(full).scatter(-1, ids, probs)
         assert torch.allclose(dense / dense.sum(-1, keepdim=True), full / full.sum(-1, keepdim=True),
                               atol=1e-12, rtol=0)
+
+
+# ---- bar-checked generation -------------------------------------------------------------------
+TWO_VOICES = Prompt.from_lines(["%Baroque", "%Bach, Johann Sebastian", "%Choral", "%%score 1 2", "L:1/8",
+                                "M:4/4", "K:C", "V:1 treble", "V:2 bass"])
+
+
+def feed(piece: Piece, text: str) -> list[tuple[str, str]]:
+    """The patches of `text` as the char decoder would write them (after the piece's open patch)."""
+    outcomes = []
+    for patch in Patchilizer(16).encode_generate(text, 1 << 30, add_special_patches=False):
+        chars = [c for c in patch if c != 0]
+        outcomes.append(piece.add_patch(chars + ([EOS_ID] if len(chars) < 16 else [])))
+    return outcomes
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("[r:3/9][V:1]abcd efga|[V:2]C8|\n", None),
+    ("[V:1]abcd|[V:2]C8|\n", "voices differ in duration"),
+    ("[V:1]a8|[V:1]C8|\n", "repeated voice"),
+    ("[V:1]a4|b4|[V:2]C8|\n", "several bars in a voice"),
+    ("[V:1]a8|[V:3]C8|\n", "undeclared voice"),
+    ("\n", None),  # every voice rests
+])
+def test_line_problem_names_what_is_misaligned(line, problem):
+    from notagen.abc.unreduce import line_problem
+
+    assert line_problem(line, {"V:1", "V:2"}) == problem
+
+
+def test_real_chorale_lines_pass_the_bar_check():
+    from conftest import pipeline_item
+    from notagen.abc.unreduce import line_problem
+
+    lines = [l for l in pipeline_item("bach/bwv269.mxl")["interleaved"].splitlines(True) if l.startswith("[V:")]
+    assert len(lines) > 10 and all(line_problem(l, {f"V:{n}" for n in range(1, 5)}) is None for l in lines)
+
+
+def test_a_misaligned_line_is_written_again_and_its_text_held_back():
+    piece = make_piece(TWO_VOICES, bar_retries=2)
+    assert [text for text, _ in feed(piece, "[r:0/9][V:1]a8|[V:2]C8|\n")][-1].startswith("[r:0/9][V:1]a8")
+    start = (len(piece.text), len(piece.context), piece.released)
+    assert piece.released == len(piece.text)  # a good line is released once complete
+    bad = feed(piece, "[r:1/8][V:1]abcd|[V:2]C8|\n")
+    assert [outcome for _, outcome in bad] == ["", "rewound"] and all(text == "" for text, _ in bad)
+    assert (len(piece.text), len(piece.context), piece.released) == start and piece.resampled_lines == 1
+    assert feed(piece, "[r:1/8][V:1]abcd|[V:2]C8|\n")[-1][1] == "rewound"  # the second retry
+    kept = feed(piece, "[r:1/8][V:1]abcd|[V:2]C8|\n")  # no retries left: the line stays
+    assert kept[-1] == ("[r:1/8][V:1]abcd|[V:2]C8|\n", "") and piece.resampled_lines == 2
+    feed(piece, "[r:2/7][V:1]ab|\n")  # single-voice bars are fine, and the count starts again
+    assert feed(piece, "[r:3/6][V:1]a|[V:1]b|\n")[-1][1] == "rewound"
+    assert piece.text.endswith("[r:2/7][V:1]ab|\n") and piece.result().resampled_lines == 3
+
+
+def test_the_published_loop_releases_every_patch_and_never_rewinds():
+    piece = make_piece(TWO_VOICES)
+    outcomes = feed(piece, "[r:0/9][V:1]abcd|[V:2]C8|\n")
+    assert "".join(text for text, _ in outcomes) == "[r:0/9][V:1]abcd|[V:2]C8|\n"
+    assert {outcome for _, outcome in outcomes} == {""} and piece.resampled_lines == 0
+
+
+def test_kv_cache_rewind_then_advance_equals_the_other_path():
+    torch.manual_seed(0)
+    stack = build_model(NotaGenConfig(patch_length=32, patch_num_layers=2, char_num_layers=1,
+                                      hidden_size=64)).patch_level_decoder.base.eval()
+    x = torch.randn(2, 10, 64)
+    other = torch.randn(2, 4, 64)  # the tokens written after the rewind
+    with torch.no_grad():
+        cache = KVCache(stack, rows=2, capacity=32)
+        cache.prefill([0, 1], x[:, :6], [6, 6])
+        for t in range(6, 10):
+            cache.advance(x[:, t])
+        cache.rewind(0, 3)
+        with pytest.raises(ValueError):
+            cache.rewind(1, 11)
+        steps = [cache.advance(other[:1, t], rows=[0]) for t in range(4)]
+        expected = stack(inputs_embeds=torch.cat([x[:1, :3], other[:1]], dim=1)).last_hidden_state[0, 3:]
+        assert torch.allclose(torch.cat(steps), expected, atol=1e-5)
+        row1 = cache.advance(x[1:, 9], rows=[1])  # the other row was not touched
+        assert torch.allclose(row1, stack(inputs_embeds=torch.cat([x[1:], x[1:, 9:]], 1)).last_hidden_state[0, -1],
+                              atol=1e-5)
+
+
+def test_bar_checked_sampling_rewinds_the_cache_like_the_uncached_loop(engine, tiny_model):
+    prompt = Prompt.from_triple("Baroque", "Bach, Johann Sebastian", "Choral")
+    settings = GenerationSettings(seed=7, max_chars=1500, bar_retries=4)
+    events = list(reference_generate(tiny_model, prompt, settings))
+    (cached,) = engine.generate([prompt], settings)
+    assert "".join(event.text for event in events) == events[-1].result.text == cached.text
+    assert cached.resampled_lines == events[-1].result.resampled_lines > 0
+    streamed = [event for event in engine.stream([prompt] * 3, GenerationSettings(**{**vars(settings), "batch_size": 3}))]
+    for index in range(3):  # in a batch too, the events add up to the piece
+        result = next(e.result for e in streamed if e.piece == index and e.result is not None)
+        assert "".join(e.text for e in streamed if e.piece == index) == result.text

@@ -126,6 +126,37 @@ def rest_unreduce(text: str) -> str:
     return "".join(out)
 
 
+def line_problem(line: str, declared: set[str] | None = None) -> str | None:
+    """Why one body line (a bar of every voice, stream prefix allowed) cannot be aligned, or None.
+
+    Text-only, as generation needs it the moment a line is complete: a voice that the header does
+    not declare (`declared`; None: not checked), a voice twice, a voice with more than one bar, or
+    voices whose bars last differently (bars whose duration abctoolkit cannot tell are not compared).
+    An empty line (every voice rests) is fine."""
+    line = strip_stream_prefixes(line.rstrip("\n"))
+    if not line.strip():
+        return None
+    bars = _VOICE_PATCH.findall(line)
+    if not bars:
+        return "no voice bar"
+    durations, seen = set(), set()
+    for number, bar in bars:
+        symbol = f"V:{number}"
+        if declared is not None and symbol not in declared:
+            return "undeclared voice"
+        if symbol in seen:
+            return "repeated voice"
+        seen.add(symbol)
+        barline = _right_barline(bar)
+        inner = bar[:-len(barline)] if barline else bar
+        if len(re.split(Barline_regexPattern, inner.lstrip(":|[]"))) > 1:
+            return "several bars in a voice"
+        duration = bar_duration(inner)
+        if duration is not None:
+            durations.add(duration)
+    return "voices differ in duration" if len(durations) > 1 else None
+
+
 def is_rest_reduced(text: str) -> bool:
     """True when some body line of interleaved text leaves out a declared voice."""
     header, body = split_header_body(text_to_lines(strip_stream_prefixes(text)))

@@ -97,7 +97,8 @@ class KVCache:
     Shapes: k[layer], v[layer]: [rows, heads, capacity, head_dim]; `lengths[r]` tokens of row r are
     cached (positions 0 .. lengths[r]-1). The stack's weights are used in place (no copies).
     API: `reset(rows)` forgets rows; `prefill(rows, x, lengths)` runs rows from position 0;
-    `advance(x, rows)` adds one token per row at its own position; `keep(rows)` drops other rows.
+    `advance(x, rows)` adds one token per row at its own position; `rewind(row, n)` cuts a row back;
+    `keep(rows)` drops other rows.
     """
 
     def __init__(self, stack, rows: int, capacity: int, blocks: list[_Block] | None = None):
@@ -122,6 +123,12 @@ class KVCache:
     def reset(self, rows: Iterable[int] | None = None) -> None:
         for r in (range(self.rows) if rows is None else rows):
             self.lengths[r] = 0
+
+    def rewind(self, row: int, length: int) -> None:
+        """Row `row` keeps its first `length` tokens; later ones are overwritten by the next advance."""
+        if not 0 <= length <= self.lengths[row]:
+            raise ValueError(f"cannot rewind row {row} of {self.lengths[row]} tokens to {length}")
+        self.lengths[row] = length
 
     def keep(self, rows: list[int]) -> None:
         index = torch.tensor(rows, device=self.wpe.device)

@@ -7,6 +7,8 @@
   char-level decoder one row per piece (capacity patch_size + 1), reset for every patch. On CPU,
   batches run the char-level decoder on oneDNN-packed weight copies (`Engine(pack="none")` turns it
   off, "all" packs the patch level too).
+- Bar-checked generation (`bar_retries`): a rejected bar line is forgotten by cutting the piece's
+  cache row back (`KVCache.rewind`) and re-running the last kept patch for its feature.
 - Batching is continuous: a finished piece's row is given to the next waiting piece, or dropped
   when none is left, so finished pieces cost nothing.
 - Sampling (top-k -> top-p -> temperature, `notagen.sampling`) runs on the device in float64; each
@@ -26,7 +28,7 @@ import torch
 from ..patchilizer import Patchilizer
 from ..sampling import fresh_seed, piece_seed, sample_rows
 from .cache import KVCache, _Block, stack_blocks
-from .piece import GenerationEvent, GenerationSettings, Piece, PieceResult, Prompt
+from .piece import REBUILT, REWOUND, GenerationEvent, GenerationSettings, Piece, PieceResult, Prompt
 
 # ---------------------------------------------------------------------------------------------
 # The engine
@@ -161,13 +163,17 @@ class Engine:
 
             advance_rows, advance_patches = [], []
             for row, piece in enumerate(pieces):
-                text, rebuilt = piece.add_patch(new[row])
+                text, outcome = piece.add_patch(new[row])
                 yield GenerationEvent(piece.index, text)
                 if piece.done:
                     yield GenerationEvent(piece.index, "", piece.result())
                     pieces[row] = None
-                elif rebuilt:
+                elif outcome == REBUILT:
                     to_prefill.append(row)
+                elif outcome == REWOUND:  # the line was rejected: forget its patches, re-run the last kept one
+                    patch_cache.rewind(row, len(piece.context) - 1)
+                    advance_rows.append(row)
+                    advance_patches.append(piece.context[-1])
                 else:
                     advance_rows.append(row)
                     advance_patches.append(piece.context[-1])

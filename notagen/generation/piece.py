@@ -18,6 +18,12 @@ How a piece grows (shared/spec/model.md, "Generation")
   instead, which can stall a piece for good).
 - Limits: a piece fails as soon as its text (prompt lines included) exceeds `max_chars`, when it
   runs past `max_seconds`, or after `max_empty_patches` patches in a row that add no text.
+- Bar-checked generation (`bar_retries` > 0; not in the published loop, which is `bar_retries=0`):
+  when a body line (one bar of every voice) is complete and `line_problem` finds its voices
+  misaligned (a voice twice, two bars in one voice, bars of different durations), the piece goes
+  back to the end of the previous line and writes the line again from its own random stream, up to
+  `bar_retries` times per line (then the line stays). Text is then released line by line, so what
+  the events carry never has to be taken back; a stream rebuild inside a line lets that line stand.
 """
 from __future__ import annotations
 
@@ -27,11 +33,14 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple
 
+from ..abc.unreduce import line_problem
 from ..config import BOS_ID, EOS_ID, PAD_ID
 from ..patchilizer import Patchilizer, split_lines
 
 R0_TRIGGER = [ord(c) for c in "[r:"]  # first three chars of the first tune-body patch ...
 R0_FORCED = [ord(c) for c in "0/"]  # ... are followed by these, so the body starts at line 0
+CHECKED_BAR_RETRIES = 8  # this project's stage configs check bar lines; GenerationSettings keeps the published 0
+REBUILT, REWOUND = "rebuilt", "rewound"  # what `Piece.add_patch` did to the context besides appending
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,6 +119,7 @@ class GenerationSettings:
     max_empty_patches: int = 64  # patches in a row without text -> stalled
     max_patches: int | None = None  # a piece fails after this many generated patches (None: no limit)
     batch_size: int = 1  # pieces generated together
+    bar_retries: int = 0  # resample a misaligned bar line up to this many times (0: the published loop)
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -120,6 +130,8 @@ class GenerationSettings:
             raise ValueError(f"top_p must be in (0, 1], not {self.top_p}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0 (0 = no top-k cut), not {self.top_k}")
+        if self.bar_retries < 0:
+            raise ValueError(f"bar_retries must be >= 0 (0 = no bar check), not {self.bar_retries}")
 
 
 @dataclass
@@ -132,6 +144,7 @@ class PieceResult:
     seconds: float = 0.0
     patches: int = 0  # patches generated
     stream_events: list[int] = field(default_factory=list)  # text length at each context rebuild
+    resampled_lines: int = 0  # bar lines written again by the bar check
 
     @property
     def chars(self) -> int:
@@ -157,6 +170,18 @@ def split_header(text: str) -> tuple[str, str]:
             return "".join(split_lines(text[:offset])), text[offset:]
         offset += len(raw) + 1
     return "".join(split_lines(text)), ""
+
+
+class _LineStart(NamedTuple):
+    """Where the line being written began: what a rejected line is cut back to."""
+    text: int
+    metadata: int
+    body: int
+    context: int
+    partial: list[int]
+    in_body: bool
+    empty_run: int
+    rebuilds: int
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,6 +211,10 @@ class Piece:
             self.in_body = True
             self.context, self.partial = [], []
             self._set_context(split_lines(self.body, keep_last_unfinished=True))
+        self.released = len(self.text)  # text already handed out (the engine's first event: the prompt)
+        self.line_retries = 0  # rewrites of the line being written
+        self.resampled_lines = 0
+        self._mark_line_start()
         self._check_limits()
 
     # -- the char decoder's view of the next patch ---------------------------------------------
@@ -203,12 +232,19 @@ class Piece:
         return (new and new[-1] == EOS_ID) or len(self.partial) + len(new) >= self.patch_size
 
     # -- after the char decoder ------------------------------------------------------------------
-    def add_patch(self, new: list[int]) -> tuple[str, bool]:
-        """Append a generated patch; returns (its new text, whether the context was rebuilt)."""
+    def add_patch(self, new: list[int]) -> tuple[str, str]:
+        """Append a generated patch; returns (the text it releases, "" | REBUILT | REWOUND).
+
+        REBUILT: the context was encoded again (the engine prefills it). REWOUND: the line it ended
+        was rejected and the context cut back to `len(self.context)` patches."""
+        outcome = self._append(new)
+        return self._release(), outcome
+
+    def _append(self, new: list[int]) -> str:
         self.patches += 1
         if new[:2] == [BOS_ID, EOS_ID]:
             self._finish("finished")
-            return "", False
+            return ""
         text = Patchilizer.patch_text(new)
         if not self.in_body and text.startswith("[r:"):
             self.in_body = True
@@ -222,11 +258,51 @@ class Piece:
         self.context.append(patch)
         self.partial = []
         self.empty_run = 0 if text else self.empty_run + 1
+        if text.endswith("\n"):
+            if self._rejects_line():
+                return REWOUND
+            self._mark_line_start()
         if self._check_limits():
-            return text, False
+            return ""
         if len(self.context) >= self.patch_length:
-            return text, self.rebuild()
-        return text, False
+            if not self.rebuild():
+                return ""
+            if text.endswith("\n"):  # the rebuilt context is the new line's start
+                self._mark_line_start()
+            return REBUILT
+        return ""
+
+    # -- bar check -------------------------------------------------------------------------------
+    def _mark_line_start(self) -> None:
+        self._line = _LineStart(len(self.text), len(self.metadata), len(self.body), len(self.context),
+                                list(self.partial), self.in_body, self.empty_run, len(self.stream_events))
+
+    def _rejects_line(self) -> bool:
+        """A complete body line that is misaligned, with retries left: cut back to its start."""
+        start = self._line
+        if (not self.in_body or self.line_retries >= self.settings.bar_retries
+                or start.rebuilds != len(self.stream_events)):  # a rebuild inside the line: it stands
+            self.line_retries = 0
+            return False
+        line = self.text[self.text.rfind("\n", 0, len(self.text) - 1) + 1:]
+        declared = {l.split()[0] for l in self.metadata.split("\n") if l.startswith("V:") and l.split()}
+        if line_problem(line, declared or None) is None:
+            self.line_retries = 0
+            return False
+        self.text, self.metadata, self.body = (self.text[:start.text], self.metadata[:start.metadata],
+                                               self.body[:start.body])
+        self.context, self.partial = self.context[:start.context], list(start.partial)
+        self.in_body, self.empty_run = start.in_body, start.empty_run
+        self.line_retries += 1
+        self.resampled_lines += 1
+        return True
+
+    def _release(self) -> str:
+        """Text that can no longer be taken back: all of it without the bar check or once done,
+        else up to the start of the line being written."""
+        end = len(self.text) if self.done or not self.settings.bar_retries else self._line.text
+        text, self.released = self.text[self.released:end], max(self.released, end)
+        return text
 
     def _check_limits(self) -> bool:
         if len(self.text) > self.settings.max_chars:
@@ -248,7 +324,8 @@ class Piece:
 
     def result(self) -> PieceResult:
         return PieceResult(self.index, self.prompt, self.text, self.status or "failed", self.reason,
-                           time.monotonic() - self.started, self.patches, self.stream_events)
+                           time.monotonic() - self.started, self.patches, self.stream_events,
+                           self.resampled_lines)
 
     # -- stream continuation ---------------------------------------------------------------------
     def _body_lines(self) -> list[str]:

@@ -93,7 +93,7 @@ def write_piece(result: PieceResult, name: str, out: Path, folder: str, convert:
     (a `notagen.render.RenderSettings`): score pages and audio too."""
     entry = {"index": result.index, "name": name, "status": "ok", "reason": "",
              "seconds": round(result.seconds, 3), "chars": result.chars, "patches": result.patches,
-             "stream_events": result.stream_events, "files": {}}
+             "stream_events": result.stream_events, "resampled_lines": result.resampled_lines, "files": {}}
     files = entry["files"]
     if not result.ok:
         entry.update(status="failed", reason=result.reason)
@@ -189,7 +189,7 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
     settings = GenerationSettings(top_k=cfg.top_k, top_p=cfg.top_p, temperature=cfg.temperature,
                                   greedy=cfg.greedy, seed=seed, max_chars=cfg.max_chars,
                                   max_seconds=cfg.max_seconds, max_empty_patches=cfg.max_empty_patches,
-                                  batch_size=cfg.batch_size)
+                                  batch_size=cfg.batch_size, bar_retries=cfg.bar_retries)
     out = resolve_output_dir(cfg.output_dir)
     folder = output_folder_name(weights, cfg.top_k, cfg.top_p, cfg.temperature)
     slug = prompt_slug(prompt, continuation.source if continuation else cfg.prompt)
@@ -219,7 +219,8 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
         entries.append(entry)
         if show_text:
             print()
-        note = f" ({entry['reason']})" if entry["reason"] else ""
+        note = (f" ({entry['reason']})" if entry["reason"] else "") + (
+            f", {entry['resampled_lines']} bar lines written again" if entry["resampled_lines"] else "")
         log(f"[{len(entries)}/{len(mine)}] piece {event.piece}: {entry['status']}{note}, "
             f"{entry['chars']} chars, {entry['patches']} patches, {entry['seconds']:.1f} s")
     generating = time.monotonic() - generation_started
