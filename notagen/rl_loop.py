@@ -129,13 +129,41 @@ def extract(settings, abc_dir: Path, feature_dir: Path) -> Path:
     return feature_dir
 
 
-def score_summary(feature_dir: Path, reference_dir: Path) -> dict:
+def score_summary(feature_dir: Path, reference_dir: Path) -> tuple[dict, list[float]]:
     """Mean CLaMP 2 score of a model's pieces, its standard error (how far the mean may move with
-    other samples of the same model) and the number of pieces."""
+    other samples of the same model) and the number of pieces; and the pieces' scores."""
     from .clamp2 import score_folder, summarize_scores
 
-    stats = summarize_scores(score_folder(feature_dir, reference_dir))
-    return {"mean_score": stats["mean"], "sem": stats["sem"], "pieces": stats["count"]}
+    scores = score_folder(feature_dir, reference_dir)
+    stats = summarize_scores(scores)
+    return {"mean_score": stats["mean"], "sem": stats["sem"], "pieces": stats["count"]}, list(scores.values())
+
+
+def chain_row(settings, k: int, weights: Path, iteration: Path, reference_features: Path,
+              previous_scores: list[float] | None, main: bool) -> tuple[dict, list[float]]:
+    """One model's row of the table: score, the change against the previous model (Welch), the
+    reward-hacking checks (`notagen.rl_stats`) and, when asked, the evaluation report's columns."""
+    from .preference import CopyDetector
+    from .rl_stats import model_statistics, welch
+
+    summary, scores = score_summary(iteration / "features", reference_features)
+    threshold = CopyDetector(_reference_matrix(reference_features), settings.copy_threshold).threshold
+    row = {"model": k - 1, "label": "fine-tuned" if k == 1 else f"RL{k - 1}", "weights": str(weights), **summary,
+           **model_statistics(iteration / "features", iteration / "generated" / "candidates" / "interleaved",
+                              reference_features, threshold, settings.num_samples)}
+    if previous_scores is not None:
+        row["vs_previous"] = welch(previous_scores, scores)
+    if main:
+        row.update(evaluate_pieces(settings, iteration / "generated", iteration / "evaluation"))
+    return row, scores
+
+
+def _reference_matrix(feature_dir: Path):
+    import numpy as np
+
+    from .clamp2.score import load_feature_folder
+
+    return np.concatenate(list(load_feature_folder(feature_dir).values()))
 
 
 def evaluate_pieces(settings, generated_dir: Path, out: Path) -> dict:
@@ -210,17 +238,16 @@ def run_loop(settings) -> list[dict]:
     reference_features = extract(settings, Path(settings.reference_dir), root / "reference_features")
     wait(procs)
     weights = resolve_weights_path(settings.weights_path)
-    rows = []
+    rows, scores = [], None
     for k in range(1, settings.iterations + 2):
         iteration = root / f"iter_{k}"
         original_dir, interleaved_dir = generate_pieces(settings, weights, iteration / "generated", procs)
         features = extract(settings, interleaved_dir, iteration / "features")
         wait(procs)
-        rows.append({"model": k - 1, "label": "fine-tuned" if k == 1 else f"RL{k - 1}",
-                     "weights": str(weights), **score_summary(features, reference_features),
-                     **(evaluate_pieces(settings, iteration / "generated", iteration / "evaluation") if main else {})})
-        say(f"iteration {k}: model {rows[-1]['label']} mean CLaMP 2 score {rows[-1]['mean_score']:.4f} "
-            f"+- {rows[-1]['sem']:.4f} over {rows[-1]['pieces']} pieces")
+        row, scores = chain_row(settings, k, weights, iteration, reference_features, scores, main)
+        rows.append(row)
+        say(f"iteration {k}: model {row['label']} mean CLaMP 2 score {row['mean_score']:.4f} "
+            f"+- {row['sem']:.4f} over {row['pieces']} pieces")
         if k > settings.iterations:
             break
         preference_path = iteration / "preferences.json"
@@ -233,21 +260,39 @@ def run_loop(settings) -> list[dict]:
         wait(procs)
         weights = train_dpo(settings, weights, preference_path, iteration / "dpo", procs)
     if main:
-        report_rows(rows, root)
+        from .rl_stats import reference_statistics
+
+        reference = reference_statistics(reference_features, resolve_input_path(settings.reference_dir))
+        atomic_write_json(root / "reference.json", reference)
+        report_rows(rows, root, reference)
     return rows
 
 
-def report_rows(rows: list[dict], root: Path) -> None:
-    """scores.json, scores.png and the printed table."""
+def _change(row: dict) -> str:
+    change = row.get("vs_previous")
+    if change is None:
+        return ""
+    sigmas = change["diff"] / change["se"] if change["se"] > 0 else float("nan")
+    return f"{change['diff']:+.4f} ({sigmas:+.1f} SE, p {change['p']:.2g})"
+
+
+def report_rows(rows: list[dict], root: Path, reference: dict | None = None) -> None:
+    """scores.json, scores.png and the printed table (the real target pieces' own values under it)."""
     atomic_write_json(root / "scores.json", rows)
     plot_scores(rows, root / "scores.png")
     evaluated = all("usable_strict" in row for row in rows)
     extra_head = " usable (strict) | bar alignment | critic AUC | adherence top-5 |" if evaluated else ""
-    print(f"\n| model | mean CLaMP 2 score +- standard error | pieces |{extra_head} weights |\n"
-          f"|---|---|---|{'---|---|---|---|' if evaluated else ''}---|")
+    print(f"\n| model | mean CLaMP 2 score +- standard error | change vs previous (Welch) | pieces | usable | "
+          f"variety (pairwise cosine) | near copies | repeated lines |{extra_head} weights |\n"
+          f"|---|---|---|---|---|---|---|---|{'---|---|---|---|' if evaluated else ''}---|")
     for row in rows:
         extra = (f" {row['usable_strict']:.0%} | {row['bar_alignment']:.0%} | {row['critic_auc']:.2f} | "
                  f"{row['adherence_top5']:.0%} |" if evaluated else "")
-        print(f"| {row['label']} | {row['mean_score']:.4f} +- {row['sem']:.4f} | {row['pieces']} |{extra} "
-              f"{Path(row['weights']).name} |")
+        print(f"| {row['label']} | {row['mean_score']:.4f} +- {row['sem']:.4f} | {_change(row)} | {row['pieces']} | "
+              f"{row['usable']:.0%} | {row['variety']:.3f} | {row['near_copies']:.1%} | {row['repeated_lines']:.1%} |"
+              f"{extra} {Path(row['weights']).name} |")
+    if reference:
+        print(f"real target pieces ({reference['pieces']}): leave-one-out score {reference['mean_score']:.4f} "
+              f"+- {reference['sem']:.4f}, variety {reference['variety']:.3f}, "
+              f"repeated lines {reference['repeated_lines']:.1%}")
     print(f"\nscores: {root / 'scores.json'}, plot: {root / 'scores.png'}")

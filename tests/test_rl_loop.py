@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO_ROOT, VECTORS
 from notagen.settings import parse_settings
 
@@ -39,6 +41,16 @@ def test_one_iteration_of_the_loop_and_its_pieces_equal_inference(tmp_path):
     assert rows[1]["weights"] != rows[0]["weights"] and Path(rows[1]["weights"]).is_file()
     assert all(0 < row["pieces"] <= 24 and -1 <= row["mean_score"] <= 1 for row in rows)
     assert json.loads((tmp_path / "rl" / "scores.json").read_text()) == rows
+    # the reward-hacking checks of every model, the change in standard errors for the second
+    for row in rows:
+        assert 0 < row["usable"] <= 1 and row["pieces"] == round(row["usable"] * 24)
+        assert -1 <= row["variety"] <= 1 and 0 <= row["near_copies"] <= 1 and 0 <= row["repeated_lines"] < 1
+    assert "vs_previous" not in rows[0]
+    change = rows[1]["vs_previous"]
+    assert change["diff"] == pytest.approx(rows[1]["mean_score"] - rows[0]["mean_score"]) and 0 <= change["p"] <= 1
+    reference = json.loads((tmp_path / "rl" / "reference.json").read_text())
+    assert reference["pieces"] == len(list((tmp_path / "reference").glob("*.abc")))
+    assert -1 <= reference["mean_score"] <= 1 and -1 <= reference["variety"] <= 1
     generated = tmp_path / "rl" / "iter_1" / "generated"
     summary = json.loads((generated / "summary" / "pieces.json").read_text())
     assert len(summary["pieces"]) == 24

@@ -1,0 +1,111 @@
+"""Honest statistics of a CLaMP-DPO chain: is a gain real, and is it music or reward hacking?
+
+Per model of the chain (`RL/loop.py`'s table), beside the mean CLaMP 2 score:
+- `welch`: the change against the previous model, in standard errors of the difference, with
+  Welch's t-test (the two models' pieces are independent samples of unequal variance);
+- `variety`: the mean pairwise cosine between the pieces' features (1 = all alike); a chain that
+  collapses onto one kind of piece shows it rising above the real pieces' own value;
+- `near_copies`: the share of pieces closer to one real piece than the copy threshold;
+- `repeated_lines`: the share of bar lines that repeat an earlier line of the same piece exactly
+  (a model can raise its score by looping one good bar);
+- `usable`: the share of generated pieces that were scored at all (they convert and align).
+`reference_statistics` gives the same for the real target pieces, with their own leave-one-out
+score: what a model that writes like them would reach.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def welch(previous, current) -> dict:
+    """Difference of means (current - previous), its standard error, Welch's t and two-sided p."""
+    from scipy import stats
+
+    a, b = np.asarray(previous, dtype=np.float64), np.asarray(current, dtype=np.float64)
+    if a.size < 2 or b.size < 2:
+        return {"diff": float(b.mean() - a.mean()) if a.size and b.size else math.nan,
+                "se": math.nan, "t": math.nan, "p": math.nan}
+    se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
+    result = stats.ttest_ind(b, a, equal_var=False)
+    return {"diff": float(b.mean() - a.mean()), "se": se, "t": float(result.statistic), "p": float(result.pvalue)}
+
+
+def mean_pairwise_cosine(features) -> float:
+    """Mean cosine over all pairs of distinct rows of features [N, F] (nan for fewer than 2)."""
+    unit = _unit(features)
+    n = len(unit)
+    if n < 2:
+        return math.nan
+    total = unit.sum(axis=0)
+    return float((total @ total - n) / (n * (n - 1)))  # sum over i != j of u_i . u_j, unit rows
+
+
+def leave_one_out_scores(features) -> np.ndarray:
+    """Each real piece's CLaMP 2 score against the mean of the others [N]."""
+    x = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+    others = (x.sum(axis=0, keepdims=True) - x) / max(len(x) - 1, 1)
+    return np.sum(_unit(x) * _unit(others), axis=1)
+
+
+def body_lines(text: str) -> list[str]:
+    """Bar lines of a piece's text (the lines holding `[V:`), stream prefixes removed."""
+    from .abc.text import strip_stream_prefixes
+
+    return [line.strip() for line in strip_stream_prefixes(text).split("\n") if "[V:" in line]
+
+
+def repeated_lines(texts) -> float:
+    """Share of bar lines, over all pieces, equal to an earlier bar line of their own piece."""
+    repeats = total = 0
+    for text in texts:
+        lines = body_lines(text)
+        repeats += len(lines) - len(set(lines))
+        total += len(lines)
+    return repeats / total if total else math.nan
+
+
+def near_copy_share(generated, reference, threshold: float) -> float:
+    """Share of generated features whose nearest reference feature is closer than `threshold`."""
+    if len(generated) == 0:
+        return math.nan
+    nearest = (_unit(generated) @ _unit(reference).T).max(axis=1)
+    return float((nearest > threshold).mean())
+
+
+def _features_and_texts(feature_dir: Path, text_dir: Path) -> tuple[np.ndarray, list[str]]:
+    from .clamp2.score import load_feature_folder
+
+    features = load_feature_folder(feature_dir)
+    texts = [(text_dir / f"{name}.abc").read_text(encoding="utf-8") for name in features
+             if (text_dir / f"{name}.abc").is_file()]
+    return np.concatenate(list(features.values())), texts
+
+
+def model_statistics(feature_dir: Path, text_dir: Path, reference_feature_dir: Path, copy_threshold: float,
+                     generated: int) -> dict:
+    """A model's row: variety, near copies, repeated lines and the usable share of `generated` pieces."""
+    from .clamp2.score import load_feature_folder
+
+    features, texts = _features_and_texts(feature_dir, text_dir)
+    reference = np.concatenate(list(load_feature_folder(reference_feature_dir).values()))
+    return {"usable": len(features) / generated if generated else math.nan,
+            "variety": mean_pairwise_cosine(features), "near_copies": near_copy_share(features, reference, copy_threshold),
+            "repeated_lines": repeated_lines(texts)}
+
+
+def reference_statistics(reference_feature_dir: Path, reference_text_dir: Path) -> dict:
+    """The real target pieces' own values: leave-one-out score (mean, standard error), variety and
+    repeated lines."""
+    features, texts = _features_and_texts(reference_feature_dir, reference_text_dir)
+    scores = leave_one_out_scores(features)
+    return {"mean_score": float(scores.mean()),
+            "sem": float(scores.std(ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else math.nan,
+            "pieces": len(scores), "variety": mean_pairwise_cosine(features), "repeated_lines": repeated_lines(texts)}

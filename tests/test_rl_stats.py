@@ -1,0 +1,51 @@
+"""The CLaMP-DPO chain's statistics on hand-worked cases (notagen.rl_stats)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from notagen.rl_stats import (leave_one_out_scores, mean_pairwise_cosine, near_copy_share, repeated_lines,
+                              welch)
+
+
+def test_welch_by_hand():
+    previous, current = [1.0, 2.0, 3.0], [2.0, 4.0, 6.0, 8.0]
+    # means 2 and 5; variances 1 and 20/3; se = sqrt(1/3 + (20/3)/4) = sqrt(2)
+    result = welch(previous, current)
+    assert result["diff"] == pytest.approx(3.0)
+    assert result["se"] == pytest.approx(math.sqrt(2.0))
+    assert result["t"] == pytest.approx(3.0 / math.sqrt(2.0))
+    # Welch-Satterthwaite: df = 2^2 / ((1/3)^2/2 + (5/3)^2/3) = 4 / (1/18 + 25/27) = 4.075...
+    from scipy import stats
+
+    df = 4 / ((1 / 3) ** 2 / 2 + (5 / 3) ** 2 / 3)
+    assert result["p"] == pytest.approx(2 * stats.t.sf(3.0 / math.sqrt(2.0), df))
+    assert math.isnan(welch([1.0], current)["se"])
+
+
+def test_pairwise_cosine_of_alike_orthogonal_and_opposite_pieces():
+    assert mean_pairwise_cosine(np.ones((5, 3))) == pytest.approx(1.0)
+    assert mean_pairwise_cosine(np.eye(4)) == pytest.approx(0.0)
+    assert mean_pairwise_cosine(np.array([[1.0, 0.0], [-2.0, 0.0]])) == pytest.approx(-1.0)
+    # three pieces: cos(a,b) = 1, cos(a,c) = cos(b,c) = 0 -> mean 1/3
+    assert mean_pairwise_cosine(np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])) == pytest.approx(1 / 3)
+    assert math.isnan(mean_pairwise_cosine(np.ones((1, 3))))
+
+
+def test_leave_one_out_scores_and_near_copies():
+    features = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    # piece 0 against the mean of the others (0, 1): cosine 0; piece 1 against (0.5, 0.5): 1/sqrt(2)
+    assert leave_one_out_scores(features) == pytest.approx([0.0, 1 / math.sqrt(2), 1 / math.sqrt(2)])
+    generated = np.array([[1.0, 0.01], [1.0, 1.0], [-1.0, 0.0], [0.0, 5.0]])
+    assert near_copy_share(generated, features, 0.99) == pytest.approx(0.5)  # rows 0 and 3
+
+
+def test_repeated_lines_count_exact_repeats_within_a_piece():
+    header = "%%score 1 2\nL:1/8\nM:4/4\nK:C\nV:1\nV:2\n"
+    looped = header + "[r:0/3][V:1]a8|[V:2]C8|\n[r:1/2][V:1]a8|[V:2]C8|\n[r:2/1][V:1]b8|[V:2]C8|\n"
+    other = header + "[V:1]a8|[V:2]C8|\n"  # the same line in another piece is no repeat
+    assert repeated_lines([looped]) == pytest.approx(1 / 3)
+    assert repeated_lines([looped, other]) == pytest.approx(1 / 4)
+    assert math.isnan(repeated_lines([header]))
