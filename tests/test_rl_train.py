@@ -130,8 +130,9 @@ def test_score_summary_gives_mean_standard_error_and_count(tmp_path):
     np.save(tmp_path / "ref" / "a.npy", np.array([[1.0, 0.0]]))
     for name, vector in {"x": [1.0, 0.0], "y": [0.0, 1.0], "z": [1.0, 1.0]}.items():  # cosines 1, 0, 1/sqrt(2)
         np.save(tmp_path / "gen" / f"{name}.npy", np.array([vector]))
-    summary = score_summary(tmp_path / "gen", tmp_path / "ref")
+    summary, each = score_summary(tmp_path / "gen", tmp_path / "ref")
     scores = np.array([1.0, 0.0, 2 ** -0.5])
+    assert each == pytest.approx(list(scores))  # the pieces' scores, for the next model's Welch test
     assert summary["pieces"] == 3
     assert summary["mean_score"] == pytest.approx(scores.mean())
     assert summary["sem"] == pytest.approx(np.std(scores, ddof=1) / np.sqrt(3))
