@@ -220,17 +220,18 @@ def features_of(texts: list[str], weights_path: str | Path, batch_size: int = 16
     return np.concatenate(extract_features_batched(model, patchilizer, cleaned, batch_size), axis=0)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (zero rows stay zero)."""
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def clamp2_scores(generated: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    return _unit(generated) @ _unit(reference.mean(axis=0, keepdims=True))[0]
+    return unit_rows(generated) @ unit_rows(reference.mean(axis=0, keepdims=True))[0]
 
 
 def duplicate_groups(features: np.ndarray, threshold: float = DUPLICATE_COSINE) -> np.ndarray:
     """A group id per row: rows with cosine above `threshold` (transitively) share one."""
-    unit = _unit(features)
+    unit = unit_rows(features)
     close = unit @ unit.T > threshold
     groups = -np.ones(len(features), dtype=int)
     for row in range(len(features)):
@@ -275,7 +276,7 @@ def critic_auc(real: np.ndarray, generated: np.ndarray, folds: int = 5, seed: in
 
 
 def novelty(generated: np.ndarray, reference: np.ndarray, threshold: float = COPY_COSINE) -> dict:
-    nearest = (_unit(generated) @ _unit(reference).T).max(axis=1)
+    nearest = (unit_rows(generated) @ unit_rows(reference).T).max(axis=1)
     return {"mean_nearest_cosine": float(nearest.mean()), "max_nearest_cosine": float(nearest.max()),
             "copies": int((nearest > threshold).sum()), "copy_threshold": threshold}
 

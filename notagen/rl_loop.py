@@ -139,31 +139,22 @@ def score_summary(feature_dir: Path, reference_dir: Path) -> tuple[dict, list[fl
     return {"mean_score": stats["mean"], "sem": stats["sem"], "pieces": stats["count"]}, list(scores.values())
 
 
-def chain_row(settings, k: int, weights: Path, iteration: Path, reference_features: Path,
-              previous_scores: list[float] | None, main: bool) -> tuple[dict, list[float]]:
+def chain_row(settings, k: int, weights: Path, iteration: Path, reference_features: Path, reference,
+              copy_threshold: float, previous_scores: list[float] | None, main: bool) -> tuple[dict, list[float]]:
     """One model's row of the table: score, the change against the previous model (Welch), the
-    reward-hacking checks (`notagen.rl_stats`) and, when asked, the evaluation report's columns."""
-    from .preference import CopyDetector
+    reward-hacking checks (`notagen.rl_stats`; `reference`: the real pieces' features [R, F]) and,
+    when asked, the evaluation report's columns."""
     from .rl_stats import model_statistics, welch
 
     summary, scores = score_summary(iteration / "features", reference_features)
-    threshold = CopyDetector(_reference_matrix(reference_features), settings.copy_threshold).threshold
     row = {"model": k - 1, "label": "fine-tuned" if k == 1 else f"RL{k - 1}", "weights": str(weights), **summary,
            **model_statistics(iteration / "features", iteration / "generated" / "candidates" / "interleaved",
-                              reference_features, threshold, settings.num_samples)}
+                              reference, copy_threshold, settings.num_samples)}
     if previous_scores is not None:
         row["vs_previous"] = welch(previous_scores, scores)
     if main:
         row.update(evaluate_pieces(settings, iteration / "generated", iteration / "evaluation"))
     return row, scores
-
-
-def _reference_matrix(feature_dir: Path):
-    import numpy as np
-
-    from .clamp2.score import load_feature_folder
-
-    return np.concatenate(list(load_feature_folder(feature_dir).values()))
 
 
 def evaluate_pieces(settings, generated_dir: Path, out: Path) -> dict:
@@ -226,7 +217,8 @@ def run_loop(settings) -> list[dict]:
     """K iterations (see the module docstring). Under `accelerate launch` (RL/loop.py
     `--num_processes N` starts it so) every process runs this: generation, feature extraction and
     DPOP are split across them, the ranking and the reports are rank 0's."""
-    from .preference import make_preference_file
+    from .preference import CopyDetector, make_preference_file
+    from .rl_stats import features_and_texts, reference_statistics
     from .settings import record_settings
 
     procs = processes(settings)
@@ -237,6 +229,9 @@ def run_loop(settings) -> list[dict]:
         record_settings(settings, root / "settings.json")  # `--config <loop_dir>/settings.json` repeats the loop
     reference_features = extract(settings, Path(settings.reference_dir), root / "reference_features")
     wait(procs)
+    # the real pieces once: their features and texts for the table, the near-copy threshold
+    reference, reference_texts = features_and_texts(reference_features, resolve_input_path(settings.reference_dir))
+    copy_threshold = CopyDetector(reference, settings.copy_threshold).threshold
     weights = resolve_weights_path(settings.weights_path)
     rows, scores = [], None
     for k in range(1, settings.iterations + 2):
@@ -244,7 +239,8 @@ def run_loop(settings) -> list[dict]:
         original_dir, interleaved_dir = generate_pieces(settings, weights, iteration / "generated", procs)
         features = extract(settings, interleaved_dir, iteration / "features")
         wait(procs)
-        row, scores = chain_row(settings, k, weights, iteration, reference_features, scores, main)
+        row, scores = chain_row(settings, k, weights, iteration, reference_features, reference, copy_threshold,
+                                scores, main)
         rows.append(row)
         say(f"iteration {k}: model {row['label']} mean CLaMP 2 score {row['mean_score']:.4f} "
             f"+- {row['sem']:.4f} over {row['pieces']} pieces")
@@ -260,11 +256,9 @@ def run_loop(settings) -> list[dict]:
         wait(procs)
         weights = train_dpo(settings, weights, preference_path, iteration / "dpo", procs)
     if main:
-        from .rl_stats import reference_statistics
-
-        reference = reference_statistics(reference_features, resolve_input_path(settings.reference_dir))
-        atomic_write_json(root / "reference.json", reference)
-        report_rows(rows, root, reference)
+        own = reference_statistics(reference, reference_texts)
+        atomic_write_json(root / "reference.json", own)
+        report_rows(rows, root, own)
     return rows
 
 

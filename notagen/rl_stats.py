@@ -19,10 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .evaluation import novelty, unit_rows
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+def _vectors(x) -> np.ndarray:
+    """Features as float64 rows [N, F] (from [N, 1, F] .npy stacks or lists)."""
+    return np.asarray(x, dtype=np.float64).reshape(len(x), -1)
 
 
 def welch(previous, current) -> dict:
@@ -40,7 +42,7 @@ def welch(previous, current) -> dict:
 
 def mean_pairwise_cosine(features) -> float:
     """Mean cosine over all pairs of distinct rows of features [N, F] (nan for fewer than 2)."""
-    unit = _unit(features)
+    unit = unit_rows(_vectors(features))
     n = len(unit)
     if n < 2:
         return math.nan
@@ -50,9 +52,9 @@ def mean_pairwise_cosine(features) -> float:
 
 def leave_one_out_scores(features) -> np.ndarray:
     """Each real piece's CLaMP 2 score against the mean of the others [N]."""
-    x = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+    x = _vectors(features)
     others = (x.sum(axis=0, keepdims=True) - x) / max(len(x) - 1, 1)
-    return np.sum(_unit(x) * _unit(others), axis=1)
+    return np.sum(unit_rows(x) * unit_rows(others), axis=1)
 
 
 def body_lines(text: str) -> list[str]:
@@ -76,35 +78,32 @@ def near_copy_share(generated, reference, threshold: float) -> float:
     """Share of generated features whose nearest reference feature is closer than `threshold`."""
     if len(generated) == 0:
         return math.nan
-    nearest = (_unit(generated) @ _unit(reference).T).max(axis=1)
-    return float((nearest > threshold).mean())
+    return novelty(_vectors(generated), _vectors(reference), threshold)["copies"] / len(generated)
 
 
-def _features_and_texts(feature_dir: Path, text_dir: Path) -> tuple[np.ndarray, list[str]]:
+def features_and_texts(feature_dir: Path, text_dir: Path) -> tuple[np.ndarray, list[str]]:
+    """The features [N, F] under `feature_dir` and the texts they were made from (`text_dir`)."""
     from .clamp2.score import load_feature_folder
 
     features = load_feature_folder(feature_dir)
     texts = [(text_dir / f"{name}.abc").read_text(encoding="utf-8") for name in features
              if (text_dir / f"{name}.abc").is_file()]
-    return np.concatenate(list(features.values())), texts
+    return _vectors(np.concatenate(list(features.values()))), texts
 
 
-def model_statistics(feature_dir: Path, text_dir: Path, reference_feature_dir: Path, copy_threshold: float,
+def model_statistics(feature_dir: Path, text_dir: Path, reference: np.ndarray, copy_threshold: float,
                      generated: int) -> dict:
-    """A model's row: variety, near copies, repeated lines and the usable share of `generated` pieces."""
-    from .clamp2.score import load_feature_folder
-
-    features, texts = _features_and_texts(feature_dir, text_dir)
-    reference = np.concatenate(list(load_feature_folder(reference_feature_dir).values()))
+    """A model's row: variety, near copies (of the `reference` features), repeated lines and the
+    usable share of `generated` pieces."""
+    features, texts = features_and_texts(feature_dir, text_dir)
     return {"usable": len(features) / generated if generated else math.nan,
             "variety": mean_pairwise_cosine(features), "near_copies": near_copy_share(features, reference, copy_threshold),
             "repeated_lines": repeated_lines(texts)}
 
 
-def reference_statistics(reference_feature_dir: Path, reference_text_dir: Path) -> dict:
+def reference_statistics(features: np.ndarray, texts: list[str]) -> dict:
     """The real target pieces' own values: leave-one-out score (mean, standard error), variety and
     repeated lines."""
-    features, texts = _features_and_texts(reference_feature_dir, reference_text_dir)
     scores = leave_one_out_scores(features)
     return {"mean_score": float(scores.mean()),
             "sem": float(scores.std(ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else math.nan,

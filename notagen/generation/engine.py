@@ -170,11 +170,9 @@ class Engine:
                     pieces[row] = None
                 elif outcome == REBUILT:
                     to_prefill.append(row)
-                elif outcome == REWOUND:  # the line was rejected: forget its patches, re-run the last kept one
-                    patch_cache.rewind(row, len(piece.context) - 1)
-                    advance_rows.append(row)
-                    advance_patches.append(piece.context[-1])
                 else:
+                    if outcome == REWOUND:  # the line was rejected: forget its patches, re-run the last kept one
+                        patch_cache.rewind(row, len(piece.context) - 1)
                     advance_rows.append(row)
                     advance_patches.append(piece.context[-1])
             if advance_rows:
