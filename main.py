@@ -40,9 +40,9 @@ RL_LEARNING_RATE = 2e-5  # DPOP learning rate (published 1e-6 for 516M parameter
 EVAL_PIECES = 200  # pieces of each model's CLaMP-DPO generation that clamp2/evaluate.py reports on (0 = skip)
 
 
-def run(step: str, args: list[str], runs: Path, output_dir: Path | None = None) -> None:
+def run(step: str, args: list[str], runs: Path, output_dir: Path | None = None, log: Path | None = None) -> None:
     """Run one stage script unless an earlier job finished it; a training step that an earlier job
-    left unfinished in `output_dir` continues from its checkpoint."""
+    left unfinished in `output_dir` continues from its checkpoint. `log`: append its output there."""
     marker = runs / "steps" / f"{step}.done"
     if marker.exists():
         print(f"== {step}: done earlier, skipped ({marker})")
@@ -53,7 +53,11 @@ def run(step: str, args: list[str], runs: Path, output_dir: Path | None = None) 
         args = [*args, "--overwrite", "true"]
     print(f"== {step}: python {' '.join(args)}", flush=True)
     started = time.monotonic()
-    subprocess.run([sys.executable, *args], cwd=REPO, check=True)
+    if log is None:
+        subprocess.run([sys.executable, *args], cwd=REPO, check=True)
+    else:
+        with open(log, "a") as output:
+            subprocess.run([sys.executable, *args], cwd=REPO, check=True, stdout=output, stderr=subprocess.STDOUT)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(f"{time.monotonic() - started:.1f} s\n")
     print(f"== {step}: finished in {time.monotonic() - started:.0f} s", flush=True)

@@ -15,12 +15,14 @@ PATCH_STREAM = True  # cut pieces longer than PATCH_LENGTH at a random line (str
 
 # ---- model (0 = take the size from the pre-trained weights)
 PRETRAINED_PATH = "runs/pretrain"  # pre-trained weights: a .pth file (published or ours), or a folder holding one weights_notagen_*.pth
+MODEL = ""  # '' = the pre-trained file's type (notagen, abc_gpt2, folk_rnn); a type set here must match it
 PRESET = ""  # unused when fine-tuning: sizes come from PRETRAINED_PATH
 PATCH_SIZE = 0  # characters per patch (16)
 PATCH_LENGTH = 0  # patches per sequence
 PATCH_NUM_LAYERS = 0  # patch-level decoder layers
 CHAR_NUM_LAYERS = 0  # char-level decoder layers
-HIDDEN_SIZE = 0  # hidden size of both decoders
+HIDDEN_SIZE = 0  # hidden size of both decoders (baselines: their width)
+NUM_LAYERS = 0  # baselines only: GPT-2 blocks or LSTM layers
 PATCH_SAMPLING_BATCH_SIZE = 0  # train the char decoder on this many random patches per batch (0 = all)
 LORA_RANK = 0  # LoRA adapters of this rank on both decoders, the rest frozen (0 = train every weight); the result is saved merged, adapter file beside it
 LORA_ALPHA = _lora.alpha  # the adapters' update is scaled by alpha / rank

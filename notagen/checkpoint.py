@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .baselines.config import FlatConfig
 from .config import NotaGenConfig, config_from_state_dict
 from .io import atomic_torch_save
 
@@ -81,7 +82,19 @@ def load_state_dict_checked(module: nn.Module, state_dict: dict, source: str = "
     problem = describe_mismatch(module, state_dict)
     if problem:
         raise CheckpointError(f"{source} does not fit {type(module).__name__}: {problem}")
-    module.load_state_dict(state_dict, strict=True, assign=any(p.is_meta for p in module.parameters()))
+    assign = any(p.is_meta for p in module.parameters())
+    module.load_state_dict(state_dict, strict=True, assign=assign)
+    if assign:
+        retie_shared_weights(module, state_dict)
+
+
+def retie_shared_weights(module: nn.Module, state_dict: dict) -> None:
+    """Assigned tensors untie a tied pair (an LM head and its input embedding): tie it again where
+    the file's two tensors are equal, as they are when saved tied; a pair trained apart stays apart."""
+    for head, embedding in getattr(module, "TIED_WEIGHTS", ()):
+        if head in state_dict and embedding in state_dict and torch.equal(state_dict[head], state_dict[embedding]):
+            owner, _, name = head.rpartition(".")
+            setattr(module.get_submodule(owner), name, module.get_parameter(embedding))
 
 
 def load_model(path: str | Path, device: str | torch.device | None = None,
@@ -93,8 +106,11 @@ def load_model(path: str | Path, device: str | torch.device | None = None,
 
     checkpoint = read_checkpoint(path)
     state_dict = strip_ignored_keys(checkpoint["model"])
+    stored = checkpoint.get("config")
+    if isinstance(config, FlatConfig) or (config is None and isinstance(stored, dict)
+                                          and stored.get("model_type", "notagen") != "notagen"):
+        return _load_flat_model(path, state_dict, config or FlatConfig.from_dict(stored), device, dtype)
     if config is None:
-        stored = checkpoint.get("config")
         try:
             detected = config_from_state_dict(state_dict)
         except KeyError as error:
@@ -102,6 +118,16 @@ def load_model(path: str | Path, device: str | torch.device | None = None,
         config = NotaGenConfig.from_dict(stored) if isinstance(stored, dict) else detected
     with torch.device("meta"):
         model = NotaGenLMHeadModel(config)
+    load_state_dict_checked(model, state_dict, source=str(path))
+    return model.to(device=device or "cpu", dtype=dtype).eval()
+
+
+def _load_flat_model(path, state_dict: dict, config: FlatConfig, device, dtype):
+    """A baseline (`notagen.baselines`) from its file: the stored config names its type and sizes."""
+    from .baselines.models import build_flat_model
+
+    with torch.device("meta"):
+        model = build_flat_model(config)
     load_state_dict_checked(model, state_dict, source=str(path))
     return model.to(device=device or "cpu", dtype=dtype).eval()
 

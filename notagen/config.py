@@ -63,8 +63,17 @@ class NotaGenConfig(SizesConfig):
     dropout: float = 0.1  # GPT-2's residual/embedding/attention dropout (published default)
     attn_implementation: str = "sdpa"  # "sdpa" (PyTorch scaled-dot-product) or "eager"
 
+    model_type = "notagen"  # a class constant, not a field: published files name no type
+
     def __post_init__(self):
         self._default_heads()
+
+    def describe(self) -> str:
+        return (f"{self.patch_num_layers}+{self.char_num_layers} layers, hidden {self.hidden_size}, "
+                f"context {self.patch_length} patches")
+
+    def run_name(self, tag: str, learning_rate: float, batch_size: int) -> str:
+        return run_name(self, tag, learning_rate, batch_size)
 
 
 PRESETS: dict[str, NotaGenConfig] = {

@@ -113,10 +113,8 @@ def dpop_compute_loss(beta: float, lam: float):
 
 def dpo_weights_name(tag: str, beta: float, lam: float, config, learning_rate: float, batch_size: int) -> str:
     """Published RL naming, e.g. weights_notagen_<tag>_beta_0.1_lambda_10_p_size_16_..._lr_1e-06_batch_1.pth"""
-    return (f"weights_notagen_{tag}_beta_{beta}_lambda_{lam}_p_size_{config.patch_size}"
-            f"_p_length_{config.patch_length}_p_layers_{config.patch_num_layers}"
-            f"_c_layers_{config.char_num_layers}_h_size_{config.hidden_size}"
-            f"_lr_{learning_rate}_batch_{batch_size}.pth")
+    sizes = config.run_name("", learning_rate, batch_size)  # "_p_size_16_..._batch_1", or a baseline's
+    return f"weights_{config.model_type}_{tag}_beta_{beta}_lambda_{lam}{sizes}.pth"
 
 
 def run_dpo_training(settings) -> Path:

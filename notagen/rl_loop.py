@@ -57,7 +57,7 @@ def generate_pieces(settings, weights: Path, out: Path, procs=None) -> tuple[Pat
     the layout `notagen.evaluation.read_pieces` reads. Pieces whose text cannot be rest-unreduced
     are left out of the candidates and counted. Under several processes each writes its share
     (the pieces of a one-process run: each piece's random stream follows its number)."""
-    from .generation import Engine
+    from .generation import engine_for
     from .generation.run import gathered, interleaved_text, load_generation_model, parse_prompt, prompt_slug
     from .io import atomic_write_text
 
@@ -76,7 +76,7 @@ def generate_pieces(settings, weights: Path, out: Path, procs=None) -> tuple[Pat
     slug = prompt_slug(prompt)
     entries = []
     mine = procs.share(settings.num_samples)
-    for event in Engine(model).stream([prompt] * len(mine), sampling, indices=mine):
+    for event in engine_for(model).stream([prompt] * len(mine), sampling, indices=mine):
         if (result := event.result) is None:
             continue
         name = f"{slug}_seed{sampling.seed}_{result.index:04d}"

@@ -1,8 +1,9 @@
 """The NotaGen training stages: what `pretrain/train-gen.py` and `finetune/train-gen.py` do.
 
 Settings (a `parse_settings` namespace of the stage's config.py) -> model, datasets, TrainConfig ->
-`notagen.training.train`. Pre-training builds a model from a preset (sizes that are not 0
-override it); fine-tuning loads pre-trained weights, whose sizes win, writes the `prompts.txt` the
+`notagen.training.train`. Pre-training builds a model of `model` (notagen, or a baseline of
+`notagen.baselines` matched to the preset's parameter count) from a preset (sizes that are not 0
+override it); fine-tuning loads pre-trained weights, whose type and sizes win, writes the `prompts.txt` the
 model knows beside its checkpoints, and reads its data with the three prompt lines required.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .settings import plain_settings
 from .training import TrainConfig, TrainResult, check_output_dir, seed_everything, train
 
 SIZE_SETTINGS = ("patch_size", "patch_length", "patch_num_layers", "char_num_layers", "hidden_size")
+BASELINE_SIZE_SETTINGS = ("hidden_size", "num_layers", "patch_length")
 
 
 def find_weights_file(path: str | Path) -> Path:
@@ -34,20 +36,59 @@ def find_weights_file(path: str | Path) -> Path:
         raise
 
 
+def check_sizes(settings, base, names):
+    """`base` (a pre-trained file's config) when every size setting among `names` is 0 or fits it."""
+    given = {name: int(getattr(settings, name, 0) or 0) for name in names}
+    clashes = [f"{n}={v} (file: {getattr(base, n)})" for n, v in given.items() if v and v != getattr(base, n)]
+    if clashes:
+        raise ValueError(f"size settings do not fit the pre-trained weights: {', '.join(clashes)}; "
+                         f"leave them at 0 to take the sizes from the file")
+    return base
+
+
 def notagen_model_config(settings, base=None):
     """Sizes: settings that are not 0 override the preset (pre-training) or must match the
     pre-trained file (fine-tuning, `base` = the file's config)."""
     from .config import resolve_config
 
-    given = {name: int(getattr(settings, name, 0) or 0) for name in SIZE_SETTINGS}
     if base is not None:
-        clashes = [f"{n}={v} (file: {getattr(base, n)})" for n, v in given.items() if v and v != getattr(base, n)]
-        if clashes:
-            raise ValueError(f"size settings do not fit the pre-trained weights: {', '.join(clashes)}; "
-                             f"leave them at 0 to take the sizes from the file")
-        return base
+        return check_sizes(settings, base, SIZE_SETTINGS)
+    given = {name: int(getattr(settings, name, 0) or 0) for name in SIZE_SETTINGS}
     config = resolve_config(getattr(settings, "preset", "") or "small")
     return config.with_(**{n: v for n, v in given.items() if v})
+
+
+def baseline_model_config(settings, model_type: str):
+    """A baseline's sizes: NotaGen's preset matched in parameters; hidden_size, num_layers and
+    patch_length (the training window) override it."""
+    from .baselines.config import matched_config
+
+    config = matched_config(model_type, getattr(settings, "preset", "") or "small")
+    given = {name: int(getattr(settings, name, 0) or 0) for name in BASELINE_SIZE_SETTINGS}
+    return config.with_(**{name: value for name, value in given.items() if value})
+
+
+def stage_model(settings, pretrained: Path | None):
+    """The model a training stage starts from: the pre-trained file's (its type and sizes win), or a
+    new one of `settings.model` (notagen, abc_gpt2, folk_rnn)."""
+    from .baselines import FLAT_TYPES, MODEL_TYPES, build_flat_model
+    from .checkpoint import load_model
+    from .model import NotaGenLMHeadModel
+
+    asked = (getattr(settings, "model", "") or "").strip().lower()
+    if asked and asked not in MODEL_TYPES:
+        raise ValueError(f"unknown model {asked!r}; choose one of {', '.join(MODEL_TYPES)}")
+    if pretrained is not None:
+        model = load_model(pretrained).train()
+        if asked and asked != model.config.model_type:
+            raise ValueError(f"model={asked} but {pretrained} holds a {model.config.model_type} model; "
+                             f"leave model empty to take the type from the file")
+        names = SIZE_SETTINGS if model.config.model_type == "notagen" else BASELINE_SIZE_SETTINGS
+        check_sizes(settings, model.config, names)
+        return model
+    if asked in FLAT_TYPES:
+        return build_flat_model(baseline_model_config(settings, asked))
+    return NotaGenLMHeadModel(notagen_model_config(settings))
 
 
 def prepare_for_training(model, settings, lora: bool = True):
@@ -55,6 +96,11 @@ def prepare_for_training(model, settings, lora: bool = True):
     (`gradient_checkpointing`) as the settings ask; the model is changed in place."""
     from .lora import add_lora, enable_gradient_checkpointing, lora_settings
 
+    if model.config.model_type != "notagen":
+        if (lora and lora_settings(settings) is not None) or getattr(settings, "gradient_checkpointing", False):
+            raise ValueError(f"LoRA adapters and gradient checkpointing are for NotaGen models; train the "
+                             f"{model.config.model_type} baseline fully (lora_rank 0, gradient_checkpointing false)")
+        return model
     # GPT-2's token embedding of the patch decoder is never used (inputs are embeddings): keep it
     # out of DDP's gradient bookkeeping, but in the optimizer (published optimizer layout)
     model.patch_level_decoder.base.wte.weight.requires_grad_(False)
@@ -76,10 +122,7 @@ def notagen_compute_loss(patch_sample: int):
 
 def run_notagen_training(settings: SimpleNamespace, stage: str) -> TrainResult:
     """Everything `pretrain/train-gen.py` and `finetune/train-gen.py` do, from parsed settings."""
-    from .checkpoint import load_model
-    from .config import run_name as notagen_run_name, weights_file_name
     from .data import NotaGenDataset, collate_patches
-    from .model import NotaGenLMHeadModel
 
     if stage not in ("pretrain", "finetune"):
         raise ValueError(f"unknown stage {stage!r}")
@@ -93,12 +136,8 @@ def run_notagen_training(settings: SimpleNamespace, stage: str) -> TrainResult:
         if not getattr(settings, "pretrained_path", ""):
             raise ValueError("set pretrained_path (a weights file, or a folder holding one) to fine-tune")
         pretrained = find_weights_file(settings.pretrained_path)
-        model = load_model(pretrained)
-        model_config = notagen_model_config(settings, base=model.config)
-        model.train()
-    else:
-        model_config = notagen_model_config(settings)
-        model = NotaGenLMHeadModel(model_config)
+    model = stage_model(settings, pretrained)
+    model_config = model.config
     prepare_for_training(model, settings, lora=stage == "finetune")
 
     key_mode = getattr(settings, "key_mode", "") or ("near" if stage == "finetune" else "uniform")
@@ -112,14 +151,14 @@ def run_notagen_training(settings: SimpleNamespace, stage: str) -> TrainResult:
         eval_index = resolve_input_path(settings.data_eval_index_path)
         eval_data = NotaGenDataset(eval_index, key_mode=key_mode, **data_args)
 
-    tag_name = notagen_run_name(model_config, settings.exp_tag, settings.learning_rate, settings.batch_size)
+    tag_name = model_config.run_name(settings.exp_tag, settings.learning_rate, settings.batch_size)
+    kind = model_config.model_type  # file names: weights_<kind>_<tag>_<sizes>.pth (published for notagen)
     report_to = settings.report_to
     if getattr(settings, "wandb_logging", False) and "wandb" not in report_to:
         report_to = "wandb" if report_to in ("", "none") else f"{report_to},wandb"
     config = TrainConfig.from_settings(
         settings, output_dir=str(resolve_output_dir(settings.output_dir)),
-        weights_name=weights_file_name(model_config, settings.exp_tag, settings.learning_rate, settings.batch_size),
-        run_name=f"notagen_{tag_name}", report_to=report_to)
+        weights_name=f"weights_{kind}_{tag_name}.pth", run_name=f"{kind}_{tag_name}", report_to=report_to)
     check_output_dir(config)  # before prompts.txt is written
     if stage == "finetune" and int(os.environ.get("RANK", "0")) == 0:
         # the prompts this model knows (data-formats.md s.6), where the inference script looks

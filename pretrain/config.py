@@ -10,12 +10,14 @@ KEY_MODE = "uniform"  # key per example: uniform (any of the 15 keys), near (fin
 PATCH_STREAM = True  # cut pieces longer than PATCH_LENGTH at a random line (stream cuts)
 
 # ---- model (0 = take the size from PRESET)
+MODEL = "notagen"  # notagen, or a baseline with the preset's parameter count: abc_gpt2 (flat char GPT-2), folk_rnn (char LSTM)
 PRESET = "small"  # tiny, small, medium, large or x
 PATCH_SIZE = 0  # characters per patch (16)
 PATCH_LENGTH = 0  # patches per sequence
 PATCH_NUM_LAYERS = 0  # patch-level decoder layers
 CHAR_NUM_LAYERS = 0  # char-level decoder layers
-HIDDEN_SIZE = 0  # hidden size of both decoders
+HIDDEN_SIZE = 0  # hidden size of both decoders (baselines: their width)
+NUM_LAYERS = 0  # baselines only: GPT-2 blocks or LSTM layers (0 = matched to the preset's parameters)
 PATCH_SAMPLING_BATCH_SIZE = 0  # train the char decoder on this many random patches per batch (0 = all)
 GRADIENT_CHECKPOINTING = False  # recompute each block in the backward pass: less memory, about a third more compute
 

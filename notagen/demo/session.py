@@ -27,7 +27,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Iterator
 
-from ..generation.engine import Engine
+from ..generation.engine import engine_for
 from ..generation.piece import GenerationSettings, Prompt, PromptError
 from ..generation.run import (SetupError, default_prompt_list, interleaved_text, load_prompt_list,
                               resolve_device, resolve_dtype, resolve_weights)
@@ -104,15 +104,14 @@ class DemoBackend:
             raise SetupError(f"no prompts.txt next to {self.weights} and no gradio/prompts.txt: give --prompt_list")
         self.catalog = load_prompt_list(list_path)
         self.model = load_model(self.weights, device=self.device, dtype=self.dtype)
-        self.engine = Engine(self.model)
+        self.engine = engine_for(self.model)
         self.output_dir = resolve_output_dir(cfg.output_dir)
         self.render_settings = RenderSettings(svg=True, audio=True, audio_format=cfg.audio_format,
                                               synth=cfg.synth, soundfont=cfg.soundfont)
         self.lock = threading.Lock()  # one generation at a time
         self.naming = threading.Lock()  # edit<N> numbers
         c = self.model.config
-        log(f"demo model {self.weights}: {c.patch_num_layers}+{c.char_num_layers} layers, hidden {c.hidden_size}, "
-            f"context {c.patch_length} patches, {self.device} {str(self.dtype).replace('torch.', '')}; "
+        log(f"demo model {self.weights}: {c.describe()}, {self.device} {str(self.dtype).replace('torch.', '')}; "
             f"{len(self.catalog)} prompts from {self.catalog.source}")
 
     # -- one run ---------------------------------------------------------------------------------

@@ -10,14 +10,14 @@ from notagen._lazy import lazy_exports
 
 from ..sampling import sample_rows
 from .cache import KVCache
-from .engine import Engine, reference_generate
+from .engine import Engine, engine_for, reference_generate
 from .piece import (GenerationEvent, GenerationSettings, Piece, PieceResult, Prompt, PromptError, split_header,
                     to_ascii)
 
 _LAZY = {"run_inference": "run", "parse_prompt": "setup", "resolve_device": "setup", "resolve_dtype": "setup",
          "resolve_weights": "setup", "output_folder_name": "run", "load_prompt_list": "setup"}
 
-__all__ = ["Engine", "GenerationEvent", "GenerationSettings", "KVCache", "Piece", "PieceResult", "Prompt",
+__all__ = ["Engine", "engine_for", "GenerationEvent", "GenerationSettings", "KVCache", "Piece", "PieceResult", "Prompt",
            "PromptError", "reference_generate", "sample_rows", "split_header", "to_ascii", *_LAZY]
 
 

@@ -190,6 +190,15 @@ class Engine:
         return [results[i] for i in sorted(results)]
 
 
+def engine_for(model):
+    """The engine that generates with `model`: `Engine` for NotaGen, `FlatEngine` for the baselines."""
+    if getattr(model.config, "model_type", "notagen") != "notagen":
+        from ..baselines.engine import FlatEngine
+
+        return FlatEngine(model)
+    return Engine(model)
+
+
 # ---------------------------------------------------------------------------------------------
 # The published loop's structure: no caches, one piece (reference and benchmark baseline)
 # ---------------------------------------------------------------------------------------------

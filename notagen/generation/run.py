@@ -34,7 +34,7 @@ from ..io import atomic_write_json, atomic_write_text
 from ..paths import resolve_output_dir
 from ..render import RenderSettings, error_reason, export_piece
 from ..patchilizer import Patchilizer
-from .engine import Engine
+from .engine import engine_for
 from .piece import GenerationSettings, PieceResult, Prompt
 # the settings helpers, also importable from here (the demo and tests do)
 from .setup import (SetupError, default_prompt_list, load_generation_model, load_prompt_list,  # noqa: F401
@@ -200,8 +200,7 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
     started = time.monotonic()
     model = load_generation_model(weights, device, dtype)
     c = model.config
-    log(f"model {weights.name}: {c.patch_num_layers}+{c.char_num_layers} layers, hidden {c.hidden_size}, "
-        f"context {c.patch_length} patches; {device} {str(dtype).replace('torch.', '')}; seed {seed}"
+    log(f"model {weights.name}: {c.describe()}; {device} {str(dtype).replace('torch.', '')}; seed {seed}"
         + (f"; {procs.count} processes" if procs.count > 1 else ""))
     if continuation is not None:
         log_continuation(continuation, prompt, c, log)
@@ -210,7 +209,7 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
     mine = procs.share(cfg.num_samples)
     show_text = cfg.stream and settings.batch_size == 1 and procs.count == 1
     entries = []
-    for event in Engine(model).stream([prompt] * len(mine), settings, indices=mine):
+    for event in engine_for(model).stream([prompt] * len(mine), settings, indices=mine):
         if show_text and event.text:
             print(event.text, end="", flush=True)
         if event.result is None:

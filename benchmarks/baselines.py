@@ -1,0 +1,161 @@
+"""Is the hierarchical model worth it? NotaGen against two flat baselines, on equal terms.
+
+    python benchmarks/baselines.py                       # tiny preset, the main job's corpus and M3
+    python benchmarks/baselines.py --pretrain_steps 50 --finetune_steps 50 --num_pieces 8   # a quick look
+
+For each model (notagen, abc_gpt2, folk_rnn; `--preset` gives each NotaGen's parameter count) the
+real stage scripts run with the same settings: pre-training on the corpus's pre-training set,
+fine-tuning with prompt lines, `inference/inference.py` (same prompt, seed and sampling, the bar
+check on) and `clamp2/evaluate.py` against the held-out reference pieces. Then one table:
+- eval loss in nats per ABC character: the summed negative log-likelihood of the fine-tuning eval
+  windows (original keys) over their characters, so the three designs are measured on the same text;
+- usable share, CLaMP 2 score, composer adherence (top-5), critic AUC (the evaluation report);
+- training speed (optimizer steps per second) and generation speed (characters per second).
+Every step is skipped when an earlier run of this benchmark finished it (markers under
+`--out_dir`/<model>/steps), so an interrupted benchmark continues. Needs the corpus and the M3
+weights of the main job (`bash run.sh`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from main import run, weights_in  # noqa: E402  (the main job's resumable step runner)
+from notagen.baselines import MODEL_TYPES, flat_ids  # noqa: E402
+from notagen.checkpoint import load_model  # noqa: E402
+from notagen.data import NotaGenDataset, collate_patches  # noqa: E402
+
+
+def arguments(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=",".join(MODEL_TYPES), help="comma list of model types")
+    parser.add_argument("--preset", default="tiny", help="NotaGen preset whose parameter count every model gets")
+    parser.add_argument("--corpus_dir", default="corpus", help="the embedded corpus (data/build_corpus.py)")
+    parser.add_argument("--clamp2_weights_path", default="runs/main/m3/weights_m3.pth", help="M3 weights for the evaluation")
+    parser.add_argument("--out_dir", default="runs/baselines")
+    parser.add_argument("--pretrain_steps", type=int, default=400)
+    parser.add_argument("--finetune_steps", type=int, default=600)
+    parser.add_argument("--learning_rate", type=float, default=2e-3, help="peak learning rate (cosine decay), both stages")
+    parser.add_argument("--num_pieces", type=int, default=32, help="pieces generated per model")
+    parser.add_argument("--prompt", default="Baroque|Bach, Johann Sebastian|Choral")
+    parser.add_argument("--reference", default="bach_chorales", help="reference set under <corpus>/reference/")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (the main job's)")
+    parser.add_argument("--parallel", type=int, default=2, help="models trained at once (one CPU thread each)")
+    return parser.parse_args(argv)
+
+
+def pipeline(model_type: str, args) -> dict:
+    """Train, generate and evaluate one model with the stage scripts; returns its table row."""
+    corpus, out = REPO / args.corpus_dir, REPO / args.out_dir / model_type
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "log.txt"
+    common = ["--batch_size", "4", "--lr_schedule", "cosine", "--warmup_steps", "30", "--num_epochs", "1000",
+              "--learning_rate", str(args.learning_rate), "--progress_bar", "false", "--num_threads", "1"]
+    run("pretrain", ["pretrain/train-gen.py", "--model", model_type, "--preset", args.preset, *common,
+                     "--data_train_index_path", str(corpus / "pretrain/augmented_train.jsonl"),
+                     "--data_eval_index_path", str(corpus / "pretrain/augmented_eval.jsonl"),
+                     "--max_steps", str(args.pretrain_steps), "--output_dir", str(out / "pretrain")],
+        out, out / "pretrain", log=log)
+    run("finetune", ["finetune/train-gen.py", "--pretrained_path", str(weights_in(out / "pretrain")), *common,
+                     "--data_train_index_path", str(corpus / "finetune/augmented_train.jsonl"),
+                     "--data_eval_index_path", str(corpus / "finetune/augmented_eval.jsonl"),
+                     "--max_steps", str(args.finetune_steps), "--output_dir", str(out / "finetune")],
+        out, out / "finetune", log=log)
+    weights = weights_in(out / "finetune")
+    run("inference", ["inference/inference.py", "--inference_weights_path", str(weights), "--prompt", args.prompt,
+                      "--num_samples", str(args.num_pieces), "--batch_size", "8", "--seed", "0",
+                      "--temperature", str(args.temperature), "--max_chars", "6000", "--stream", "false",
+                      "--num_threads", "1", "--output_dir", str(out / "inference")], out, log=log)
+    run("evaluate", ["clamp2/evaluate.py", "--generated_dir", str(out / "inference"),
+                     "--reference_dir", str(corpus / "reference" / args.reference),
+                     "--eval_clamp2_weights_path", args.clamp2_weights_path,
+                     "--style_train_dir", str(corpus / "finetune/interleaved"),
+                     "--eval_output_dir", str(out / "evaluation")], out, log=log)
+    return table_row(model_type, weights, out, corpus, args.pretrain_steps + args.finetune_steps)
+
+
+@torch.no_grad()
+def nats_per_char(model, index_path: Path) -> float:
+    """Summed NLL of the eval windows (original keys, no random cuts) over the characters predicted."""
+    data = NotaGenDataset(index_path, patch_size=model.config.patch_size, patch_length=model.config.patch_length,
+                          key_mode="original", require_prompt_lines=True)
+    total, chars = 0.0, 0
+    for start in range(0, len(data), 4):
+        sequences = [data[i] for i in range(start, min(start + 4, len(data)))]
+        batch = collate_patches(sequences)
+        total -= model.sequence_logp(batch["patches"], batch["masks"]).sum().item()
+        chars += sum(len(flat_ids(s.tolist())) - 1 for s in sequences)  # every char after BOS is predicted
+    return total / chars
+
+
+def stage_seconds(out: Path, step: str) -> float:
+    return float((out / "steps" / f"{step}.done").read_text().split()[0])
+
+
+def table_row(model_type: str, weights: Path, out: Path, corpus: Path, steps: int) -> dict:
+    model = load_model(weights)
+    [summary] = (out / "inference" / "summary").glob("*.json")
+    generation = json.loads(summary.read_text())
+    report = json.loads((out / "evaluation" / "report.json").read_text())
+    style = report["style"]  # empty when no piece was usable
+    classifier = style.get("classifier") or {}
+    return {
+        "model": model_type, "description": model.config.describe(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "eval_nats_per_char": round(nats_per_char(model, corpus / "finetune/augmented_eval.jsonl"), 4),
+        "usable": report["validity"]["usable"], "bar_alignment": report["validity"]["bar_alignment"],
+        "clamp2_score": style.get("clamp2_score"), "critic_auc": style.get("critic_auc"),
+        "adherence_top5": classifier.get("adherence_top5"), "adherence_chance_top5": classifier.get("chance_top5"),
+        "train_steps_per_second": round(steps / (stage_seconds(out, "pretrain") + stage_seconds(out, "finetune")), 3),
+        "generation_chars_per_second": round(sum(p["chars"] for p in generation["pieces"])
+                                             / generation["generation_seconds"], 1),
+        "summary": report["summary"],
+    }
+
+
+def markdown(rows: list[dict]) -> str:
+    def number(value, spec):
+        return "-" if value is None else format(value, spec)
+
+    lines = ["| model | parameters | eval nats/char | usable | bar alignment | CLaMP 2 score | adherence top-5 "
+             "(chance) | critic AUC | train steps/s | generation chars/s |", "|---" * 10 + "|"]
+    for r in rows:
+        lines.append(f"| {r['model']} ({r['description'].split(': ', 1)[-1]}) | {r['parameters'] / 1e6:.2f}M | "
+                     f"{r['eval_nats_per_char']:.3f} | {r['usable']:.0%} | {r['bar_alignment']:.0%} | "
+                     f"{number(r['clamp2_score'], '.3f')} | {number(r['adherence_top5'], '.0%')} "
+                     f"({number(r['adherence_chance_top5'], '.0%')}) | {number(r['critic_auc'], '.2f')} | "
+                     f"{r['train_steps_per_second']:.2f} | {r['generation_chars_per_second']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = arguments(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = sorted(set(models) - set(MODEL_TYPES))
+    if unknown:
+        raise SystemExit(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODEL_TYPES)}")
+    for needed in (REPO / args.corpus_dir / "pretrain/augmented_train.jsonl", REPO / args.clamp2_weights_path):
+        if not needed.exists():
+            raise SystemExit(f"{needed} not found: run the main job first (bash run.sh) or give its path")
+    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+        rows = list(pool.map(lambda m: pipeline(m, args), models))  # models in the order given (slowest first pays)
+    rows.sort(key=lambda row: MODEL_TYPES.index(row["model"]))
+    out = REPO / args.out_dir
+    (out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
+    table = markdown(rows)
+    (out / "table.md").write_text(table + "\n")
+    print(f"\n{args.preset} preset, {args.pretrain_steps} + {args.finetune_steps} steps, {args.num_pieces} pieces "
+          f"each, prompt {args.prompt}, T {args.temperature}\n{table}\nresults: {out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Generation for the flat baselines: the same pieces, events and limits as NotaGen's engine.
+
+- A flat model writes one character per step. Its characters are handed to `Piece` (the
+  published loop's bookkeeping) in chunks that end at a line end or after patch_size characters,
+  so prompts, stream rebuilds (the context holds at most patch_length such chunks, hence at most
+  `context_chars` characters), the bar check, the limits and the results are NotaGen's own.
+- A row whose piece was rebuilt or whose line was rejected is prefilled again from the piece's
+  context, flattened; the others advance by one character.
+- Batching is continuous and every piece draws from its own random stream, as in `Engine`.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Iterable, Iterator
+
+import torch
+
+from ..config import BOS_ID, EOS_ID
+from ..generation.piece import REBUILT, REWOUND, GenerationEvent, GenerationSettings, Piece, PieceResult, Prompt
+from ..patchilizer import Patchilizer
+from ..sampling import fresh_seed, piece_seed, sample_rows
+from .models import flat_ids
+
+LINE_END = ord("\n")
+END_OF_PIECE = [BOS_ID, EOS_ID]  # the EOS patch, as Piece knows it
+
+
+def flat_context(piece: Piece, new: list[int]) -> list[int]:
+    """What the flat model has read: its context, flattened, plus the open patch."""
+    return flat_ids(piece.context) + piece.prefix() + new
+
+
+class FlatEngine:
+    """`stream(...)` / `generate(...)` as `Engine`'s, for `AbcGPT2LMHeadModel` and `FolkRNNLMHeadModel`."""
+
+    def __init__(self, model):
+        self.model = model.eval()
+        self.config = model.config
+        self.patchilizer = Patchilizer(self.config.patch_size)
+
+    def _write(self, piece: Piece, new: list[int], char: int) -> tuple[list[str], str]:
+        """Add one character -> (texts released, outcome): outcome None while the chunk is open, else
+        what `Piece.add_patch` said ("" | REBUILT | REWOUND); at the end of the piece, ""."""
+        if char <= EOS_ID:  # EOS ends the piece (BOS or PAD, never targets, count as EOS too)
+            texts = []
+            if new:
+                texts.append(piece.add_patch(new + [EOS_ID])[0])
+            if not piece.done:
+                texts.append(piece.add_patch(list(END_OF_PIECE))[0])
+            return texts, ""
+        new.append(char)
+        if char != LINE_END and not piece.patch_done(new):
+            return [], None
+        short = len(piece.prefix()) + len(new) < self.config.patch_size
+        text, outcome = piece.add_patch(new + [EOS_ID] if short else new)
+        return [text], outcome
+
+    @torch.inference_mode()
+    def stream(self, prompts: Iterable[Prompt], settings: GenerationSettings | None = None,
+               indices: Iterable[int] | None = None) -> Iterator[GenerationEvent]:
+        settings = settings or GenerationSettings()
+        seed = settings.seed if settings.seed is not None else fresh_seed()
+        queue = deque(zip(indices, prompts) if indices is not None else enumerate(prompts))
+        slots = min(settings.batch_size, len(queue))
+        if not slots:
+            return
+        state = self.model.generation_rows(slots)
+        pieces: list[Piece | None] = [None] * slots
+        generators: list[torch.Generator | None] = [None] * slots
+        new: list[list[int]] = [[] for _ in range(slots)]
+        logits = None
+        to_prefill: list[int] = []
+        while True:
+            for row in range(len(pieces)):
+                while pieces[row] is None and queue:
+                    index, prompt = queue.popleft()
+                    piece = Piece(index, prompt, self.patchilizer, self.config.patch_length, settings)
+                    yield GenerationEvent(index, piece.text)
+                    if piece.done:
+                        yield GenerationEvent(index, "", piece.result())
+                        continue
+                    pieces[row], new[row] = piece, []
+                    generators[row] = torch.Generator().manual_seed(piece_seed(seed, index))
+                    to_prefill.append(row)
+            live = [row for row, piece in enumerate(pieces) if piece is not None]
+            if not live:
+                return
+            if len(live) < len(pieces):  # no one waits for the free rows: drop them
+                state.keep(live)
+                logits = logits[live] if logits is not None else None
+                to_prefill = [live.index(r) for r in to_prefill if r in live]
+                pieces, generators, new = ([items[r] for r in live] for items in (pieces, generators, new))
+            if to_prefill:
+                fresh = state.prefill(to_prefill, [flat_context(pieces[r], new[r]) for r in to_prefill])
+                logits = fresh if logits is None else logits.index_copy(0, torch.tensor(to_prefill, device=fresh.device), fresh)
+                to_prefill = []
+
+            chars = sample_rows(logits, generators, settings.top_k, settings.top_p, settings.temperature,
+                                settings.greedy)
+            advance_rows, advance_chars = [], []
+            for row, piece in enumerate(pieces):
+                forced = piece.forced(new[row])
+                char = chars[row] if forced is None else forced
+                texts, outcome = self._write(piece, new[row], char)
+                for text in texts:
+                    yield GenerationEvent(piece.index, text)
+                if outcome is not None:  # the chunk went to the piece
+                    new[row] = []
+                if piece.done:
+                    yield GenerationEvent(piece.index, "", piece.result())
+                    pieces[row] = None
+                elif outcome in (REBUILT, REWOUND):
+                    to_prefill.append(row)
+                else:
+                    advance_rows.append(row)
+                    advance_chars.append(char)
+            if advance_rows:
+                stepped = state.advance(advance_chars, advance_rows)
+                logits = logits.index_copy(0, torch.tensor(advance_rows, device=stepped.device), stepped)
+
+    def generate(self, prompts: Iterable[Prompt], settings: GenerationSettings | None = None
+                 ) -> list[PieceResult]:
+        results = {}
+        for event in self.stream(prompts, settings):
+            if event.result is not None:
+                results[event.piece] = event.result
+        return [results[i] for i in sorted(results)]
