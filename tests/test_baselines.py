@@ -152,3 +152,25 @@ def test_the_model_setting_and_the_pretrained_file_must_agree(tmp_path):
     with pytest.raises(ValueError, match="LoRA adapters .* for NotaGen models"):
         prepare_for_training(load_model(weights), parse_settings(REPO_ROOT / "finetune" / "config.py",
                                                                  ["--lora_rank", "4"]))
+
+
+def test_the_demo_backend_streams_a_baseline_read_from_its_file(tmp_path):
+    from notagen.checkpoint import save_checkpoint
+    from notagen.demo.session import DemoBackend, DemoRequest
+
+    torch.manual_seed(0)
+    weights = tmp_path / "model" / "weights_abc_gpt2_x.pth"
+    weights.parent.mkdir()
+    save_checkpoint(weights, build_flat_model(tiny("abc_gpt2")))
+    (weights.parent / "prompts.txt").write_text("Baroque|Bach, Johann Sebastian|Choral\n")
+    settings = parse_settings(REPO_ROOT / "gradio" / "config.py", [
+        "--weights_path", str(weights), "--output_dir", str(tmp_path / "runs"), "--device", "cpu",
+        "--synth", "midirenderer", "--max_chars", "300"])
+    lines = []
+    backend = DemoBackend(settings, log=lines.append)
+    assert "abc_gpt2: 4 GPT-2 blocks, hidden 128, context 1024 chars" in lines[0]
+    snapshots = list(backend.generate(DemoRequest(prompt_lines=tuple(CORPUS_PROMPT.splitlines()), seed=2, variations=2)))
+    last = snapshots[-1]
+    assert last.done and len(snapshots) > 2 and last.patches == sum(v.patches for v in last.variations) > 0
+    for variation in last.variations:
+        assert variation.text.startswith(CORPUS_PROMPT) and variation.status == "failed"  # max_chars: random weights

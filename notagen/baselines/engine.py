@@ -10,15 +10,15 @@
 """
 from __future__ import annotations
 
-from collections import deque
 from typing import Iterable, Iterator
 
 import torch
 
 from ..config import BOS_ID, EOS_ID
+from ..generation.engine import fill_free_rows, results_in_order, stream_setup
 from ..generation.piece import REBUILT, REWOUND, GenerationEvent, GenerationSettings, Piece, PieceResult, Prompt
 from ..patchilizer import Patchilizer
-from ..sampling import fresh_seed, piece_seed, sample_rows
+from ..sampling import sample_rows
 from .models import flat_ids
 
 LINE_END = ord("\n")
@@ -58,9 +58,7 @@ class FlatEngine:
     @torch.inference_mode()
     def stream(self, prompts: Iterable[Prompt], settings: GenerationSettings | None = None,
                indices: Iterable[int] | None = None) -> Iterator[GenerationEvent]:
-        settings = settings or GenerationSettings()
-        seed = settings.seed if settings.seed is not None else fresh_seed()
-        queue = deque(zip(indices, prompts) if indices is not None else enumerate(prompts))
+        settings, seed, queue = stream_setup(prompts, settings, indices)
         slots = min(settings.batch_size, len(queue))
         if not slots:
             return
@@ -70,18 +68,11 @@ class FlatEngine:
         new: list[list[int]] = [[] for _ in range(slots)]
         logits = None
         to_prefill: list[int] = []
+        new_piece = lambda index, prompt: Piece(index, prompt, self.patchilizer, self.config.patch_length, settings)  # noqa: E731
         while True:
-            for row in range(len(pieces)):
-                while pieces[row] is None and queue:
-                    index, prompt = queue.popleft()
-                    piece = Piece(index, prompt, self.patchilizer, self.config.patch_length, settings)
-                    yield GenerationEvent(index, piece.text)
-                    if piece.done:
-                        yield GenerationEvent(index, "", piece.result())
-                        continue
-                    pieces[row], new[row] = piece, []
-                    generators[row] = torch.Generator().manual_seed(piece_seed(seed, index))
-                    to_prefill.append(row)
+            for row in (yield from fill_free_rows(pieces, generators, queue, seed, new_piece)):
+                new[row] = []
+                to_prefill.append(row)
             live = [row for row, piece in enumerate(pieces) if piece is not None]
             if not live:
                 return
@@ -120,8 +111,5 @@ class FlatEngine:
 
     def generate(self, prompts: Iterable[Prompt], settings: GenerationSettings | None = None
                  ) -> list[PieceResult]:
-        results = {}
-        for event in self.stream(prompts, settings):
-            if event.result is not None:
-                results[event.piece] = event.result
-        return [results[i] for i in sorted(results)]
+        """All pieces, in prompt order."""
+        return results_in_order(self.stream(prompts, settings))

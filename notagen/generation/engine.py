@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Iterable, Iterator
+from typing import Generator, Iterable, Iterator
 
 import torch
 
@@ -29,6 +29,43 @@ from ..patchilizer import Patchilizer
 from ..sampling import fresh_seed, piece_seed, sample_rows
 from .cache import KVCache, _Block, stack_blocks
 from .piece import REBUILT, REWOUND, GenerationEvent, GenerationSettings, Piece, PieceResult, Prompt
+
+# ---------------------------------------------------------------------------------------------
+# What every engine does with its rows (NotaGen's here, the baselines' FlatEngine)
+# ---------------------------------------------------------------------------------------------
+def stream_setup(prompts: Iterable[Prompt], settings: GenerationSettings | None, indices: Iterable[int] | None
+                 ) -> tuple[GenerationSettings, int, deque]:
+    """(settings or the defaults, the seed: a fresh one when unset, the queue of (index, prompt))."""
+    settings = settings or GenerationSettings()
+    seed = settings.seed if settings.seed is not None else fresh_seed()
+    return settings, seed, deque(zip(indices, prompts) if indices is not None else enumerate(prompts))
+
+
+def fill_free_rows(pieces: list, generators: list, queue: deque, seed: int, new_piece
+                   ) -> Generator[GenerationEvent, None, list[int]]:
+    """Give free rows (None in `pieces`) to waiting (index, prompt)s, each with its own random
+    stream: yields each new piece's prompt event (and the result of one that is done at once);
+    returns the rows it started (`started = yield from fill_free_rows(...)`)."""
+    started = []
+    for row in range(len(pieces)):
+        while pieces[row] is None and queue:
+            index, prompt = queue.popleft()
+            piece = new_piece(index, prompt)
+            yield GenerationEvent(index, piece.text)
+            if piece.done:  # e.g. a prompt already longer than max_chars
+                yield GenerationEvent(index, "", piece.result())
+                continue
+            pieces[row] = piece
+            generators[row] = torch.Generator().manual_seed(piece_seed(seed, index))
+            started.append(row)
+    return started
+
+
+def results_in_order(events: Iterable[GenerationEvent]) -> list[PieceResult]:
+    """The PieceResults of a stream, in piece order."""
+    results = {event.piece: event.result for event in events if event.result is not None}
+    return [results[i] for i in sorted(results)]
+
 
 # ---------------------------------------------------------------------------------------------
 # The engine
@@ -114,9 +151,7 @@ class Engine:
         numbers the pieces (default 0, 1, ...): a piece's random stream follows its number, so a
         process given every other number writes those pieces of a one-process run (on CPU up to the
         rounding of packed against unpacked float32 products, which depend on the live rows)."""
-        settings = settings or GenerationSettings()
-        seed = settings.seed if settings.seed is not None else fresh_seed()
-        queue = deque(zip(indices, prompts) if indices is not None else enumerate(prompts))
+        settings, seed, queue = stream_setup(prompts, settings, indices)
         slots = min(settings.batch_size, len(queue))
         if not slots:
             return
@@ -129,20 +164,10 @@ class Engine:
         features = torch.zeros(slots, self.config.hidden_size, dtype=self.patch_embedding.weight.dtype,
                                device=self.device)
         to_prefill = list(range(slots))  # rows whose context must be run from scratch
+        new_piece = lambda index, prompt: Piece(index, prompt, self.patchilizer, self.config.patch_length, settings)  # noqa: E731
         while True:
-            # give free rows to waiting pieces
-            for row in range(len(pieces)):
-                while pieces[row] is None and queue:
-                    index, prompt = queue.popleft()
-                    piece = Piece(index, prompt, self.patchilizer, self.config.patch_length, settings)
-                    yield GenerationEvent(index, piece.text)
-                    if piece.done:  # e.g. a prompt already longer than max_chars
-                        yield GenerationEvent(index, "", piece.result())
-                        continue
-                    pieces[row] = piece
-                    generators[row] = torch.Generator().manual_seed(piece_seed(seed, index))
-                    if row not in to_prefill:
-                        to_prefill.append(row)
+            started = yield from fill_free_rows(pieces, generators, queue, seed, new_piece)
+            to_prefill += [row for row in started if row not in to_prefill]
             live = [row for row, piece in enumerate(pieces) if piece is not None]
             if not live:
                 return
@@ -183,11 +208,7 @@ class Engine:
     def generate(self, prompts: Iterable[Prompt], settings: GenerationSettings | None = None
                  ) -> list[PieceResult]:
         """All pieces, in prompt order."""
-        results = {}
-        for event in self.stream(prompts, settings):
-            if event.result is not None:
-                results[event.piece] = event.result
-        return [results[i] for i in sorted(results)]
+        return results_in_order(self.stream(prompts, settings))
 
 
 def engine_for(model):
