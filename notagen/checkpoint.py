@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .baselines.config import FlatConfig
 from .config import NotaGenConfig, config_from_state_dict
 from .io import atomic_torch_save
 
@@ -89,8 +88,11 @@ def load_state_dict_checked(module: nn.Module, state_dict: dict, source: str = "
 
 
 def retie_shared_weights(module: nn.Module, state_dict: dict) -> None:
-    """Assigned tensors untie a tied pair (an LM head and its input embedding): tie it again where
-    the file's two tensors are equal, as they are when saved tied; a pair trained apart stays apart."""
+    """Assigned tensors untie a tied pair (an LM head and its input embedding) of a model that lists
+    it in TIED_WEIGHTS: tie it again where the file's two tensors are equal, as they are when saved
+    tied; a pair trained apart stays apart. (NotaGen lists none: its loaded char-level head and
+    embedding stay two parameters over one storage, as fine-tuning runs have always had them, so
+    their resume files keep fitting; docs/history.md.)"""
     for head, embedding in getattr(module, "TIED_WEIGHTS", ()):
         if head in state_dict and embedding in state_dict and torch.equal(state_dict[head], state_dict[embedding]):
             owner, _, name = head.rpartition(".")
@@ -98,10 +100,12 @@ def retie_shared_weights(module: nn.Module, state_dict: dict) -> None:
 
 
 def load_model(path: str | Path, device: str | torch.device | None = None,
-               dtype: torch.dtype | None = None, config: NotaGenConfig | None = None):
-    """A NotaGen model from a published or project checkpoint, sized from the file itself.
+               dtype: torch.dtype | None = None, config=None):
+    """The model of a published or project checkpoint, sized from the file itself: NotaGen, or a
+    baseline of `notagen.baselines` where the file's stored config names one.
 
     `config` is only needed to force sizes (its fields are checked against the file)."""
+    from .baselines.config import FlatConfig
     from .model import NotaGenLMHeadModel
 
     checkpoint = read_checkpoint(path)
@@ -122,7 +126,7 @@ def load_model(path: str | Path, device: str | torch.device | None = None,
     return model.to(device=device or "cpu", dtype=dtype).eval()
 
 
-def _load_flat_model(path, state_dict: dict, config: FlatConfig, device, dtype):
+def _load_flat_model(path, state_dict: dict, config, device, dtype):
     """A baseline (`notagen.baselines`) from its file: the stored config names its type and sizes."""
     from .baselines.models import build_flat_model
 

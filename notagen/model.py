@@ -100,10 +100,6 @@ class NotaGenOutput:
 
 
 class NotaGenLMHeadModel(nn.Module):
-    # the char decoder's LM head is its input embedding (GPT-2's tie); a loaded file keeps the tie
-    # where its two tensors are equal (`notagen.checkpoint.retie_shared_weights`)
-    TIED_WEIGHTS = (("char_level_decoder.base.lm_head.weight", "char_level_decoder.base.transformer.wte.weight"),)
-
     def __init__(self, config: NotaGenConfig):
         super().__init__()
         self.config = config

@@ -65,7 +65,21 @@ def baseline_model_config(settings, model_type: str):
 
     config = matched_config(model_type, getattr(settings, "preset", "") or "small")
     given = {name: int(getattr(settings, name, 0) or 0) for name in BASELINE_SIZE_SETTINGS}
-    return config.with_(**{name: value for name, value in given.items() if value})
+    changes = {name: value for name, value in given.items() if value}
+    if "hidden_size" in changes:
+        changes["num_heads"] = 0  # hidden_size // 64 again, not the preset's count
+    return config.with_(**changes)
+
+
+def refuse_other_sizes(settings, model_type: str) -> None:
+    """A size setting that the model type does not have is an error, not silently ignored."""
+    own = SIZE_SETTINGS if model_type == "notagen" else BASELINE_SIZE_SETTINGS
+    foreign = [name for name in (*SIZE_SETTINGS, *BASELINE_SIZE_SETTINGS)
+               if name not in own and int(getattr(settings, name, 0) or 0)]
+    if foreign:
+        raise ValueError(f"{', '.join(sorted(set(foreign)))} {'is' if len(set(foreign)) == 1 else 'are'} not a size "
+                         f"of a {model_type} model: leave {'it' if len(set(foreign)) == 1 else 'them'} at 0 "
+                         f"(its sizes: {', '.join(own)})")
 
 
 def stage_model(settings, pretrained: Path | None):
@@ -83,9 +97,10 @@ def stage_model(settings, pretrained: Path | None):
         if asked and asked != model.config.model_type:
             raise ValueError(f"model={asked} but {pretrained} holds a {model.config.model_type} model; "
                              f"leave model empty to take the type from the file")
-        names = SIZE_SETTINGS if model.config.model_type == "notagen" else BASELINE_SIZE_SETTINGS
-        check_sizes(settings, model.config, names)
+        refuse_other_sizes(settings, model.config.model_type)
+        check_sizes(settings, model.config, SIZE_SETTINGS if model.config.model_type == "notagen" else BASELINE_SIZE_SETTINGS)
         return model
+    refuse_other_sizes(settings, asked or "notagen")
     if asked in FLAT_TYPES:
         return build_flat_model(baseline_model_config(settings, asked))
     return NotaGenLMHeadModel(notagen_model_config(settings))

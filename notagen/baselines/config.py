@@ -46,7 +46,7 @@ class FlatConfig(SizesConfig):
 
     def describe(self) -> str:
         kind = "GPT-2 blocks" if self.model_type == "abc_gpt2" else "LSTM layers"
-        return (f"{self.model_type}: {self.num_layers} {kind}, hidden {self.hidden_size}, "
+        return (f"{self.model_type}, {self.num_layers} {kind}, hidden {self.hidden_size}, "
                 f"context {self.context_chars} chars")
 
     def run_name(self, tag: str, learning_rate: float, batch_size: int) -> str:

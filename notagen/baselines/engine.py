@@ -2,8 +2,10 @@
 
 - A flat model writes one character per step. Its characters are handed to `Piece` (the
   published loop's bookkeeping) in chunks that end at a line end or after patch_size characters,
-  so prompts, stream rebuilds (the context holds at most patch_length such chunks, hence at most
-  `context_chars` characters), the bar check, the limits and the results are NotaGen's own.
+  so prompts, the bar check, the text limits and the results are NotaGen's. The chunks are pieces
+  of lines, not NotaGen's bars: a flat model's context is rebuilt when it holds patch_length
+  chunks (so never more than `context_chars` characters), at other places than NotaGen's would be,
+  and `PieceResult.patches`, `max_patches` and `max_empty_patches` count chunks.
 - A row whose piece was rebuilt or whose line was rejected is prefilled again from the piece's
   context, flattened; the others advance by one character.
 - Batching is continuous and every piece draws from its own random stream, as in `Engine`.
@@ -41,7 +43,7 @@ class FlatEngine:
     def _write(self, piece: Piece, new: list[int], char: int) -> tuple[list[str], str]:
         """Add one character -> (texts released, outcome): outcome None while the chunk is open, else
         what `Piece.add_patch` said ("" | REBUILT | REWOUND); at the end of the piece, ""."""
-        if char <= EOS_ID:  # EOS ends the piece (BOS or PAD, never targets, count as EOS too)
+        if char == EOS_ID:  # the end of the piece
             texts = []
             if new:
                 texts.append(piece.add_patch(new + [EOS_ID])[0])
@@ -86,6 +88,7 @@ class FlatEngine:
                 logits = fresh if logits is None else logits.index_copy(0, torch.tensor(to_prefill, device=fresh.device), fresh)
                 to_prefill = []
 
+            logits[:, :EOS_ID] = float("-inf")  # PAD and BOS are never targets: only EOS ends a piece
             chars = sample_rows(logits, generators, settings.top_k, settings.top_p, settings.temperature,
                                 settings.greedy)
             advance_rows, advance_chars = [], []
