@@ -10,7 +10,9 @@ check on) and `clamp2/evaluate.py` against the held-out reference pieces. Then o
 - eval loss in nats per ABC character: the summed negative log-likelihood of the fine-tuning eval
   windows (original keys) over their characters, so the three designs are measured on the same text;
 - usable share, CLaMP 2 score, composer adherence (top-5), critic AUC (the evaluation report);
-- training speed (optimizer steps per second) and generation speed (characters per second).
+- training speed: seconds per optimizer step, measured in this process on the same batches of
+  fine-tuning windows for every model (fresh weights, one thread), as a ratio to NotaGen's;
+- generation speed: characters per second of the inference run (the bar check's rewrites included).
 Every step is skipped when an earlier run of this benchmark finished it (markers under
 `--out_dir`/<model>/steps), so an interrupted benchmark continues. Needs the corpus and the M3
 weights of the main job (`bash run.sh`).
@@ -79,7 +81,7 @@ def pipeline(model_type: str, args) -> dict:
                      "--eval_clamp2_weights_path", args.clamp2_weights_path,
                      "--style_train_dir", str(corpus / "finetune/interleaved"),
                      "--eval_output_dir", str(out / "evaluation")], out, log=log)
-    return table_row(model_type, weights, out, corpus, args.pretrain_steps + args.finetune_steps)
+    return table_row(model_type, weights, out, corpus)
 
 
 @torch.no_grad()
@@ -98,11 +100,36 @@ def nats_per_char(model, index_path: Path) -> float:
     return total / chars
 
 
-def stage_seconds(out: Path, step: str) -> float:
-    return float((out / "steps" / f"{step}.done").read_text().split()[0])
+def step_seconds(models: list[str], preset: str, index_path: Path, batches: int = 4) -> dict[str, float]:
+    """Median seconds of a training step (forward, backward, AdamW) of each model type on the same
+    `batches` batches of 4 windows; one thread, fresh weights, one warm-up step."""
+    import statistics
+    import time
+
+    from notagen.stages import stage_model
+    from types import SimpleNamespace
+
+    torch.set_num_threads(1)
+    data = NotaGenDataset(index_path, patch_length=256, require_prompt_lines=True)
+    seconds = {}
+    for model_type in models:
+        torch.manual_seed(0)
+        model = stage_model(SimpleNamespace(model=model_type, preset=preset), None).train()
+        data.patch_length = model.config.patch_length
+        chosen = [collate_patches([data[4 * b + i] for i in range(4)]) for b in range(batches)]
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        times = []
+        for batch in chosen[:1] + chosen:  # the first is a warm-up
+            started = time.perf_counter()
+            model(batch["patches"], batch["masks"]).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            times.append(time.perf_counter() - started)
+        seconds[model_type] = statistics.median(times[1:])
+    return seconds
 
 
-def table_row(model_type: str, weights: Path, out: Path, corpus: Path, steps: int) -> dict:
+def table_row(model_type: str, weights: Path, out: Path, corpus: Path) -> dict:
     model = load_model(weights)
     [summary] = (out / "inference" / "summary").glob("*.json")
     generation = json.loads(summary.read_text())
@@ -116,7 +143,6 @@ def table_row(model_type: str, weights: Path, out: Path, corpus: Path, steps: in
         "usable": report["validity"]["usable"], "bar_alignment": report["validity"]["bar_alignment"],
         "clamp2_score": style.get("clamp2_score"), "critic_auc": style.get("critic_auc"),
         "adherence_top5": classifier.get("adherence_top5"), "adherence_chance_top5": classifier.get("chance_top5"),
-        "train_steps_per_second": round(steps / (stage_seconds(out, "pretrain") + stage_seconds(out, "finetune")), 3),
         "generation_chars_per_second": round(sum(p["chars"] for p in generation["pieces"])
                                              / generation["generation_seconds"], 1),
         "summary": report["summary"],
@@ -128,13 +154,13 @@ def markdown(rows: list[dict]) -> str:
         return "-" if value is None else format(value, spec)
 
     lines = ["| model | parameters | eval nats/char | usable | bar alignment | CLaMP 2 score | adherence top-5 "
-             "(chance) | critic AUC | train steps/s | generation chars/s |", "|---" * 10 + "|"]
+             "(chance) | critic AUC | training step (vs NotaGen) | generation chars/s |", "|---" * 10 + "|"]
     for r in rows:
         lines.append(f"| {r['model']} ({r['description'].split(', ', 1)[-1] if r['model'] != 'notagen' else r['description']}) | {r['parameters'] / 1e6:.2f}M | "
                      f"{r['eval_nats_per_char']:.3f} | {r['usable']:.0%} | {r['bar_alignment']:.0%} | "
                      f"{number(r['clamp2_score'], '.3f')} | {number(r['adherence_top5'], '.0%')} "
                      f"({number(r['adherence_chance_top5'], '.0%')}) | {number(r['critic_auc'], '.2f')} | "
-                     f"{r['train_steps_per_second']:.2f} | {r['generation_chars_per_second']:.0f} |")
+                     f"{r['step_seconds']:.2f} s ({r['step_ratio']:.2f}x) | {r['generation_chars_per_second']:.0f} |")
     return "\n".join(lines)
 
 
@@ -150,6 +176,10 @@ def main(argv=None) -> int:
     with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
         rows = list(pool.map(lambda m: pipeline(m, args), models))  # models in the order given (slowest first pays)
     rows.sort(key=lambda row: MODEL_TYPES.index(row["model"]))
+    seconds = step_seconds([row["model"] for row in rows], args.preset, REPO / args.corpus_dir / "finetune/augmented_train.jsonl")
+    baseline = seconds.get("notagen", next(iter(seconds.values())))
+    for row in rows:
+        row["step_seconds"], row["step_ratio"] = round(seconds[row["model"]], 3), round(seconds[row["model"]] / baseline, 2)
     out = REPO / args.out_dir
     (out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
     table = markdown(rows)

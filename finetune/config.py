@@ -14,7 +14,7 @@ KEY_MODE = "near"  # key per example: near (-3..+3 semitones, weights 1,2,3,4,3,
 PATCH_STREAM = True  # cut pieces longer than PATCH_LENGTH at a random line (stream cuts)
 
 # ---- model (0 = take the size from the pre-trained weights)
-PRETRAINED_PATH = "runs/pretrain"  # pre-trained weights: a .pth file (published or ours), or a folder holding one weights_notagen_*.pth
+PRETRAINED_PATH = "runs/pretrain"  # pre-trained weights: a .pth file (published or ours), or a folder holding one weights_*.pth (NotaGen or a baseline: the type comes from the file)
 MODEL = ""  # '' = the pre-trained file's type (notagen, abc_gpt2, folk_rnn); a type set here must match it
 PRESET = ""  # unused when fine-tuning: sizes come from PRETRAINED_PATH
 PATCH_SIZE = 0  # characters per patch (16)

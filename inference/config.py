@@ -4,7 +4,7 @@
 from notagen.generation.piece import CHECKED_BAR_RETRIES  # this project's bar check (0: the published sampler)
 from notagen.generation.piece import GenerationSettings as _published  # the one home of the published sampling defaults
 
-INFERENCE_WEIGHTS_PATH = ""  # checkpoint to generate from: a file or a folder holding one (published NotaGen or a project file; sizes are read from it); "" = the shipped one (weights/embedded/), else the main job's
+INFERENCE_WEIGHTS_PATH = ""  # checkpoint to generate from: a file or a folder holding one (published NotaGen or a project file, a baseline too; type and sizes are read from it); "" = the shipped one (weights/embedded/), else the main job's
 NUM_SAMPLES = 8  # pieces to generate (the published script made 1000)
 TOP_K = _published.top_k  # sample among the k most probable chars (published 9; 1 = greedy, 0 = no top-k cut)
 TOP_P = _published.top_p  # then among the most probable chars whose probabilities sum past p (published 0.9)
