@@ -140,6 +140,7 @@ def table_row(model_type: str, weights: Path, out: Path, corpus: Path) -> dict:
         "model": model_type, "description": model.config.describe(),
         "parameters": sum(p.numel() for p in {p.data_ptr(): p for p in model.parameters()}.values()),  # tied once
         "eval_nats_per_char": round(nats_per_char(model, corpus / "finetune/augmented_eval.jsonl"), 4),
+        "finished": report["validity"]["finished"], "converted": report["validity"]["converted"],
         "usable": report["validity"]["usable"], "bar_alignment": report["validity"]["bar_alignment"],
         "clamp2_score": style.get("clamp2_score"), "critic_auc": style.get("critic_auc"),
         "adherence_top5": classifier.get("adherence_top5"), "adherence_chance_top5": classifier.get("chance_top5"),
@@ -150,14 +151,15 @@ def table_row(model_type: str, weights: Path, out: Path, corpus: Path) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    def number(value, spec):
-        return "-" if value is None else format(value, spec)
+    def number(value, spec):  # "-": not measured (no usable piece; a critic needs two)
+        return "-" if value is None or value != value else format(value, spec)
 
-    lines = ["| model | parameters | eval nats/char | usable | bar alignment | CLaMP 2 score | adherence top-5 "
-             "(chance) | critic AUC | training step (vs NotaGen) | generation chars/s |", "|---" * 10 + "|"]
+    lines = ["| model | parameters | eval nats/char | finished / converts | usable | bar alignment | CLaMP 2 score | "
+             "adherence top-5 (chance) | critic AUC | training step (vs NotaGen) | generation chars/s |", "|---" * 11 + "|"]
     for r in rows:
         lines.append(f"| {r['model']} ({r['description'].split(', ', 1)[-1] if r['model'] != 'notagen' else r['description']}) | {r['parameters'] / 1e6:.2f}M | "
-                     f"{r['eval_nats_per_char']:.3f} | {r['usable']:.0%} | {r['bar_alignment']:.0%} | "
+                     f"{r['eval_nats_per_char']:.3f} | {r['finished']:.0%} / {r['converted']:.0%} | "
+                     f"{r['usable']:.0%} | {r['bar_alignment']:.0%} | "
                      f"{number(r['clamp2_score'], '.3f')} | {number(r['adherence_top5'], '.0%')} "
                      f"({number(r['adherence_chance_top5'], '.0%')}) | {number(r['critic_auc'], '.2f')} | "
                      f"{r['step_seconds']:.2f} s ({r['step_ratio']:.2f}x) | {r['generation_chars_per_second']:.0f} |")
