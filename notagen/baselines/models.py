@@ -43,10 +43,7 @@ def collate_flat(patches: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """A patch batch [B, N*P] or [B, N, P] with masks [B, N] -> flat ids [B, T], PAD on the right."""
     patches = patches.reshape(patches.shape[0], masks.shape[1], -1)
     streams = [flat_ids(row[:int(n)].tolist()) for row, n in zip(patches, masks.sum(dim=1))]
-    ids = torch.full((len(streams), max(map(len, streams))), PAD_ID, dtype=torch.long)
-    for row, stream in enumerate(streams):
-        ids[row, :len(stream)] = torch.tensor(stream)
-    return ids.to(patches.device)
+    return _padded(streams, patches.device)[0]
 
 
 class FlatLM(nn.Module):
