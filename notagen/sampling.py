@@ -90,6 +90,18 @@ def candidate_probs(logits: torch.Tensor, top_k: int, top_p: float, temperature:
     return filter_probs(probs, 0, top_p, temperature), None
 
 
+def restrict_rows(logits: torch.Tensor, allowed: list[list[int] | None]) -> torch.Tensor:
+    """logits [B, V] with every id outside allowed[b] at -inf (rows whose allowed is None stay)."""
+    if all(ids is None for ids in allowed):
+        return logits
+    keep = torch.ones_like(logits, dtype=torch.bool)
+    for row, ids in enumerate(allowed):
+        if ids is not None:
+            keep[row] = False
+            keep[row, ids] = True
+    return logits.masked_fill(~keep, float("-inf"))
+
+
 def sample_rows(logits: torch.Tensor, generators: list, top_k: int, top_p: float, temperature: float,
                 greedy: bool = False) -> list[int]:
     """One id per row of logits [B, V]: greedy argmax (or top_k == 1), else top-k -> top-p ->

@@ -281,6 +281,23 @@ def test_line_problem_names_what_is_misaligned(line, problem):
     assert line_problem(line, {"V:1", "V:2"}) == problem
 
 
+def test_a_line_that_leaves_a_voice_out_must_last_the_metre():
+    from notagen.abc.unreduce import bar_length, line_problem
+
+    assert [bar_length(m, u) for m, u in [("3/4", "1/8"), ("C", "1/8"), ("C|", "1/4"), ("2+3/8", "1/16"), ("none", "1/8")]] \
+        == [6, 8, 4, 10, None]
+    three_four = bar_length("3/4")
+    assert line_problem("[V:1]a2 b2 c2 d2|\n", {"V:1", "V:2"}, three_four) == "a left-out voice's rest would not fill the bar"
+    assert line_problem("[V:1]a2 b2 c2|\n", {"V:1", "V:2"}, three_four) is None
+    assert line_problem("[V:1]a2 b2 c2 d2|[V:2]C8|\n", {"V:1", "V:2"}, three_four) is None  # both voices there: aligned
+    piece = make_piece(Prompt.from_lines(["%Baroque", "%Bach, Johann Sebastian", "%Choral", "L:1/8", "M:3/4",
+                                          "K:C", "V:1 treble", "V:2 bass"]), bar_retries=1)
+    feed(piece, "[r:0/9][V:1]a8|\n")  # line 0 may be a pickup of any length
+    assert feed(piece, "[r:1/8][V:1]a8|\n")[-1][1] == "rewound"
+    assert feed(piece, "[r:1/8][V:1][M:4/4]a8|\n")[-1][1] == ""  # an inline metre counts from its line on
+    assert feed(piece, "[r:2/7][V:1]a6|\n")[-1][1] == "rewound" and feed(piece, "[r:2/7][V:1]a8|\n")[-1][1] == ""
+
+
 def test_real_chorale_lines_pass_the_bar_check():
     from conftest import pipeline_item
     from notagen.abc.unreduce import line_problem
@@ -300,9 +317,25 @@ def test_a_misaligned_line_is_written_again_and_its_text_held_back():
     assert feed(piece, "[r:1/8][V:1]abcd|[V:2]C8|\n")[-1][1] == "rewound"  # the second retry
     kept = feed(piece, "[r:1/8][V:1]abcd|[V:2]C8|\n")  # no retries left: the line stays
     assert kept[-1] == ("[r:1/8][V:1]abcd|[V:2]C8|\n", "") and piece.resampled_lines == 2
-    feed(piece, "[r:2/7][V:1]ab|\n")  # single-voice bars are fine, and the count starts again
-    assert feed(piece, "[r:3/6][V:1]a|[V:1]b|\n")[-1][1] == "rewound"
-    assert piece.text.endswith("[r:2/7][V:1]ab|\n") and piece.result().resampled_lines == 3
+    feed(piece, "[r:2/7][V:1]a8|\n")  # a voice may rest (left out), and the count starts again
+    assert feed(piece, "[r:3/6][V:1]a4|[V:1]b4|\n")[-1][1] == "rewound"
+    assert piece.text.endswith("[r:2/7][V:1]a8|\n") and piece.result().resampled_lines == 3
+
+
+def test_bar_checked_lines_can_only_name_later_voices():
+    piece = make_piece(Prompt.from_lines(["%Baroque", "%Bach, Johann Sebastian", "%Choral", "L:1/8", "M:4/4",
+                                          "K:C", "V:1 treble", "V:2 treble", "V:10 bass", "V:3 bass"]), bar_retries=2)
+    allowed = lambda text: piece.allowed(ids(text))  # noqa: E731
+    assert allowed("[r:0/9][V:") == ids("123")  # numeric order: 1 2 3 10
+    assert allowed("[r:0/9][V:1]a8|[V:") == ids("123") and allowed("[r:0/9][V:1") == ids("0]")
+    assert allowed("[r:0/9][V:1]a8|[V:2]C8|[V:") == ids("13")  # 3 or 10, never 1 or 2 again
+    assert allowed("[r:0/9][V:1]a8|[V:3]C8|[V:1") == ids("0") and allowed("[r:0/9][V:1]a8|[V:3]C8|[V:10") == ids("]")
+    assert allowed("[r:0/9][V:1]a8|[V:10]C8|[V:") is None  # no voice left: the bar check judges the line
+    assert allowed("[r:0/9][V:1]a8") is None and allowed("[r:0/9][V:1]a8|[V:2]") is None  # not naming a voice
+    assert allowed("%%score [V:") is None  # not a body line
+    feed(piece, "[r:0/9][V:1]a8|[V:2]C8|\n")
+    assert allowed("[r:1/8][V:2]a8|[V:") == ids("13")  # each line starts over: a line may skip voices
+    assert make_piece(TWO_VOICES).allowed(ids("[r:0/9][V:1]a8|[V:")) is None  # the published loop: free
 
 
 def test_the_published_loop_releases_every_patch_and_never_rewinds():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from fractions import Fraction
 
 from abctoolkit.check import check_alignment_unrotated
 from abctoolkit.duration import calculate_bartext_duration
@@ -35,6 +36,18 @@ def bar_duration(bar_text: str):
             return calculate_bartext_duration(bar_text)
     except Exception:
         return None
+
+
+def bar_length(meter: str, unit: str = "1/8") -> Fraction | None:
+    """A metre's bar (`M:` text: "3/4", "C", "C|", "2+3/8") in units of `L:` (unit), or None where
+    the metre is free or unreadable."""
+    meter = {"C": "4/4", "C|": "2/2"}.get(meter.strip(), meter.strip())
+    match = re.fullmatch(r"([\d+]+)/(\d+)", meter)
+    unit_match = re.fullmatch(r"(\d+)/(\d+)", unit.strip())
+    if not match or not unit_match or not int(match[2]) or not int(unit_match[1]):
+        return None
+    beats = sum(int(part) for part in match[1].split("+") if part)
+    return Fraction(beats, int(match[2])) / Fraction(int(unit_match[1]), int(unit_match[2]))
 
 
 def split_header_body(lines: list[str]) -> tuple[list[str], list[str]]:
@@ -126,13 +139,15 @@ def rest_unreduce(text: str) -> str:
     return "".join(out)
 
 
-def line_problem(line: str, declared: set[str] | None = None) -> str | None:
+def line_problem(line: str, declared: set[str] | None = None, metre_bar: Fraction | None = None) -> str | None:
     """Why one body line (a bar of every voice, stream prefix allowed) cannot be aligned, or None.
 
     Text-only, as generation needs it the moment a line is complete: a voice that the header does
-    not declare (`declared`; None: not checked), a voice twice, a voice with more than one bar, or
-    voices whose bars last differently (bars whose duration abctoolkit cannot tell are not compared).
-    An empty line (every voice rests) is fine."""
+    not declare (`declared`; None: not checked), a voice twice, a voice with more than one bar,
+    voices whose bars last differently (bars whose duration abctoolkit cannot tell are not
+    compared), or a line that leaves a declared voice out while its bars do not last the metre's
+    `metre_bar` (in units of L; None: not checked): the rest filled in for that voice is a whole-bar rest,
+    which lasts the metre. An empty line (every voice rests) is fine."""
     line = strip_stream_prefixes(line.rstrip("\n"))
     if not line.strip():
         return None
@@ -154,7 +169,11 @@ def line_problem(line: str, declared: set[str] | None = None) -> str | None:
         duration = bar_duration(inner)
         if duration is not None:
             durations.add(duration)
-    return "voices differ in duration" if len(durations) > 1 else None
+    if len(durations) > 1:
+        return "voices differ in duration"
+    if metre_bar is not None and declared is not None and seen != declared and durations and durations != {metre_bar}:
+        return "a left-out voice's rest would not fill the bar"
+    return None
 
 
 def is_rest_reduced(text: str) -> bool:

@@ -20,7 +20,7 @@ from ..config import BOS_ID, EOS_ID
 from ..generation.engine import fill_free_rows, results_in_order, stream_setup
 from ..generation.piece import REBUILT, REWOUND, GenerationEvent, GenerationSettings, Piece, PieceResult, Prompt
 from ..patchilizer import Patchilizer
-from ..sampling import sample_rows
+from ..sampling import restrict_rows, sample_rows
 from .models import flat_ids
 
 LINE_END = ord("\n")
@@ -89,6 +89,7 @@ class FlatEngine:
                 to_prefill = []
 
             logits[:, :EOS_ID] = float("-inf")  # PAD and BOS are never targets: only EOS ends a piece
+            logits = restrict_rows(logits, [piece.allowed(new[row]) for row, piece in enumerate(pieces)])
             chars = sample_rows(logits, generators, settings.top_k, settings.top_p, settings.temperature,
                                 settings.greedy)
             advance_rows, advance_chars = [], []

@@ -26,7 +26,7 @@ from typing import Generator, Iterable, Iterator
 import torch
 
 from ..patchilizer import Patchilizer
-from ..sampling import fresh_seed, piece_seed, sample_rows
+from ..sampling import fresh_seed, piece_seed, restrict_rows, sample_rows
 from .cache import KVCache, _Block, stack_blocks
 from .piece import REBUILT, REWOUND, GenerationEvent, GenerationSettings, Piece, PieceResult, Prompt
 
@@ -127,6 +127,7 @@ class Engine:
         new: list[list[int]] = [[] for _ in pieces]
         active = list(range(len(pieces)))
         while True:
+            logits = restrict_rows(logits, [pieces[b].allowed(new[b]) for b in active])
             ids = sample_rows(logits, [generators[b] for b in active], settings.top_k, settings.top_p,
                               settings.temperature, settings.greedy)
             still = []
@@ -246,8 +247,9 @@ def reference_generate(model, prompt: Prompt, settings: GenerationSettings | Non
             chars = torch.tensor([piece.prefix() + new], dtype=torch.long, device=device)
             inputs = torch.cat([feature, char_model.transformer.wte(chars)], dim=1)
             logits = char_model(inputs_embeds=inputs).logits[:, -1]  # [1, 128]
+            logits = restrict_rows(logits, [piece.allowed(new)])
             char = sample_rows(logits, [generator], settings.top_k, settings.top_p, settings.temperature,
-                           settings.greedy)[0]
+                               settings.greedy)[0]
             forced = piece.forced(new)
             new.append(char if forced is None else forced)
             if piece.patch_done(new):

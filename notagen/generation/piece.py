@@ -24,22 +24,29 @@ How a piece grows (shared/spec/model.md, "Generation")
   back to the end of the previous line and writes the line again from its own random stream, up to
   `bar_retries` times per line (then the line stays). Text is then released line by line, so what
   the events carry never has to be taken back; a stream rebuild inside a line lets that line stand.
+  Bar-checked generation also keeps a line's voices in order (`Piece.allowed`): after `[V:` only
+  the names of voices that come later than the line's last one can be written (the corpus writes
+  them in numeric order), so no line repeats a voice or goes back to an earlier one. And a line that
+  leaves a voice out must last the metre (the rest filled in for that voice is a whole-bar rest).
 """
 from __future__ import annotations
 
+import re
 import time
 import unicodedata
 import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple
 
-from ..abc.unreduce import line_problem
+from ..abc.unreduce import bar_length, line_problem
 from ..config import BOS_ID, EOS_ID, PAD_ID
 from ..patchilizer import Patchilizer, split_lines
 
 R0_TRIGGER = [ord(c) for c in "[r:"]  # first three chars of the first tune-body patch ...
 R0_FORCED = [ord(c) for c in "0/"]  # ... are followed by these, so the body starts at line 0
-CHECKED_BAR_RETRIES = 8  # this project's stage configs check bar lines; GenerationSettings keeps the published 0
+CHECKED_BAR_RETRIES = 32  # this project's stage configs check bar lines; GenerationSettings keeps the published 0
+_VOICE_TAG = re.compile(r"\[V:([^\]]*)\]")
+_INLINE_METER = re.compile(r"\[M:([^\]]*)\]")
 REBUILT, REWOUND = "rebuilt", "rewound"  # what `Piece.add_patch` did to the context besides appending
 
 
@@ -213,6 +220,8 @@ class Piece:
             self._set_context(split_lines(self.body, keep_last_unfinished=True))
         self.released = len(self.text)  # text already handed out (the engine's first event: the prompt)
         self.line_retries = 0  # rewrites of the line being written
+        self._header_of, self._header = None, ([], set(), None, "1/8")  # what `_read_header` read, from what
+        self._meter = ([None] + _INLINE_METER.findall(self.body))[-1]  # the body's last inline metre
         self.resampled_lines = 0
         self._mark_line_start()
         self._check_limits()
@@ -227,6 +236,39 @@ class Piece:
         if not self.in_body and not self.partial and new[:3] == R0_TRIGGER and 3 <= len(new) < 5:
             return R0_FORCED[len(new) - 3]
         return None
+
+    def allowed(self, new: list[int]) -> list[int] | None:
+        """Chars the voice-order rule allows next, given the new chars so far (None: any char).
+
+        Only with the bar check, inside a body line, after `[V:`: the voices declared after the
+        line's last voice (none written yet: all of them). None when no such voice is left, so the
+        bar check sees what the model writes."""
+        if not self.settings.bar_retries:
+            return None
+        line = self.text[self.text.rfind("\n") + 1:] + "".join(map(chr, new))
+        opened = line.rfind("[V:")
+        if opened < 0 or "]" in line[opened:] or not line.startswith(("[r:", "[V:")):
+            return None
+        order, typed = self._read_header()[0], line[opened + 3:]
+        written = _VOICE_TAG.findall(line[:opened])
+        if any(name not in order for name in written):
+            return None
+        later = order[max((order.index(name) for name in written), default=-1) + 1:]
+        chars = {ord(name[len(typed)]) for name in later if name.startswith(typed) and len(name) > len(typed)}
+        chars |= {ord("]")} if typed in later else set()
+        return sorted(chars) or None
+
+    def _read_header(self) -> tuple[list[str], set[str], str | None, str]:
+        """(voice names in the order body lines write them: numeric when all are numbers; the
+        declared `V:n` symbols; the `M:` metre or None; the `L:` unit) of the metadata."""
+        if self._header_of != self.metadata:
+            lines = [line.strip() for line in self.metadata.split("\n")]
+            names = [line.split()[0][2:] for line in lines if line.startswith("V:") and line.split()]
+            field = lambda key, default: ([default] + [l[2:] for l in lines if l.startswith(key)])[-1]  # noqa: E731
+            self._header_of = self.metadata
+            self._header = (sorted(names, key=int) if all(name.isdigit() for name in names) else names,
+                            {f"V:{name}" for name in names}, field("M:", None), field("L:", "1/8"))
+        return self._header
 
     def patch_done(self, new: list[int]) -> bool:
         return (new and new[-1] == EOS_ID) or len(self.partial) + len(new) >= self.patch_size
@@ -274,6 +316,7 @@ class Piece:
 
     # -- bar check -------------------------------------------------------------------------------
     def _mark_line_start(self) -> None:
+        self._meter = ([self._meter] + _INLINE_METER.findall(self.text[self.text.rfind("\n", 0, len(self.text) - 1) + 1:]))[-1]
         self._line = _LineStart(len(self.text), len(self.metadata), len(self.body), len(self.context),
                                 list(self.partial), self.in_body, self.empty_run, len(self.stream_events))
 
@@ -285,8 +328,10 @@ class Piece:
             self.line_retries = 0
             return False
         line = self.text[self.text.rfind("\n", 0, len(self.text) - 1) + 1:]
-        declared = {l.split()[0] for l in self.metadata.split("\n") if l.startswith("V:") and l.split()}
-        if line_problem(line, declared or None) is None:
+        _, declared, meter, unit = self._read_header()
+        meter = ([self._meter or meter] + _INLINE_METER.findall(line))[-1]
+        bar = bar_length(meter, unit) if meter and self.in_body and len(self.body) > len(line) else None  # not line 0
+        if line_problem(line, declared or None, bar) is None:
             self.line_retries = 0
             return False
         self.text, self.metadata, self.body = (self.text[:start.text], self.metadata[:start.metadata],
