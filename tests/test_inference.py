@@ -36,7 +36,7 @@ def test_greedy_run_keeps_the_exact_text_of_pieces_stopped_by_the_char_limit(tmp
     case = TINY["greedy_generation"][1]  # Classical|Beethoven, Ludwig van|Chamber, 1354 chars
     prompt = "|".join(line.strip().lstrip("%") for line in case["prompt_lines"])
     cfg = settings(tmp_path, "--prompt", prompt, "--greedy", "true", "--max_chars", str(case["char_limit"]),
-                   "--num_samples", "2", "--batch_size", "2", "--seed", "7")
+                   "--num_samples", "2", "--batch_size", "2", "--seed", "7", "--bar_retries", "0")  # the published loop
     logged = []
     summary = run_inference(cfg, log=logged.append)
     folder = output_folder_name(WEIGHTS, 9, 0.9, 1.2)
@@ -49,7 +49,7 @@ def test_greedy_run_keeps_the_exact_text_of_pieces_stopped_by_the_char_limit(tmp
         assert path.parent == tmp_path / "failed" / folder
         assert path.name == f"Classical_Beethoven_Ludwig_van_Chamber_seed7_000{piece['index']}.abc"
         assert path.read_text() == case["text"]
-    on_disk = json.loads((tmp_path / "summary" / f"{folder}_seed7.json").read_text())
+    on_disk = json.loads((tmp_path / "summary" / f"{folder}_Classical_Beethoven_Ludwig_van_Chamber_seed7.json").read_text())
     assert on_disk["pieces"] == summary["pieces"] and on_disk["counts"]["failed"] == 2
     assert on_disk["memory"]["cpu_max_rss_mib"] > 0
     assert not (tmp_path / "original").exists()

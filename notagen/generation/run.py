@@ -6,7 +6,7 @@ Design choices
   `X:1` on top), `<folder>` = weights file stem + `_k_<top_k>_p_<top_p>_temp_<temperature>`. MusicXML
   and MIDI go to `xml/<folder>/` and `midi/<folder>/`; pieces stopped by a limit, or whose text
   cannot be interleaved, keep their raw text in `failed/<folder>/`. Nothing is retried: every piece
-  gets one line in `summary/<folder>_seed<seed>.json` (status, reason, seconds, chars, files).
+  gets one line in `summary/<folder>_<prompt>_seed<seed>.json` (status, reason, seconds, chars, files).
 - File names are `<prompt>_seed<seed>_<index>`: the same seed and settings give the same pieces and
   the same names, so a rerun overwrites identical files instead of piling up copies.
 - Paths follow `notagen.paths`: inputs (weights, prompt files) from the current folder, else the
@@ -226,7 +226,7 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
     entries = gathered(entries, procs)
     summary = run_summary(cfg, weights, device, dtype, seed, prompt, continuation, entries,
                           time.monotonic() - started, generating)
-    summary_path = out / "summary" / f"{folder}_seed{seed}.json"
+    summary_path = out / "summary" / f"{folder}_{slug}_seed{seed}.json"  # one per prompt: runs can share a folder
     if procs.rank == 0:
         atomic_write_json(summary_path, summary)
     summary["summary_path"] = str(summary_path)
