@@ -28,9 +28,10 @@ def test_one_iteration_of_the_loop_and_its_pieces_equal_inference(tmp_path):
     from notagen.generation import run_inference
     from notagen.rl_loop import run_loop
 
-    sampling = ["--temperature", "1.0", "--max_chars", "6000", "--seed", "4", "--bar_retries", "0"]  # a seed whose pieces include bar-aligned ones (the chosen set needs them)
+    # the shipped model's unchecked pieces rarely rest-unreduce: the bar check gives the pairs usable pieces
+    sampling = ["--temperature", "1.0", "--max_chars", "3000", "--seed", "4", "--bar_retries", "8"]
     args = ["--weights_path", str(SHIPPED), "--iterations", "1",
-            "--num_samples", "24", "--generation_batch_size", "12", *sampling, "--device", "cpu",
+            "--num_samples", "16", "--generation_batch_size", "16", *sampling, "--device", "cpu",
             "--clamp2_weights_path", str(VECTORS / "tiny_clamp2.pth"), "--reference_dir", str(reference_folder(tmp_path)),
             "--portion", "0.2", "--copy_threshold", "0", "--optimization_steps", "2", "--batch_size", "1",
             "--learning_rate", "1e-5", "--save_every_steps", "1"]
@@ -39,11 +40,11 @@ def test_one_iteration_of_the_loop_and_its_pieces_equal_inference(tmp_path):
 
     assert [row["label"] for row in rows] == ["fine-tuned", "RL1"]
     assert rows[1]["weights"] != rows[0]["weights"] and Path(rows[1]["weights"]).is_file()
-    assert all(0 < row["pieces"] <= 24 and -1 <= row["mean_score"] <= 1 for row in rows)
+    assert all(0 < row["pieces"] <= 16 and -1 <= row["mean_score"] <= 1 for row in rows)
     assert json.loads((tmp_path / "rl" / "scores.json").read_text()) == rows
     # the reward-hacking checks of every model, the change in standard errors for the second
     for row in rows:
-        assert 0 < row["usable"] <= 1 and row["pieces"] == round(row["usable"] * 24)
+        assert 0 < row["usable"] <= 1 and row["pieces"] == round(row["usable"] * 16)
         assert -1 <= row["variety"] <= 1 and 0 <= row["near_copies"] <= 1 and 0 <= row["repeated_lines"] < 1
     assert "vs_previous" not in rows[0]
     change = rows[1]["vs_previous"]
@@ -53,12 +54,12 @@ def test_one_iteration_of_the_loop_and_its_pieces_equal_inference(tmp_path):
     assert -1 <= reference["mean_score"] <= 1 and -1 <= reference["variety"] <= 1
     generated = tmp_path / "rl" / "iter_1" / "generated"
     summary = json.loads((generated / "summary" / "pieces.json").read_text())
-    assert len(summary["pieces"]) == 24
+    assert len(summary["pieces"]) == 16
 
     # inference.py with the same weights, prompt and sampling writes the same raw texts
     cfg = parse_settings(REPO_ROOT / "inference" / "config.py", [
-        "--inference_weights_path", str(SHIPPED), "--prompt", loop.prompt, "--num_samples", "24",
-        "--batch_size", "12", *sampling, "--output_dir", str(tmp_path / "inference"), "--convert", "false",
+        "--inference_weights_path", str(SHIPPED), "--prompt", loop.prompt, "--num_samples", "16",
+        "--batch_size", "16", *sampling, "--output_dir", str(tmp_path / "inference"), "--convert", "false",
         "--stream", "false", "--device", "cpu"])
     written = run_inference(cfg, log=lambda *_: None)["pieces"]
     for entry in written:
