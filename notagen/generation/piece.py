@@ -38,7 +38,8 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple
 
-from ..abc.unreduce import bar_length, line_problem
+from ..abc.errors import AbcError
+from ..abc.unreduce import bar_length, declared_voices, line_problem
 from ..config import BOS_ID, EOS_ID, PAD_ID
 from ..patchilizer import Patchilizer, split_lines
 
@@ -220,7 +221,7 @@ class Piece:
             self._set_context(split_lines(self.body, keep_last_unfinished=True))
         self.released = len(self.text)  # text already handed out (the engine's first event: the prompt)
         self.line_retries = 0  # rewrites of the line being written
-        self._header_of, self._header = None, ([], set(), None, "1/8")  # what `_read_header` read, from what
+        self._header_of, self._header = None, None  # the metadata `_read_header` last read, and what it read
         self._meter = ([None] + _INLINE_METER.findall(self.body))[-1]  # the body's last inline metre
         self.resampled_lines = 0
         self._mark_line_start()
@@ -264,10 +265,13 @@ class Piece:
         if self._header_of != self.metadata:
             lines = [line.strip() for line in self.metadata.split("\n")]
             names = [line.split()[0][2:] for line in lines if line.startswith("V:") and line.split()]
+            try:
+                order = [symbol[2:] for symbol in declared_voices(lines)]  # rest_unreduce's order
+            except AbcError:  # no voices, or names that are not numbers: the declared order
+                order = names
             field = lambda key, default: ([default] + [l[2:] for l in lines if l.startswith(key)])[-1]  # noqa: E731
             self._header_of = self.metadata
-            self._header = (sorted(names, key=int) if all(name.isdigit() for name in names) else names,
-                            {f"V:{name}" for name in names}, field("M:", None), field("L:", "1/8"))
+            self._header = (order, {f"V:{name}" for name in names}, field("M:", None), field("L:", "1/8"))
         return self._header
 
     def patch_done(self, new: list[int]) -> bool:
