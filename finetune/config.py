@@ -12,6 +12,7 @@ DATA_TRAIN_INDEX_PATH = "corpus/finetune/augmented_train.jsonl"  # training inde
 DATA_EVAL_INDEX_PATH = "corpus/finetune/augmented_eval.jsonl"  # eval index ('' = no eval; best = lowest train loss)
 KEY_MODE = "near"  # key per example: near (-3..+3 semitones, weights 1,2,3,4,3,2,1), uniform, original
 PATCH_STREAM = True  # cut pieces longer than PATCH_LENGTH at a random line (stream cuts)
+PROMPT_BALANCE = 0.0  # repeat rarer prompts' pieces: a prompt's share of an epoch goes as count ** (1 - b) (0 = the data's mix, 1 = all prompts equal)
 
 # ---- model (0 = take the size from the pre-trained weights)
 PRETRAINED_PATH = "runs/pretrain"  # pre-trained weights: a .pth file (published or ours), or a folder holding one weights_*.pth (NotaGen or a baseline: the type comes from the file)

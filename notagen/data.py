@@ -13,6 +13,10 @@ Design choices
   eval set never calls `set_epoch`, so its keys and cuts are the same every epoch.
 - Relative paths inside an index are tried against the working directory, the index's folder and
   that folder's ancestors (an index under `corpus/pretrain/` may name `corpus/pretrain/augmented/x`).
+- Prompt balance (fine-tuning): with `prompt_balance` b > 0 the pieces of a prompt that has n pieces
+  are listed round((n_max / n) ** b) times, so each prompt's share of an epoch goes as n ** (1 - b)
+  (0: as in the data, 1: every prompt as often as the largest). Rare prompts are otherwise seen
+  too seldom to be learned; each repeat gets its own key and stream cut (they are seeded by index).
 - Bad input: a missing or empty index, a malformed line or an unknown key is an error naming the
   file and line. A listed file that is gone or not ASCII is logged once and the next example is
   used in its place (so batch shapes and the data order of other examples do not change); a
@@ -23,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,7 +184,7 @@ class NotaGenDataset(Dataset):
 
     def __init__(self, index_path: str | Path, patch_size: int = 16, patch_length: int = 1024,
                  key_mode: str | None = None, patch_stream: bool = True, seed: int = 0,
-                 require_prompt_lines: bool = False, max_entries: int = 0):
+                 require_prompt_lines: bool = False, max_entries: int = 0, prompt_balance: float = 0.0):
         self.index_path = Path(index_path)
         entries = read_index(self.index_path)
         if max_entries:
@@ -220,6 +225,11 @@ class NotaGenDataset(Dataset):
             what = "folder of" if self.keyed else "file"
             raise DataError(f"{self.index_path}:{entries[0].line}: cannot find the {what} "
                             f"{entries[0].path!r} (tried relative to {where}, ...)")
+        if prompt_balance < 0:
+            raise ValueError(f"prompt_balance must be >= 0, got {prompt_balance}")
+        self.prompt_repeats: dict[tuple[str, ...], int] = {}
+        if prompt_balance > 0:
+            self._balance_prompts(prompt_balance)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -277,19 +287,34 @@ class NotaGenDataset(Dataset):
                                        f"%period / %composer / %instrumentation")
         return text
 
+    def prompt_of(self, entry: IndexEntry) -> tuple[str, ...]:
+        """The (period, composer, instrumentation) of an entry's `%` prompt lines; () if it has none."""
+        for key in (KEYS if self.keyed else (None,)):
+            path = self.file_for(entry, key)
+            if path is not None and path.is_file():
+                with open(path, encoding="utf-8", errors="replace") as handle:
+                    head = [handle.readline().rstrip("\n") for _ in range(3)]
+                return tuple(line[1:].strip() for line in head) if is_prompt_header(head) else ()
+        return ()
+
     def prompt_triples(self) -> list[tuple[str, str, str]]:
         """The (period, composer, instrumentation) triples of the pieces' `%` prompt lines, sorted."""
-        triples = set()
-        for entry in self.entries:
-            for key in (KEYS if self.keyed else (None,)):
-                path = self.file_for(entry, key)
-                if path is not None and path.is_file():
-                    with open(path, encoding="utf-8", errors="replace") as handle:
-                        head = [handle.readline().rstrip("\n") for _ in range(3)]
-                    if is_prompt_header(head):
-                        triples.add(tuple(line[1:].strip() for line in head))
-                    break
-        return sorted(triples)
+        return sorted({prompt for prompt in map(self.prompt_of, self.entries) if prompt})
+
+    def _balance_prompts(self, balance: float) -> None:
+        """List each prompt's pieces round((n_max / n) ** balance) times (pieces without prompt
+        lines form one group)."""
+        prompts = [self.prompt_of(entry) for entry in self.entries]
+        counts = Counter(prompts)
+        largest = max(counts.values())
+        self.prompt_repeats = {p: max(1, round((largest / n) ** balance)) for p, n in counts.items()}
+        pieces = len(self.entries)
+        self.entries = [entry for entry, prompt in zip(self.entries, prompts)
+                        for _ in range(self.prompt_repeats[prompt])]
+        rarest = min(counts, key=counts.get)
+        logger.info(f"prompt balance {balance}: {pieces} pieces of {len(counts)} prompts -> {len(self.entries)} "
+                    f"examples an epoch (a prompt with {counts[rarest]} piece(s) repeated "
+                    f"{self.prompt_repeats[rarest]} times, the largest with {largest} once)")
 
     def example_rng(self, index: int) -> random.Random:
         return random.Random(f"notagen:{self.seed}:{self.epoch}:{index}")

@@ -160,7 +160,8 @@ def run_notagen_training(settings: SimpleNamespace, stage: str) -> TrainResult:
                      patch_stream=settings.patch_stream, seed=settings.seed,
                      require_prompt_lines=stage == "finetune")
     train_index = resolve_input_path(settings.data_train_index_path)
-    train_data = NotaGenDataset(train_index, key_mode=key_mode, **data_args)
+    train_data = NotaGenDataset(train_index, key_mode=key_mode, prompt_balance=getattr(settings, "prompt_balance", 0.0),
+                                **data_args)  # the eval set keeps the data's own mix
     eval_data = None
     if settings.data_eval_index_path:
         eval_index = resolve_input_path(settings.data_eval_index_path)

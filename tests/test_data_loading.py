@@ -172,3 +172,26 @@ def test_sharded_sampler_splits_disjointly_and_resumes_mid_epoch():
     assert list(again) == lists[1][2:] and len(again) == 2
     again.set_epoch(3)
     assert list(again) != lists[1] and len(again) == 4
+
+
+def test_prompt_balance_repeats_rarer_prompts(tmp_path, caplog):
+    def piece(name, prompt):
+        path = tmp_path / f"{name}.abc"
+        path.write_text((f"%{prompt[0]}\n%{prompt[1]}\n%{prompt[2]}\n" if prompt else "") + "X:1\nL:1/8\nK:C\nCDEF|\n")
+        return path
+    common, rare = ("Renaissance", "Palestrina", "Choral"), ("Classical", "Mozart", "Chamber")
+    files = [piece(f"common{i}", common) for i in range(9)] + [piece("rare", rare), piece("bare", None)]
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"{f}\n" for f in files))
+    natural = NotaGenDataset(listing, patch_length=64)
+    assert len(natural) == 11 and natural.prompt_repeats == {}
+    with caplog.at_level(logging.INFO, logger="notagen.data"):
+        half = NotaGenDataset(listing, patch_length=64, prompt_balance=0.5)
+    assert half.prompt_repeats == {common: 1, rare: 3, (): 3}  # round(sqrt(9 / 1))
+    assert len(half) == 9 + 3 + 3 and "11 pieces of 3 prompts -> 15 examples" in caplog.text
+    assert [e.path for e in half.entries].count(str(files[9])) == 3
+    full = NotaGenDataset(listing, patch_length=64, prompt_balance=1.0)
+    assert len(full) == 27 and full.prompt_triples() == sorted([common, rare])  # every group as large as the largest
+    assert torch.equal(full[9], full[9]) and full[9].shape[1] == 16
+    with pytest.raises(ValueError, match="prompt_balance"):
+        NotaGenDataset(listing, patch_length=64, prompt_balance=-1)
