@@ -9,7 +9,7 @@ NUM_SAMPLES = 8  # pieces to generate (the published script made 1000)
 TOP_K = _published.top_k  # sample among the k most probable chars (published 9; 1 = greedy, 0 = no top-k cut)
 TOP_P = _published.top_p  # then among the most probable chars whose probabilities sum past p (published 0.9)
 TEMPERATURE = _published.temperature  # then sharpen (<1) or flatten (>1) the distribution (published 1.2)
-PROMPT = "Romantic|Chopin, Frederic|Keyboard"  # period|composer|instrumentation, or prompt lines separated by \n, or an .abc file to continue
+PROMPT = "Romantic|Chopin, Frederic|Keyboard"  # period|composer|instrumentation, or prompt lines separated by \n, or an .abc file to continue; "all" = NUM_SAMPLES pieces for every prompt of PROMPT_LIST, in one stream
 CONTINUE_FROM = ""  # a music file to continue (standard, interleaved or generated ABC, MusicXML .xml/.musicxml/.mxl, MIDI .mid/.midi); PROMPT's lines go in front ("" PROMPT: none)
 CONTINUE_BARS = 8  # bars of CONTINUE_FROM the model continues from (a pickup bar is bar 1; 0 = all of them)
 PROMPT_LIST = ""  # file of known period_composer_instrumentation lines to check the prompt against (default: prompts.txt next to the weights, or gradio/prompts.txt)

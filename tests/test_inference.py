@@ -145,3 +145,32 @@ def test_only_a_music_file_is_read_as_a_prompt(tmp_path):
     assert chorale.text.splitlines()[-1].startswith("[r:") and "[V:1]G2|[V:2]D2|" in chorale.text
     with pytest.raises(PromptError, match="music file to continue not found"):
         parse_prompt(str(tmp_path / "missing.mid"))
+
+
+def test_prompt_all_writes_every_known_prompt_in_one_stream(tmp_path):
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(WEIGHTS.read_bytes())
+    (tmp_path / "prompts.txt").write_text("Baroque_Bach, Johann Sebastian_Keyboard\nClassical_Beethoven, Ludwig van_Chamber\n")
+    common = ["--inference_weights_path", str(weights), "--max_chars", "400", "--seed", "5", "--convert", "false"]
+    logged = []
+    summary = run_inference(settings(tmp_path / "all", *common, "--prompt", "all", "--num_samples", "2",
+                                     "--batch_size", "3"), log=logged.append)
+    assert summary["prompts"] == 2 and sum(summary["counts"].values()) == 4
+    folder = output_folder_name(weights, 9, 0.9, 1.2)
+    texts = {}
+    for slug, prompt in (("Baroque_Bach_Johann_Sebastian_Keyboard", "Baroque|Bach, Johann Sebastian|Keyboard"),
+                         ("Classical_Beethoven_Ludwig_van_Chamber", "Classical|Beethoven, Ludwig van|Chamber")):
+        written = json.loads((tmp_path / "all" / "summary" / f"{folder}_{slug}_seed5.json").read_text())
+        assert written["prompt"] == prompt and len(written["pieces"]) == 2
+        names = sorted(Path(next(iter(p["files"].values()))).name for p in written["pieces"])
+        assert names == [f"{slug}_seed5_0000.abc", f"{slug}_seed5_0001.abc"]
+        texts[slug] = [Path(next(iter(p["files"].values()))).read_text() for p in written["pieces"]]
+        assert all(text.startswith(f"%{prompt.split('|')[0]}\n") for text in texts[slug])
+    # the first prompt's pieces are those of a run of that prompt alone (same seed, same piece numbers)
+    alone = run_inference(settings(tmp_path / "alone", *common, "--prompt", "Baroque|Bach, Johann Sebastian|Keyboard",
+                                   "--num_samples", "2"), log=lambda line: None)
+    assert sorted(texts["Baroque_Bach_Johann_Sebastian_Keyboard"]) == sorted(
+        Path(next(iter(p["files"].values()))).read_text() for p in alone["pieces"])
+    assert logged[-1].startswith("done in") and "a summary per prompt" in logged[-1]
+    with pytest.raises(SetupError, match="does not continue"):
+        run_inference(settings(tmp_path, *common, "--prompt", "all", "--continue_from", "x.abc"), log=lambda line: None)

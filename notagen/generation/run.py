@@ -7,6 +7,8 @@ Design choices
   and MIDI go to `xml/<folder>/` and `midi/<folder>/`; pieces stopped by a limit, or whose text
   cannot be interleaved, keep their raw text in `failed/<folder>/`. Nothing is retried: every piece
   gets one line in `summary/<folder>_<prompt>_seed<seed>.json` (status, reason, seconds, chars, files).
+- `--prompt all` writes `num_samples` pieces for every prompt of the prompt list in one stream
+  (the evaluation across a model's prompts), each prompt with its own summary.
 - File names are `<prompt>_seed<seed>_<index>`: the same seed and settings give the same pieces and
   the same names, so a rerun overwrites identical files instead of piling up copies.
 - Paths follow `notagen.paths`: inputs (weights, prompt files) from the current folder, else the
@@ -24,6 +26,7 @@ import resource
 import sys
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 from typing import NamedTuple
@@ -172,6 +175,13 @@ def gathered(entries: list[dict], procs: Processes) -> list[dict]:
     return sorted(entries, key=lambda e: e["index"])
 
 
+def generation_settings(cfg: SimpleNamespace, seed: int) -> GenerationSettings:
+    return GenerationSettings(top_k=cfg.top_k, top_p=cfg.top_p, temperature=cfg.temperature, greedy=cfg.greedy,
+                              seed=seed, max_chars=cfg.max_chars, max_seconds=cfg.max_seconds,
+                              max_empty_patches=cfg.max_empty_patches, batch_size=cfg.batch_size,
+                              bar_retries=cfg.bar_retries)
+
+
 def run_inference(cfg: SimpleNamespace, log=print) -> dict:
     """Generate `cfg.num_samples` pieces and write them; returns the run summary (also on disk).
     Under `accelerate launch` each process writes its share (`Processes.share`); rank 0 the summary."""
@@ -182,14 +192,13 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
     dtype = resolve_dtype(cfg.dtype, device)
     weights = resolve_weights(cfg.inference_weights_path)
     known = load_prompt_list(cfg.prompt_list or default_prompt_list(weights))
-    prompt, continuation = run_prompt(cfg, known)
     if cfg.num_samples < 1:
         raise SetupError("num_samples must be >= 1")
+    if (cfg.prompt or "").strip().lower() == "all":
+        return run_every_prompt(cfg, known, weights, procs, log)
+    prompt, continuation = run_prompt(cfg, known)
     seed = shared_seed(cfg.seed, procs)
-    settings = GenerationSettings(top_k=cfg.top_k, top_p=cfg.top_p, temperature=cfg.temperature,
-                                  greedy=cfg.greedy, seed=seed, max_chars=cfg.max_chars,
-                                  max_seconds=cfg.max_seconds, max_empty_patches=cfg.max_empty_patches,
-                                  batch_size=cfg.batch_size, bar_retries=cfg.bar_retries)
+    settings = generation_settings(cfg, seed)
     out = resolve_output_dir(cfg.output_dir)
     folder = output_folder_name(weights, cfg.top_k, cfg.top_p, cfg.temperature)
     slug = prompt_slug(prompt, continuation.source if continuation else cfg.prompt)
@@ -232,6 +241,54 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
     summary["summary_path"] = str(summary_path)
     log_outputs(summary, out, folder, summary_path, log)
     return summary
+
+
+def run_every_prompt(cfg: SimpleNamespace, known, weights: Path, procs: Processes, log) -> dict:
+    """`--prompt all`: `num_samples` pieces for every prompt of the prompt list, in one stream (rows
+    freed by one prompt's pieces go to the next), with a summary per prompt as separate runs write.
+    Piece k of prompt p is piece p * num_samples + k of the stream (its seed), named `_<k>`."""
+    if getattr(cfg, "continue_from", ""):
+        raise SetupError("--prompt all writes new pieces for every known prompt; it does not continue a file")
+    if known is None:
+        raise SetupError("--prompt all needs a prompt list (PROMPT_LIST, or a prompts.txt beside the weights)")
+    prompts = [Prompt.from_triple(*triple) for triple in known.triples]
+    slugs = [prompt_slug(prompt) for prompt in prompts]
+    n, device = cfg.num_samples, procs.device
+    dtype = resolve_dtype(cfg.dtype, device)
+    seed = shared_seed(cfg.seed, procs)
+    settings = generation_settings(cfg, seed)
+    out = resolve_output_dir(cfg.output_dir)
+    folder = output_folder_name(weights, cfg.top_k, cfg.top_p, cfg.temperature)
+    render = render_settings(cfg)
+    if procs.rank > 0:
+        log = lambda *_: None  # noqa: E731
+    started = time.monotonic()
+    model = load_generation_model(weights, device, dtype)
+    log(f"model {weights.name}: {model.config.describe()}; {device} {str(dtype).replace('torch.', '')}; "
+        f"seed {seed}; {n} piece(s) for each of the {len(prompts)} prompts of {known.source}")
+    mine = procs.share(n * len(prompts))
+    entries: list[list[dict]] = [[] for _ in prompts]
+    for event in engine_for(model).stream([prompts[i // n] for i in mine], settings, indices=mine):
+        if event.result is None:
+            continue
+        which, k = divmod(event.piece, n)
+        entry = write_piece(event.result, f"{slugs[which]}_seed{seed}_{k:04d}", out, folder, cfg.convert, render)
+        entries[which].append(entry)
+        note = f" ({entry['reason']})" if entry["reason"] else ""
+        log(f"[{sum(map(len, entries))}/{len(mine)}] {'|'.join(prompts[which].triple)} piece {k}: "
+            f"{entry['status']}{note}, {entry['chars']} chars")
+    total = time.monotonic() - started
+    counts = Counter()
+    for which, prompt in enumerate(prompts):
+        ran = SimpleNamespace(**{**vars(cfg), "prompt": "|".join(prompt.triple)})
+        summary = run_summary(ran, weights, device, dtype, seed, prompt, None, gathered(entries[which], procs),
+                              total, total)
+        counts.update(summary["counts"])
+        if procs.rank == 0:
+            atomic_write_json(out / "summary" / f"{folder}_{slugs[which]}_seed{seed}.json", summary)
+    log(f"done in {total:.1f} s: " + ", ".join(f"{c} {s}" for s, c in counts.items() if c)
+        + f"; a summary per prompt in {out / 'summary'}")
+    return {"prompts": len(prompts), "counts": dict(counts), "seconds": round(total, 3)}
 
 
 def log_continuation(continuation, prompt: Prompt, c, log) -> None:
