@@ -184,7 +184,10 @@ def generation_settings(cfg: SimpleNamespace, seed: int) -> GenerationSettings:
 
 def run_inference(cfg: SimpleNamespace, log=print) -> dict:
     """Generate `cfg.num_samples` pieces and write them; returns the run summary (also on disk).
-    Under `accelerate launch` each process writes its share (`Processes.share`); rank 0 the summary."""
+    Under `accelerate launch` each process writes its share (`Processes.share`); rank 0 the summary.
+    `--prompt all` runs every prompt of the prompt list in one stream: piece k of prompt p is piece
+    p * num_samples + k of the stream (its seed), named `_<k>`, with a summary per prompt as
+    separate runs write; it returns their counts."""
     if getattr(cfg, "num_threads", 0) > 0:
         torch.set_num_threads(cfg.num_threads)
     procs = processes(resolve_device(cfg.device), cfg.device)
@@ -194,14 +197,17 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
     known = load_prompt_list(cfg.prompt_list or default_prompt_list(weights))
     if cfg.num_samples < 1:
         raise SetupError("num_samples must be >= 1")
-    if (cfg.prompt or "").strip().lower() == "all":
-        return run_every_prompt(cfg, known, weights, procs, log)
-    prompt, continuation = run_prompt(cfg, known)
+    every = (cfg.prompt or "").strip().lower() == "all"
+    if every:
+        prompts, continuation = every_prompt(cfg, known), None
+        slugs = [prompt_slug(prompt) for prompt in prompts]
+    else:
+        prompt, continuation = run_prompt(cfg, known)
+        prompts, slugs = [prompt], [prompt_slug(prompt, continuation.source if continuation else cfg.prompt)]
     seed = shared_seed(cfg.seed, procs)
     settings = generation_settings(cfg, seed)
     out = resolve_output_dir(cfg.output_dir)
     folder = output_folder_name(weights, cfg.top_k, cfg.top_p, cfg.temperature)
-    slug = prompt_slug(prompt, continuation.source if continuation else cfg.prompt)
     render = render_settings(cfg)
     if procs.rank > 0:
         log = lambda *_: None  # noqa: E731 - one voice: rank 0 reports for all
@@ -212,83 +218,58 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
     log(f"model {weights.name}: {c.describe()}; {device} {str(dtype).replace('torch.', '')}; seed {seed}"
         + (f"; {procs.count} processes" if procs.count > 1 else ""))
     if continuation is not None:
-        log_continuation(continuation, prompt, c, log)
-    log(f"generating {cfg.num_samples} piece(s), {settings.batch_size} at a time")
+        log_continuation(continuation, prompts[0], c, log)
+    n = cfg.num_samples
+    log(f"generating {n} piece(s)" + (f" for each of the {len(prompts)} prompts of {known.source}" if every else "")
+        + f", {settings.batch_size} at a time")
     generation_started = time.monotonic()
-    mine = procs.share(cfg.num_samples)
-    show_text = cfg.stream and settings.batch_size == 1 and procs.count == 1
-    entries = []
-    for event in engine_for(model).stream([prompt] * len(mine), settings, indices=mine):
-        if show_text and event.text:
-            print(event.text, end="", flush=True)
-        if event.result is None:
-            continue
-        entry = write_piece(event.result, f"{slug}_seed{seed}_{event.piece:04d}", out, folder, cfg.convert, render)
-        entries.append(entry)
-        if show_text:
-            print()
-        note = (f" ({entry['reason']})" if entry["reason"] else "") + (
-            f", {entry['resampled_lines']} bar lines written again" if entry["resampled_lines"] else "")
-        log(f"[{len(entries)}/{len(mine)}] piece {event.piece}: {entry['status']}{note}, "
-            f"{entry['chars']} chars, {entry['patches']} patches, {entry['seconds']:.1f} s")
-    generating = time.monotonic() - generation_started
-    entries = gathered(entries, procs)
-    summary = run_summary(cfg, weights, device, dtype, seed, prompt, continuation, entries,
-                          time.monotonic() - started, generating)
-    summary_path = out / "summary" / f"{folder}_{slug}_seed{seed}.json"  # one per prompt: runs can share a folder
-    if procs.rank == 0:
-        atomic_write_json(summary_path, summary)
-    summary["summary_path"] = str(summary_path)
-    log_outputs(summary, out, folder, summary_path, log)
-    return summary
-
-
-def run_every_prompt(cfg: SimpleNamespace, known, weights: Path, procs: Processes, log) -> dict:
-    """`--prompt all`: `num_samples` pieces for every prompt of the prompt list, in one stream (rows
-    freed by one prompt's pieces go to the next), with a summary per prompt as separate runs write.
-    Piece k of prompt p is piece p * num_samples + k of the stream (its seed), named `_<k>`."""
-    if getattr(cfg, "continue_from", ""):
-        raise SetupError("--prompt all writes new pieces for every known prompt; it does not continue a file")
-    if known is None:
-        raise SetupError("--prompt all needs a prompt list (PROMPT_LIST, or a prompts.txt beside the weights)")
-    prompts = [Prompt.from_triple(*triple) for triple in known.triples]
-    slugs = [prompt_slug(prompt) for prompt in prompts]
-    n, device = cfg.num_samples, procs.device
-    dtype = resolve_dtype(cfg.dtype, device)
-    seed = shared_seed(cfg.seed, procs)
-    settings = generation_settings(cfg, seed)
-    out = resolve_output_dir(cfg.output_dir)
-    folder = output_folder_name(weights, cfg.top_k, cfg.top_p, cfg.temperature)
-    render = render_settings(cfg)
-    if procs.rank > 0:
-        log = lambda *_: None  # noqa: E731
-    started = time.monotonic()
-    model = load_generation_model(weights, device, dtype)
-    log(f"model {weights.name}: {model.config.describe()}; {device} {str(dtype).replace('torch.', '')}; "
-        f"seed {seed}; {n} piece(s) for each of the {len(prompts)} prompts of {known.source}")
     mine = procs.share(n * len(prompts))
+    show_text = cfg.stream and settings.batch_size == 1 and procs.count == 1
     entries: list[list[dict]] = [[] for _ in prompts]
     for event in engine_for(model).stream([prompts[i // n] for i in mine], settings, indices=mine):
+        if show_text and event.text:
+            print(event.text, end="", flush=True)
         if event.result is None:
             continue
         which, k = divmod(event.piece, n)
         entry = write_piece(event.result, f"{slugs[which]}_seed{seed}_{k:04d}", out, folder, cfg.convert, render)
         entries[which].append(entry)
-        note = f" ({entry['reason']})" if entry["reason"] else ""
-        log(f"[{sum(map(len, entries))}/{len(mine)}] {'|'.join(prompts[which].triple)} piece {k}: "
-            f"{entry['status']}{note}, {entry['chars']} chars")
-    total = time.monotonic() - started
-    counts = Counter()
+        if show_text:
+            print()
+        note = (f" ({entry['reason']})" if entry["reason"] else "") + (
+            f", {entry['resampled_lines']} bar lines written again" if entry["resampled_lines"] else "")
+        shown = f"{'|'.join(prompts[which].triple)} " if every else ""
+        log(f"[{sum(map(len, entries))}/{len(mine)}] {shown}piece {k}: {entry['status']}{note}, "
+            f"{entry['chars']} chars, {entry['patches']} patches, {entry['seconds']:.1f} s")
+    generating = time.monotonic() - generation_started
+    summaries = []
     for which, prompt in enumerate(prompts):
-        ran = SimpleNamespace(**{**vars(cfg), "prompt": "|".join(prompt.triple)})
-        summary = run_summary(ran, weights, device, dtype, seed, prompt, None, gathered(entries[which], procs),
-                              total, total)
-        counts.update(summary["counts"])
+        ran = SimpleNamespace(**{**vars(cfg), "prompt": "|".join(prompt.triple)}) if every else cfg
+        summary = run_summary(ran, weights, device, dtype, seed, prompt, continuation,
+                              gathered(entries[which], procs), time.monotonic() - started, generating)
+        summary_path = out / "summary" / f"{folder}_{slugs[which]}_seed{seed}.json"  # one per prompt: runs can share a folder
         if procs.rank == 0:
-            atomic_write_json(out / "summary" / f"{folder}_{slugs[which]}_seed{seed}.json", summary)
-    log(f"done in {total:.1f} s: " + ", ".join(f"{c} {s}" for s, c in counts.items() if c)
+            atomic_write_json(summary_path, summary)
+        summary["summary_path"] = str(summary_path)
+        summaries.append(summary)
+    if not every:
+        log_outputs(summaries[0], out, folder, Path(summaries[0]["summary_path"]), log)
+        return summaries[0]
+    counts = Counter()
+    for summary in summaries:
+        counts.update(summary["counts"])
+    log(f"done in {time.monotonic() - started:.1f} s: " + ", ".join(f"{c} {s}" for s, c in counts.items() if c)
         + f"; a summary per prompt in {out / 'summary'}")
-    return {"prompts": len(prompts), "counts": dict(counts), "seconds": round(total, 3)}
+    return {"prompts": len(prompts), "counts": dict(counts), "seconds": round(time.monotonic() - started, 3)}
+
+
+def every_prompt(cfg: SimpleNamespace, known) -> list[Prompt]:
+    """The prompts of `--prompt all`: every triple of the prompt list."""
+    if getattr(cfg, "continue_from", ""):
+        raise SetupError("--prompt all writes new pieces for every known prompt; it does not continue a file")
+    if known is None:
+        raise SetupError("--prompt all needs a prompt list (PROMPT_LIST, or a prompts.txt beside the weights)")
+    return [Prompt.from_triple(*triple) for triple in known.triples]
 
 
 def log_continuation(continuation, prompt: Prompt, c, log) -> None:
