@@ -299,7 +299,8 @@ class NotaGenDataset(Dataset):
 
     def prompt_triples(self) -> list[tuple[str, str, str]]:
         """The (period, composer, instrumentation) triples of the pieces' `%` prompt lines, sorted."""
-        return sorted({prompt for prompt in map(self.prompt_of, self.entries) if prompt})
+        unique = dict.fromkeys(self.entries)  # a balanced set lists entries several times: read each once
+        return sorted({prompt for prompt in map(self.prompt_of, unique) if prompt})
 
     def _balance_prompts(self, balance: float) -> None:
         """List each prompt's pieces round((n_max / n) ** balance) times (pieces without prompt
