@@ -13,6 +13,7 @@ Design choices
 from __future__ import annotations
 
 import html
+import json
 import os
 import threading
 from pathlib import Path
@@ -74,15 +75,23 @@ class DemoPage:
             raise gr.Error(str(error)) from None
         return tuple(f"%{field}" for field in triple)
 
-    def on_period(self, period):
-        composers = self.catalog.composers(period)
-        instrumentations = self.catalog.instrumentations(period, composers[0]) if composers else []
-        return (gr.update(choices=composers, value=composers[0] if composers else None),
-                gr.update(choices=instrumentations, value=instrumentations[0] if instrumentations else None))
-
-    def on_composer(self, period, composer):
-        instrumentations = self.catalog.instrumentations(period, composer)
-        return gr.update(choices=instrumentations, value=instrumentations[0] if instrumentations else None)
+    def cascade_js(self) -> tuple[str, str]:
+        """The browser-side answers to a period and a composer choice: (period) -> composer and
+        instrumentation updates, (period, composer) -> instrumentation update. In the page, not on
+        the server, because a choice fires two input events (the click and the list closing) and
+        Gradio runs both; their answers can come back after the next choice's, and a stale list won."""
+        tree = [[p, [[c, self.catalog.instrumentations(p, c)] for c in self.catalog.composers(p)]]
+                for p in self.catalog.periods()]
+        common = (f"const tree = {json.dumps(tree)};"  # [[period, [[composer, [instrumentation]]]]]
+                  " const below = (list, key) => (list.find(([name]) => name === key) || [key, []])[1];"
+                  # a Dropdown's choices are (label, value) pairs
+                  " const update = names => ({__type__: 'update', choices: names.map(n => [n, n]),"
+                  " value: names.length ? names[0] : null});")
+        on_period = (f"(period) => {{ {common} const composers = below(tree, period);"
+                     " return [update(composers.map(([name]) => name)),"
+                     " update(composers.length ? composers[0][1] : [])]; }")
+        on_composer = f"(period, composer) => {{ {common} return update(below(below(tree, period), composer)); }}"
+        return on_period, on_composer
 
     def on_random(self):
         period, composer, instrumentation = self.catalog.random()
@@ -159,9 +168,12 @@ class DemoPage:
         cfg, catalog, first = self.cfg, self.catalog, self.catalog.triples[0]
         c = SimpleNamespace()
         c.period = gr.Dropdown(catalog.periods(), value=first[0], label="Period", elem_id="period")
-        c.composer = gr.Dropdown(catalog.composers(first[0]), value=first[1], label="Composer", elem_id="composer")
+        # their lists change in the page (cascade_js), which the server's copy does not see; the
+        # server checks the whole prompt against the catalog instead
+        c.composer = gr.Dropdown(catalog.composers(first[0]), value=first[1], label="Composer", elem_id="composer",
+                                 allow_custom_value=True)
         c.instrumentation = gr.Dropdown(catalog.instrumentations(*first[:2]), value=first[2],
-                                        label="Instrumentation", elem_id="instrumentation")
+                                        label="Instrumentation", elem_id="instrumentation", allow_custom_value=True)
         c.random_button = gr.Button("Random valid prompt", elem_id="random-prompt")
         with gr.Row():
             c.generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -197,12 +209,10 @@ class DemoPage:
 
     def wire(self, c: SimpleNamespace, r: SimpleNamespace, last_run) -> None:
         prompt = [c.period, c.composer, c.instrumentation]
-        # user choices only; "always_last": a choice made while the previous one is still answered
-        # (closing a list fires one too) must not be dropped, as the default "once" would
-        c.period.input(self.on_period, c.period, [c.composer, c.instrumentation], queue=False,
-                       trigger_mode="always_last")
-        c.composer.input(self.on_composer, [c.period, c.composer], c.instrumentation, queue=False,
-                         trigger_mode="always_last")
+        on_period, on_composer = self.cascade_js()
+        # user choices only, answered in the page: no request, so no answer can arrive out of order
+        c.period.input(None, c.period, [c.composer, c.instrumentation], js=on_period, queue=False)
+        c.composer.input(None, [c.period, c.composer], c.instrumentation, js=on_composer, queue=False)
         c.random_button.click(self.on_random, None, prompt, queue=False)
         # queued (errors become toasts), beside the generation slot rather than behind it
         c.upload.change(self.on_upload, [c.upload, c.bars], [c.upload, c.upload_note], concurrency_limit=4,
