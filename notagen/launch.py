@@ -20,6 +20,17 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def end_processes() -> None:
+    """The end of a launched script's work: every process waits for the others, then closes the
+    process group. Left open until the interpreter exits, gloo's threads are torn down unjoined and
+    a process can abort ("terminate called without an active exception") after its work is done."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now (for the processes' rendezvous)."""
     with socket.socket() as sock:

@@ -180,4 +180,7 @@ def run_stage(main, *args) -> int:
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2
+    from .launch import end_processes
+
+    end_processes()
     return result if isinstance(result, int) else 0

@@ -319,8 +319,11 @@ def main(config_path: str | Path, argv: list[str] | None = None) -> int:
     cfg = parse_settings(config_path, argv, description="Generate music with a NotaGen checkpoint.")
     warnings.simplefilter("always", UserWarning)
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
+    from ..launch import end_processes
+
     try:
         run_inference(cfg)
+        end_processes()
     except (ValueError, FileNotFoundError, DiskFullError) as error:  # setup, prompt, checkpoint, settings
         print(f"error: {error}", file=sys.stderr)
         return 2
