@@ -48,6 +48,7 @@ class Piece:
     converted: bool = False  # abc2xml made MusicXML of it
     bars: int = 0
     aligned_bars: int = 0
+    path: str = ""  # the file it was read from
 
     @property
     def usable(self) -> bool:
@@ -74,7 +75,7 @@ def read_pieces(folder: str | Path) -> list[Piece]:
         for path in sorted(root.rglob("*.abc")) if root.is_dir() else []:
             text = read_abc_file(path)
             prompt, _ = split_prompt_lines(text)
-            pieces.append(Piece(path.stem, text, finished.get(path.stem, True), tuple(l[1:] for l in prompt)))
+            pieces.append(Piece(path.stem, text, finished.get(path.stem, True), tuple(l[1:] for l in prompt), path=str(path)))
     if not pieces:
         raise FileNotFoundError(f"no .abc pieces under {folder}")
     return sorted(pieces, key=lambda piece: piece.name)  # finished and failed ones interleaved, by index
@@ -281,13 +282,39 @@ def novelty(generated: np.ndarray, reference: np.ndarray, threshold: float = COP
             "copies": int((nearest > threshold).sum()), "copy_threshold": threshold}
 
 
+def composer_classifier(train_features: np.ndarray, labels: list[str]):
+    """Logistic regression (standardised features) on the composers with at least two real pieces
+    (a class needs two to be tested); None when fewer than two such composers."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    counts = Counter(labels)
+    keep = [i for i, label in enumerate(labels) if counts[label] >= 2]
+    y = [labels[i] for i in keep]
+    if len(set(y)) < 2:
+        return None
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=1.0)).fit(train_features[keep], y)
+
+
+def composer_log_probabilities(classifier, features: np.ndarray, composers: list[str]) -> np.ndarray:
+    """log p(the piece's own composer) per piece, NaN where the classifier does not know it. From
+    the linear scores: the classifier is so sure that most probabilities round to 0 or 1."""
+    from scipy.special import log_softmax
+
+    classes = list(classifier.classes_)
+    scores = classifier.decision_function(features)
+    if scores.ndim == 1:  # two composers: one score, p(second) = sigmoid(score)
+        scores = np.column_stack([np.zeros_like(scores), scores])
+    log_p = log_softmax(scores, axis=1)  # [pieces, classes]
+    return np.array([log_p[i, classes.index(c)] if c in classes else np.nan for i, c in enumerate(composers)])
+
+
 def style_classifier(train_features: np.ndarray, labels: list[str], generated: np.ndarray | None = None,
                      prompts: list[str] | None = None, seed: int = 0) -> dict:
     """Composer classifier: held-out accuracy on real pieces (5-fold), chance, and prompt adherence."""
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     counts = Counter(labels)
     keep = [i for i, label in enumerate(labels) if counts[label] >= 2]  # a class needs two pieces to be tested
@@ -296,13 +323,12 @@ def style_classifier(train_features: np.ndarray, labels: list[str], generated: n
         return {"classes": 0, "train_pieces": 0, "chance": float("nan"), "accuracy": float("nan")}
     classes = sorted(set(y))
     result = {"classes": len(classes), "train_pieces": len(y), "chance": max(Counter(y).values()) / len(y)}
-    if len(classes) < 2:
+    model = composer_classifier(x, list(y))
+    if model is None:
         return {**result, "accuracy": float("nan")}
-    make = lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=1.0))  # noqa: E731
     folds = StratifiedKFold(n_splits=min(5, min(Counter(y).values())), shuffle=True, random_state=seed)
-    result["accuracy"] = float((cross_val_predict(make(), x, y, cv=folds) == y).mean())
+    result["accuracy"] = float((cross_val_predict(clone(model), x, y, cv=folds) == y).mean())
     if generated is not None and prompts:
-        model = make().fit(x, y)
         probabilities = model.predict_proba(generated)
         ranked = [[model.classes_[i] for i in np.argsort(-row)] for row in probabilities]
         known = [i for i, prompt in enumerate(prompts) if prompt in classes]

@@ -185,3 +185,71 @@ def make_preference_file(settings) -> Preferences:
     atomic_write_json(settings.output_path, preferences.to_json())
     print(f"{len(candidates)} pieces ranked -> {settings.output_path}: {preferences.summary()}")
     return preferences
+
+
+# -- preference groups per prompt, ranked by a composer classifier -----------------------------------
+def prompt_groups(prompts: list[str], usable: list[bool], log_probs, portion: float = 0.25,
+                  margin: float = 1.0) -> list[dict]:
+    """CLaMP-DPO's selection done per prompt, with a composer classifier as the critic: indices of
+    the chosen and rejected pieces of each prompt, `[{"name": prompt, "chosen": [i], "rejected": [i]}]`.
+
+    With n pieces of a prompt, k = max(1, round(portion * n)):
+    - chosen: the k usable pieces with the highest log p(the prompt's composer);
+    - rejected: up to ceil(k / 2) pieces that are not usable, then the usable pieces the classifier
+      finds least like the composer (at least `margin` nats below every chosen one), then more
+      unusable ones, k in all: the model learns to write valid music *and* to follow its prompt.
+    A NaN log-probability (a composer the classifier does not know) ranks by usability alone.
+    A prompt without a chosen or a rejected piece makes no group."""
+    log_probs = np.asarray(log_probs, dtype=np.float64)
+    groups = []
+    for prompt in dict.fromkeys(prompts):
+        members = [i for i, p in enumerate(prompts) if p == prompt]
+        k = max(1, round(portion * len(members)))
+        good = sorted((i for i in members if usable[i]), key=lambda i: -np.nan_to_num(log_probs[i], nan=0.0))
+        chosen = good[:k]
+        if not chosen:
+            continue
+        failed = [i for i in members if not usable[i]]
+        floor = min(log_probs[i] for i in chosen) - margin  # NaN when the composer is unknown: none below
+        unlike = sorted((i for i in good[k:] if log_probs[i] < floor), key=lambda i: log_probs[i])
+        half = -(-k // 2)
+        rejected = (failed[:half] + unlike)[:k]
+        rejected += [i for i in failed[half:] if i not in rejected][:k - len(rejected)]
+        if rejected:
+            groups.append({"name": prompt, "chosen": chosen, "rejected": rejected})
+    return groups
+
+
+def make_prompt_preference_file(settings) -> list[dict]:
+    """RL/data.py with RANK_BY composer: the pieces of an inference output folder (all prompts),
+    ranked per prompt by the evaluation's composer classifier; writes `{"groups": [...]}`."""
+    from .evaluation import check_piece, composer_classifier, composer_log_probabilities, features_of, read_pieces
+    from .io import atomic_write_json
+
+    if not settings.style_train_dir or not settings.clamp2_weights_path:
+        raise ValueError("RANK_BY composer needs STYLE_TRAIN_DIR (real pieces with prompt lines) and "
+                         "CLAMP2_WEIGHTS_PATH (the feature extractor of the classifier)")
+    pieces = [check_piece(p) for p in read_pieces(settings.generated_original_dir)]
+    train = [p for p in read_pieces(settings.style_train_dir) if len(p.prompt) >= 2]
+    classifier = composer_classifier(features_of([p.text for p in train], settings.clamp2_weights_path),
+                                     [p.prompt[1] for p in train])
+    if classifier is None:
+        raise ValueError(f"{settings.style_train_dir} needs real pieces of at least two composers (two each)")
+    usable = [i for i, p in enumerate(pieces) if p.usable]
+    log_probs = np.full(len(pieces), np.nan)
+    if usable:
+        log_probs[usable] = composer_log_probabilities(
+            classifier, features_of([pieces[i].text for i in usable], settings.clamp2_weights_path),
+            [pieces[i].prompt[1] if len(pieces[i].prompt) >= 2 else "" for i in usable])
+    prompts = ["|".join(p.prompt[:3]) for p in pieces]  # a piece may write more "%" lines after its prompt
+    groups = prompt_groups(prompts, [p.usable for p in pieces], log_probs, settings.portion)
+    if not groups:
+        raise ValueError(f"no prompt under {settings.generated_original_dir} has both a usable piece and one "
+                         f"to reject: generate more pieces")
+    atomic_write_json(settings.output_path, {"groups": [
+        {"name": g["name"], "chosen": [pieces[i].path for i in g["chosen"]],
+         "rejected": [pieces[i].path for i in g["rejected"]]} for g in groups]})
+    pairs = sum(len(g["chosen"]) * len(g["rejected"]) for g in groups)
+    print(f"{len(pieces)} pieces of {len(set(prompts))} prompts ({len(usable)} usable), ranked by "
+          f"{len(classifier.classes_)}-composer classifier -> {settings.output_path}: {len(groups)} groups, {pairs} pairs")
+    return groups

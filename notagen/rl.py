@@ -7,7 +7,8 @@ Design choices
   DPO costs one model in memory.
 - `lora_rank` > 0 trains adapters only (`notagen.lora`); the result is saved merged, with the
   adapter file beside it; `gradient_checkpointing` recomputes blocks in the backward pass.
-- Pairs are every chosen x every rejected text (published). A batch holds B pairs; chosen and
+- Pairs are every chosen x every rejected text (published), or that within each group of the file
+  (e.g. one group per prompt). A batch holds B pairs; chosen and
   rejected go through the policy in one forward pass ([2B, N, 16], chosen first).
 - Texts longer than the context keep their head (a deterministic cut, so the reference log-probs
   computed once stay valid for every step).
@@ -27,8 +28,11 @@ from .dpo import dpop_loss
 from .patchilizer import Patchilizer
 
 
-def read_preferences(path: str | Path) -> tuple[list[str], list[str]]:
-    """The preference file `{"chosen": [paths], "rejected": [paths]}` with every path checked."""
+def read_preferences(path: str | Path) -> list[tuple[str, str]]:
+    """The (chosen, rejected) pairs of a preference file, every path checked. The file is the
+    published `{"chosen": [paths], "rejected": [paths]}` (every chosen x every rejected), or
+    `{"groups": [{"name": ..., "chosen": [...], "rejected": [...]}, ...]}`: pairs only within a
+    group, e.g. one group per prompt, so a piece is never preferred to one written for another."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"preference file not found: {path} (make it with RL/data.py)")
@@ -38,14 +42,21 @@ def read_preferences(path: str | Path) -> tuple[list[str], list[str]]:
         raise ValueError(f"{path} is not a preference file (JSON with chosen and rejected lists): {error}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} is not a preference file: expected a JSON object with chosen and rejected lists")
-    chosen, rejected = list(data.get("chosen", [])), list(data.get("rejected", []))
-    if not chosen or not rejected:
-        raise ValueError(f"{path} needs at least one chosen and one rejected piece "
-                         f"(has {len(chosen)} chosen, {len(rejected)} rejected)")
-    missing = [p for p in chosen + rejected if not Path(p).is_file()]
+    groups = data["groups"] if "groups" in data else [data]
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise ValueError(f"{path}: groups must be a list of objects with chosen and rejected lists")
+    pairs = []
+    for number, group in enumerate(groups, 1):
+        chosen, rejected = list(group.get("chosen", [])), list(group.get("rejected", []))
+        where = f" (group {group.get('name', number)})" if "groups" in data else ""
+        if not chosen or not rejected:
+            raise ValueError(f"{path} needs at least one chosen and one rejected piece{where} "
+                             f"(has {len(chosen)} chosen, {len(rejected)} rejected)")
+        pairs += [(c, r) for c in chosen for r in rejected]
+    missing = [p for p in dict.fromkeys(p for pair in pairs for p in pair) if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} files named in {path} are gone, e.g. {missing[0]}")
-    return chosen, rejected
+    return pairs
 
 
 def encode_for_preference(text: str, patchilizer: Patchilizer, patch_length: int) -> torch.Tensor:
@@ -70,12 +81,10 @@ def reference_logps(reference, sequences: dict[str, torch.Tensor], batch_size: i
 
 
 class PreferencePairs(Dataset):
-    """Every chosen x every rejected text, with the reference log-probs of both."""
+    """(chosen, rejected) text pairs with the reference log-probs of both."""
 
-    def __init__(self, chosen: list[str], rejected: list[str], sequences: dict[str, torch.Tensor],
-                 ref_logps: dict[str, float]):
-        self.pairs = [(c, r) for c in chosen for r in rejected]
-        self.sequences, self.ref_logps = sequences, ref_logps
+    def __init__(self, pairs: list[tuple[str, str]], sequences: dict[str, torch.Tensor], ref_logps: dict[str, float]):
+        self.pairs, self.sequences, self.ref_logps = list(pairs), sequences, ref_logps
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -128,7 +137,8 @@ def run_dpo_training(settings) -> Path:
 
     lam = getattr(settings, "lambda")  # LAMBDA in RL/config.py; `lambda` is a Python keyword
     weights = resolve_weights_path(settings.weights_path)  # "" = the shipped checkpoint
-    chosen, rejected = read_preferences(settings.preference_path)
+    pairs = read_preferences(settings.preference_path)
+    chosen, rejected = list(dict.fromkeys(c for c, _ in pairs)), list(dict.fromkeys(r for _, r in pairs))
     policy = prepare_for_training(load_model(weights), settings)
     patchilizer = Patchilizer(policy.config.patch_size)
     texts = {p: Path(p).read_text(encoding="utf-8") for p in dict.fromkeys(chosen + rejected)}
@@ -140,7 +150,7 @@ def run_dpo_training(settings) -> Path:
                                     settings.learning_rate, pairs_per_step)
     config = TrainConfig(
         output_dir=settings.output_dir, weights_name=weights_name, batch_size=pairs_per_step,
-        learning_rate=settings.learning_rate, num_epochs=max(1, math.ceil(steps * pairs_per_step / max(1, len(chosen) * len(rejected)))),
+        learning_rate=settings.learning_rate, num_epochs=max(1, math.ceil(steps * pairs_per_step / len(pairs))),
         max_steps=steps, max_grad_norm=settings.max_grad_norm, warmup_steps=settings.warmup_steps,
         weight_decay=0.0, seed=settings.seed, save_every_steps=settings.save_every_steps,
         log_every_steps=settings.log_every_steps, load_from_checkpoint=settings.load_from_checkpoint,
@@ -154,8 +164,8 @@ def run_dpo_training(settings) -> Path:
     with adapters_disabled(policy):
         ref_logps = reference_logps(policy, sequences, device=accelerator.device)
 
-    dataset = PreferencePairs(chosen, rejected, sequences, ref_logps)
-    accelerator.print(f"DPOP: {len(chosen)} chosen x {len(rejected)} rejected = {len(dataset)} pairs, "
+    dataset = PreferencePairs(pairs, sequences, ref_logps)
+    accelerator.print(f"DPOP: {len(dataset)} pairs of {len(chosen)} chosen and {len(rejected)} rejected pieces, "
                       f"{steps} steps of {pairs_per_step} pair(s), beta {settings.beta}, lambda {lam}")
     train(policy, dataset, None, collate_pairs, config, accelerator=accelerator,
           compute_loss=dpop_compute_loss(settings.beta, lam),

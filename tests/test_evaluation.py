@@ -174,3 +174,45 @@ def test_validity_counts_each_stage_and_its_reasons(bach):
 def test_sections_without_enough_pieces_are_skipped_not_crashed():
     result = evaluation.style_classifier(np.zeros((3, 4)), ["A", "B", "C"])  # one piece per composer
     assert result["classes"] == 0 and np.isnan(result["accuracy"])
+
+
+def test_preferences_by_composer_choose_the_prompts_style_within_each_prompt(bach, palestrina, tmp_path):
+    """RL/data.py --rank_by composer: pieces written for the Bach prompt that are Bach chorales are
+    chosen over Palestrina pieces and broken ones written for it; pairs stay within a prompt."""
+    as_bach = lambda text: "".join(f"{line}\n" for line in STYLES["bach"]) + text.split("%Choral\n", 1)[1]  # noqa: E731
+    generated = tmp_path / "generated"
+    write(generated, bach[12:16], "bach")
+    write(generated, [as_bach(t) for t in palestrina[12:16]], "palestrina")
+    write(generated, [as_bach(scrambled(t, random.Random(0))) for t in bach[8:10]], "broken")
+    write(generated, palestrina[8:10], "other")  # another prompt: its own group
+    style = write(tmp_path / "style", bach[:8] + palestrina[:8])
+    out = tmp_path / "preferences.json"
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "RL" / "data.py"), "--rank_by", "composer",
+                           "--generated_original_dir", str(generated), "--style_train_dir", str(style),
+                           "--clamp2_weights_path", str(TINY_CLAMP2), "--portion", "0.4", "--output_path", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "12 pieces of 2 prompts (10 usable)" in done.stdout
+    groups = {g["name"]: g for g in json.loads(out.read_text())["groups"]}
+    stems = lambda paths: [Path(p).stem[:-2] for p in paths]  # noqa: E731
+    bach_group = groups["Baroque|Bach, Johann Sebastian|Choral"]
+    assert stems(bach_group["chosen"]).count("bach") >= 3 and len(bach_group["chosen"]) == 4
+    assert sorted(stems(bach_group["rejected"]))[:2] == ["broken", "broken"]
+    assert "bach" not in stems(bach_group["rejected"])
+    assert "Renaissance|Palestrina, Giovanni Pierluigi da|Choral" not in groups  # two usable pieces, nothing to reject
+    bad = subprocess.run([sys.executable, str(REPO_ROOT / "RL" / "data.py"), "--rank_by", "compsoer"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "rank_by must be clamp2 or composer" in bad.stderr
+
+
+@pytest.mark.parametrize("composers", [2, 3])
+def test_composer_log_probabilities_are_the_classifiers_own(composers):
+    rng = np.random.default_rng(0)
+    labels = [f"c{i % composers}" for i in range(60)]
+    x = rng.normal(size=(60, 5)) + np.array([[3.0 * int(label[1:])] + [0.0] * 4 for label in labels])
+    model = evaluation.composer_classifier(x, labels)
+    asked = ["c1", "c0", "nobody"] + ["c2"] * (composers == 3)
+    log_p = evaluation.composer_log_probabilities(model, x[:len(asked)], asked)
+    probabilities = model.predict_proba(x[:len(asked)])
+    expected = [probabilities[i, list(model.classes_).index(c)] if c in model.classes_ else np.nan for i, c in enumerate(asked)]
+    assert np.allclose(np.exp(log_p), expected, equal_nan=True) and np.isnan(log_p[2])

@@ -65,3 +65,22 @@ def test_chosen_walks_down_past_excluded_pieces_and_rejected_is_the_bottom():
 def test_pairs_are_every_chosen_with_every_rejected():
     assert preference_pairs(["a", "b"], ["x", "y", "z"]) == [
         ("a", "x"), ("a", "y"), ("a", "z"), ("b", "x"), ("b", "y"), ("b", "z")]
+
+
+def test_prompt_groups_choose_the_composer_like_and_reject_the_broken_and_the_unlike():
+    from notagen.preference import prompt_groups
+
+    nan = float("nan")
+    prompts = ["Bach"] * 8 + ["Beach"] * 3 + ["Lone"]
+    usable = [True, True, True, True, False, False, True, True] + [True, False, True] + [True]
+    log_p = [-0.1, -5.0, -0.5, -0.2, nan, nan, -3.0, -0.6] + [nan, nan, nan] + [nan]
+    groups = prompt_groups(prompts, usable, log_p, portion=0.5)
+    # Bach, k = 4: chosen the four most Bach-like usable; rejected ceil(4/2) = 2 broken, then the
+    # usable pieces at least 1 nat below the worst chosen (-0.6): -5.0, then -3.0
+    assert groups[0] == {"name": "Bach", "chosen": [0, 3, 2, 7], "rejected": [4, 5, 1, 6]}
+    # Beach is unknown to the classifier: usability alone, k = round(1.5) = 2
+    assert groups[1] == {"name": "Beach", "chosen": [8, 10], "rejected": [9]}
+    assert len(groups) == 2  # "Lone" has nothing to reject
+    # fewer unlike pieces than half: the rest of the rejected are broken ones
+    groups = prompt_groups(["p"] * 6, [True, True, True, False, False, False], [-1, -1.5, -9, nan, nan, nan], 0.5)
+    assert groups == [{"name": "p", "chosen": [0, 1, 2], "rejected": [3, 4, 5]}]

@@ -82,8 +82,8 @@ def test_pairs_reference_logps_and_one_forward_pass():
     assert logps == pytest.approx(single, rel=1e-5)
     assert all(torch.equal(p, frozen[n]) for n, p in model.state_dict().items())
 
-    pairs = PreferencePairs(["a", "b"], ["x"], sequences, logps)
-    assert [pairs.pairs[i] for i in range(len(pairs))] == [("a", "x"), ("b", "x")]
+    pairs = PreferencePairs([("a", "x"), ("b", "x")], sequences, logps)
+    assert len(pairs) == 2 and pairs[1]["ref_chosen"] == logps["b"] and pairs[1]["ref_rejected"] == logps["x"]
     batch = collate_pairs([pairs[0], pairs[1]])
     assert batch["patches"].shape[0] == 4  # chosen rows then rejected rows, one forward pass
     model.eval()
@@ -92,6 +92,23 @@ def test_pairs_reference_logps_and_one_forward_pass():
     # the policy equals the reference here: every margin is 0, so the loss is log 2
     assert loss.item() == pytest.approx(0.6931, abs=1e-3)
     assert metrics["reward_margin"] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_preference_file_pairs_every_chosen_with_every_rejected_of_its_group(tmp_path):
+    names = {name: tmp_path / f"{name}.abc" for name in ("a", "b", "c", "x", "y")}
+    for path in names.values():
+        path.write_text("X:1\n")
+    a, b, c, x, y = (str(names[k]) for k in "abcxy")
+    (tmp_path / "one.json").write_text(json.dumps({"chosen": [a, b], "rejected": [x, y]}))
+    assert read_preferences(tmp_path / "one.json") == [(a, x), (a, y), (b, x), (b, y)]
+    grouped = {"groups": [{"name": "Bach", "chosen": [a, b], "rejected": [x]},
+                          {"name": "Mozart", "chosen": [c], "rejected": [y]}]}
+    (tmp_path / "groups.json").write_text(json.dumps(grouped))
+    assert read_preferences(tmp_path / "groups.json") == [(a, x), (b, x), (c, y)]  # never c over x
+    grouped["groups"][1]["rejected"] = []
+    (tmp_path / "groups.json").write_text(json.dumps(grouped))
+    with pytest.raises(ValueError, match=r"at least one chosen and one rejected piece \(group Mozart\)"):
+        read_preferences(tmp_path / "groups.json")
 
 
 def test_preference_file_problems_are_clear(tmp_path):
