@@ -12,6 +12,7 @@ OUTPUT_PATH = "runs/rl/iter_1/preferences.json"  # preference file written by da
 PORTION = 0.1  # share of pieces chosen (best) and rejected (worst); published 0.1
 COPY_THRESHOLD = 0.95  # a piece this close (cosine) to one ground-truth piece is a copy, never chosen; published 0.95; 0 = calibrated: above the closest two distinct ground-truth pieces (for a small M3)
 RANK_BY = "clamp2"  # clamp2: the published ranking, by CLaMP 2 score against the ground truth; composer: per prompt, by the evaluation's composer classifier (GENERATED_ORIGINAL_DIR an inference output folder of many prompts, STYLE_TRAIN_DIR and CLAMP2_WEIGHTS_PATH below), pairs only within a prompt
+CHOSEN_TOP = 0  # RANK_BY composer: a piece may be chosen only when the classifier ranks its prompt's composer among its first CHOSEN_TOP (0 = any usable piece)
 
 # ---- RL/train.py: DPOP training
 PREFERENCE_PATH = "runs/rl/iter_1/preferences.json"  # preference file {"chosen": [...], "rejected": [...]}

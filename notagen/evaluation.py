@@ -297,9 +297,10 @@ def composer_classifier(train_features: np.ndarray, labels: list[str]):
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=1.0)).fit(train_features[keep], y)
 
 
-def composer_log_probabilities(classifier, features: np.ndarray, composers: list[str]) -> np.ndarray:
-    """log p(the piece's own composer) per piece, NaN where the classifier does not know it. From
-    the linear scores: the classifier is so sure that most probabilities round to 0 or 1."""
+def composer_log_probabilities(classifier, features: np.ndarray, composers: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per piece, log p(its own composer) and that composer's rank among the classifier's choices
+    (0 = its first); NaN where the classifier does not know the composer. From the linear scores:
+    the classifier is so sure that most probabilities round to 0 or 1."""
     from scipy.special import log_softmax
 
     classes = list(classifier.classes_)
@@ -307,7 +308,13 @@ def composer_log_probabilities(classifier, features: np.ndarray, composers: list
     if scores.ndim == 1:  # two composers: one score, p(second) = sigmoid(score)
         scores = np.column_stack([np.zeros_like(scores), scores])
     log_p = log_softmax(scores, axis=1)  # [pieces, classes]
-    return np.array([log_p[i, classes.index(c)] if c in classes else np.nan for i, c in enumerate(composers)])
+    own = np.full(len(composers), np.nan)
+    rank = np.full(len(composers), np.nan)
+    for i, composer in enumerate(composers):
+        if composer in classes:
+            own[i] = log_p[i, classes.index(composer)]
+            rank[i] = np.sum(log_p[i] > own[i])
+    return own, rank
 
 
 def style_classifier(train_features: np.ndarray, labels: list[str], generated: np.ndarray | None = None,

@@ -189,7 +189,7 @@ def make_preference_file(settings) -> Preferences:
 
 # -- preference groups per prompt, ranked by a composer classifier -----------------------------------
 def prompt_groups(prompts: list[str], usable: list[bool], log_probs, portion: float = 0.25,
-                  margin: float = 1.0) -> list[dict]:
+                  margin: float = 1.0, choosable: list[bool] | None = None) -> list[dict]:
     """CLaMP-DPO's selection done per prompt, with a composer classifier as the critic: indices of
     the chosen and rejected pieces of each prompt, `[{"name": prompt, "chosen": [i], "rejected": [i]}]`.
 
@@ -199,19 +199,21 @@ def prompt_groups(prompts: list[str], usable: list[bool], log_probs, portion: fl
       finds least like the composer (at least `margin` nats below every chosen one), then more
       unusable ones, k in all: the model learns to write valid music *and* to follow its prompt.
     A NaN log-probability (a composer the classifier does not know) ranks by usability alone.
-    A prompt without a chosen or a rejected piece makes no group."""
+    `choosable` (default: every usable piece) limits who may be chosen, e.g. to the pieces whose
+    composer the classifier ranks in its top 5. A prompt without a chosen or a rejected piece
+    makes no group."""
     log_probs = np.asarray(log_probs, dtype=np.float64)
     groups = []
     for prompt in dict.fromkeys(prompts):
         members = [i for i, p in enumerate(prompts) if p == prompt]
         k = max(1, round(portion * len(members)))
         good = sorted((i for i in members if usable[i]), key=lambda i: -np.nan_to_num(log_probs[i], nan=0.0))
-        chosen = good[:k]
+        chosen = [i for i in good if choosable is None or choosable[i]][:k]
         if not chosen:
             continue
         failed = [i for i in members if not usable[i]]
         floor = min(log_probs[i] for i in chosen) - margin  # NaN when the composer is unknown: none below
-        unlike = sorted((i for i in good[k:] if log_probs[i] < floor), key=lambda i: log_probs[i])
+        unlike = sorted((i for i in good if i not in chosen and log_probs[i] < floor), key=lambda i: log_probs[i])
         half = -(-k // 2)
         rejected = (failed[:half] + unlike)[:k]
         rejected += [i for i in failed[half:] if i not in rejected][:k - len(rejected)]
@@ -236,13 +238,17 @@ def make_prompt_preference_file(settings) -> list[dict]:
     if classifier is None:
         raise ValueError(f"{settings.style_train_dir} needs real pieces of at least two composers (two each)")
     usable = [i for i, p in enumerate(pieces) if p.usable]
-    log_probs = np.full(len(pieces), np.nan)
+    log_probs, ranks = np.full(len(pieces), np.nan), np.full(len(pieces), np.nan)
     if usable:
-        log_probs[usable] = composer_log_probabilities(
+        log_probs[usable], ranks[usable] = composer_log_probabilities(
             classifier, features_of([pieces[i].text for i in usable], settings.clamp2_weights_path),
             [pieces[i].prompt[1] if len(pieces[i].prompt) >= 2 else "" for i in usable])
+    # CHOSEN_TOP > 0: only a piece whose composer the classifier ranks among its first CHOSEN_TOP
+    # may be chosen (a composer it does not know: any usable piece)
+    choosable = [p.usable and (settings.chosen_top <= 0 or not ranks[i] >= settings.chosen_top)
+                 for i, p in enumerate(pieces)]
     prompts = ["|".join(p.prompt[:3]) for p in pieces]  # a piece may write more "%" lines after its prompt
-    groups = prompt_groups(prompts, [p.usable for p in pieces], log_probs, settings.portion)
+    groups = prompt_groups(prompts, [p.usable for p in pieces], log_probs, settings.portion, choosable=choosable)
     if not groups:
         raise ValueError(f"no prompt under {settings.generated_original_dir} has both a usable piece and one "
                          f"to reject: generate more pieces")

@@ -212,7 +212,10 @@ def test_composer_log_probabilities_are_the_classifiers_own(composers):
     x = rng.normal(size=(60, 5)) + np.array([[3.0 * int(label[1:])] + [0.0] * 4 for label in labels])
     model = evaluation.composer_classifier(x, labels)
     asked = ["c1", "c0", "nobody"] + ["c2"] * (composers == 3)
-    log_p = evaluation.composer_log_probabilities(model, x[:len(asked)], asked)
+    log_p, rank = evaluation.composer_log_probabilities(model, x[:len(asked)], asked)
     probabilities = model.predict_proba(x[:len(asked)])
     expected = [probabilities[i, list(model.classes_).index(c)] if c in model.classes_ else np.nan for i, c in enumerate(asked)]
     assert np.allclose(np.exp(log_p), expected, equal_nan=True) and np.isnan(log_p[2])
+    order = np.argsort(-probabilities, axis=1)
+    expected_rank = [list(model.classes_[order[i]]).index(c) if c in model.classes_ else np.nan for i, c in enumerate(asked)]
+    assert np.allclose(rank, expected_rank, equal_nan=True)

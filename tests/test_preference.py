@@ -84,3 +84,13 @@ def test_prompt_groups_choose_the_composer_like_and_reject_the_broken_and_the_un
     # fewer unlike pieces than half: the rest of the rejected are broken ones
     groups = prompt_groups(["p"] * 6, [True, True, True, False, False, False], [-1, -1.5, -9, nan, nan, nan], 0.5)
     assert groups == [{"name": "p", "chosen": [0, 1, 2], "rejected": [3, 4, 5]}]
+
+
+def test_prompt_groups_choose_only_choosable_pieces():
+    from notagen.preference import prompt_groups
+
+    # the two most composer-like pieces are not choosable (e.g. the composer outside the top 5)
+    groups = prompt_groups(["p"] * 5, [True] * 5, [-0.1, -0.2, -3.0, -6.0, -9.0], portion=0.4,
+                           choosable=[False, False, True, True, True])
+    # k = 2: chosen -3.0 and -6.0; rejected what lies 1 nat below -6.0, the unchosen better ones never
+    assert groups == [{"name": "p", "chosen": [2, 3], "rejected": [4]}]
