@@ -54,6 +54,11 @@ class Piece:
     def usable(self) -> bool:
         return not self.reason
 
+    @property
+    def composer(self) -> str:
+        """Its second prompt line ("" without one): what the composer classifier is asked about."""
+        return self.prompt[1] if len(self.prompt) >= 2 else ""
+
 
 def read_pieces(folder: str | Path) -> list[Piece]:
     """The pieces of a folder of .abc files, or of an inference output folder (see module notes)."""
@@ -282,6 +287,12 @@ def novelty(generated: np.ndarray, reference: np.ndarray, threshold: float = COP
             "copies": int((nearest > threshold).sum()), "copy_threshold": threshold}
 
 
+def tested_pieces(labels: list[str]) -> list[int]:
+    """The pieces whose composer has at least two (a class needs two pieces to be tested)."""
+    counts = Counter(labels)
+    return [i for i, label in enumerate(labels) if counts[label] >= 2]
+
+
 def composer_classifier(train_features: np.ndarray, labels: list[str]):
     """Logistic regression (standardised features) on the composers with at least two real pieces
     (a class needs two to be tested); None when fewer than two such composers."""
@@ -289,8 +300,7 @@ def composer_classifier(train_features: np.ndarray, labels: list[str]):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    counts = Counter(labels)
-    keep = [i for i, label in enumerate(labels) if counts[label] >= 2]
+    keep = tested_pieces(labels)
     y = [labels[i] for i in keep]
     if len(set(y)) < 2:
         return None
@@ -323,8 +333,7 @@ def style_classifier(train_features: np.ndarray, labels: list[str], generated: n
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    counts = Counter(labels)
-    keep = [i for i, label in enumerate(labels) if counts[label] >= 2]  # a class needs two pieces to be tested
+    keep = tested_pieces(labels)
     x, y = train_features[keep], np.array([labels[i] for i in keep])
     if len(y) == 0:
         return {"classes": 0, "train_pieces": 0, "chance": float("nan"), "accuracy": float("nan")}
@@ -424,8 +433,8 @@ def evaluate(generated_dir, reference_dir, clamp2_weights_path: str = "", style_
         train = [p for p in read_pieces(style_train_dir) if len(p.prompt) >= 2]
         if train:
             train_features = features_of([p.text for p in train], clamp2_weights_path)
-            prompts = [p.prompt[1] if len(p.prompt) >= 2 else "" for p in usable]
-            report.style["classifier"] = style_classifier(train_features, [p.prompt[1] for p in train],
+            prompts = [p.composer for p in usable]
+            report.style["classifier"] = style_classifier(train_features, [p.composer for p in train],
                                                           gen_features, prompts)
         else:
             report.notes.append(f"classifier skipped: no piece with prompt lines under {style_train_dir}")

@@ -234,7 +234,7 @@ def make_prompt_preference_file(settings) -> list[dict]:
     pieces = [check_piece(p) for p in read_pieces(settings.generated_original_dir)]
     train = [p for p in read_pieces(settings.style_train_dir) if len(p.prompt) >= 2]
     classifier = composer_classifier(features_of([p.text for p in train], settings.clamp2_weights_path),
-                                     [p.prompt[1] for p in train])
+                                     [p.composer for p in train])
     if classifier is None:
         raise ValueError(f"{settings.style_train_dir} needs real pieces of at least two composers (two each)")
     usable = [i for i, p in enumerate(pieces) if p.usable]
@@ -242,7 +242,7 @@ def make_prompt_preference_file(settings) -> list[dict]:
     if usable:
         log_probs[usable], ranks[usable] = composer_log_probabilities(
             classifier, features_of([pieces[i].text for i in usable], settings.clamp2_weights_path),
-            [pieces[i].prompt[1] if len(pieces[i].prompt) >= 2 else "" for i in usable])
+            [pieces[i].composer for i in usable])
     # CHOSEN_TOP > 0: only a piece whose composer the classifier ranks among its first CHOSEN_TOP
     # may be chosen (a composer it does not know: any usable piece)
     choosable = [p.usable and (settings.chosen_top <= 0 or not ranks[i] >= settings.chosen_top)

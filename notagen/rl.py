@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from .data import collate_patches
 from .dpo import dpop_loss
 from .patchilizer import Patchilizer
+from .preference import preference_pairs
 
 
 def read_preferences(path: str | Path) -> list[tuple[str, str]]:
@@ -52,7 +53,7 @@ def read_preferences(path: str | Path) -> list[tuple[str, str]]:
         if not chosen or not rejected:
             raise ValueError(f"{path} needs at least one chosen and one rejected piece{where} "
                              f"(has {len(chosen)} chosen, {len(rejected)} rejected)")
-        pairs += [(c, r) for c in chosen for r in rejected]
+        pairs += preference_pairs(chosen, rejected)
     missing = [p for p in dict.fromkeys(p for pair in pairs for p in pair) if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} files named in {path} are gone, e.g. {missing[0]}")
