@@ -13,6 +13,7 @@ PORTION = 0.1  # share of pieces chosen (best) and rejected (worst); published 0
 COPY_THRESHOLD = 0.95  # a piece this close (cosine) to one ground-truth piece is a copy, never chosen; published 0.95; 0 = calibrated: above the closest two distinct ground-truth pieces (for a small M3)
 RANK_BY = "clamp2"  # clamp2: the published ranking, by CLaMP 2 score against the ground truth; composer: per prompt, by the evaluation's composer classifier (GENERATED_ORIGINAL_DIR an inference output folder of many prompts, STYLE_TRAIN_DIR and CLAMP2_WEIGHTS_PATH below), pairs only within a prompt
 CHOSEN_TOP = 0  # RANK_BY composer: a piece may be chosen only when the classifier ranks its prompt's composer among its first CHOSEN_TOP (0 = any usable piece)
+CHOSEN_INDEX_PATH = ""  # RANK_BY composer: a fine-tuning index of real pieces with prompt lines (e.g. its augmented_train.jsonl); when set, each prompt's chosen pieces are its real ones and the model's own pieces are rejected (self-play, as SPIN; "" = chosen from the model's own)
 
 # ---- RL/train.py: DPOP training
 PREFERENCE_PATH = "runs/rl/iter_1/preferences.json"  # preference file {"chosen": [...], "rejected": [...]}
@@ -30,6 +31,7 @@ LORA_RANK = 0  # LoRA adapters of this rank on both decoders, the rest frozen (0
 LORA_ALPHA = _lora.alpha  # the adapters' update is scaled by alpha / rank
 LORA_DROPOUT = _lora.dropout  # dropout on the adapters' input
 LORA_TARGETS = _lora.targets  # GPT-2 modules that get adapters (attention q/k/v, output projections, MLP input)
+DISABLE_DROPOUT = True  # train the policy without dropout (as TRL's DPO): summed over a piece, dropout lowers a log-prob by tens of nats and drowns the preference; False = published (train mode, dropout 0.1)
 GRADIENT_CHECKPOINTING = False  # recompute each block in the backward pass: less memory, about a third more compute
 SEED = 0  # seed of pair order and dropout
 SAVE_EVERY_STEPS = 500  # resume checkpoint every N steps

@@ -214,12 +214,59 @@ def prompt_groups(prompts: list[str], usable: list[bool], log_probs, portion: fl
         failed = [i for i in members if not usable[i]]
         floor = min(log_probs[i] for i in chosen) - margin  # NaN when the composer is unknown: none below
         unlike = sorted((i for i in good if i not in chosen and log_probs[i] < floor), key=lambda i: log_probs[i])
-        half = -(-k // 2)
-        rejected = (failed[:half] + unlike)[:k]
-        rejected += [i for i in failed[half:] if i not in rejected][:k - len(rejected)]
-        if rejected:
+        if rejected := _rejected(failed, unlike, k):
             groups.append({"name": prompt, "chosen": chosen, "rejected": rejected})
     return groups
+
+
+def _rejected(failed: list[int], unlike: list[int], k: int) -> list[int]:
+    """k pieces to reject: up to ceil(k / 2) broken ones, then the unlike ones, then more broken."""
+    half = -(-k // 2)
+    rejected = (failed[:half] + unlike)[:k]
+    return rejected + [i for i in failed[half:] if i not in rejected][:k - len(rejected)]
+
+
+def self_play_groups(prompts: list[str], usable: list[bool], log_probs, real: dict[str, list[str]],
+                     portion: float = 0.25) -> list[dict]:
+    """CLaMP-DPO per prompt with real music on the chosen side (self-play, as in SPIN): for each
+    prompt with n generated pieces and some real ones, k = max(1, round(portion * n));
+    chosen: the first k of its real pieces (`real[prompt]`, paths, in the order given);
+    rejected: k of the model's own pieces of that prompt, up to ceil(k / 2) unusable ones, then the
+    usable ones the classifier finds least like the composer (no margin: the real pieces are the
+    target), then more unusable ones. Returns `[{"name", "chosen": [path], "rejected": [i]}]`;
+    a prompt without real pieces makes no group."""
+    log_probs = np.asarray(log_probs, dtype=np.float64)
+    groups = []
+    for prompt in dict.fromkeys(prompts):
+        members = [i for i, p in enumerate(prompts) if p == prompt]
+        k = max(1, round(portion * len(members)))
+        if not (chosen := list(real.get(prompt, []))[:k]):
+            continue
+        failed = [i for i in members if not usable[i]]
+        unlike = sorted((i for i in members if usable[i]), key=lambda i: np.nan_to_num(log_probs[i], nan=0.0))
+        groups.append({"name": prompt, "chosen": chosen, "rejected": _rejected(failed, unlike, k)})
+    return groups
+
+
+def real_pieces_by_prompt(index_path: str | Path, seed: int = 0) -> dict[str, list[str]]:
+    """The real pieces of a fine-tuning index, `{"period|composer|instrumentation": [path, ...]}`,
+    each prompt's in a seeded random order, each piece in a key drawn as fine-tuning draws it
+    ("near" its own); pieces without prompt lines are left out."""
+    import random
+
+    from .data import NotaGenDataset, choose_key
+
+    data = NotaGenDataset(index_path, key_mode="near", seed=seed)
+    rng = random.Random(seed)
+    real: dict[str, list[str]] = {}
+    for entry in data.entries:
+        if prompt := data.prompt_of(entry):
+            key = choose_key(entry.key, data.key_mode, rng) if data.keyed else None
+            if (path := data.file_for(entry, key)) is not None and path.is_file():
+                real.setdefault("|".join(prompt), []).append(str(path))
+    for paths in real.values():
+        rng.shuffle(paths)
+    return real
 
 
 def make_prompt_preference_file(settings) -> list[dict]:
@@ -248,13 +295,22 @@ def make_prompt_preference_file(settings) -> list[dict]:
     choosable = [p.usable and (settings.chosen_top <= 0 or not ranks[i] >= settings.chosen_top)
                  for i, p in enumerate(pieces)]
     prompts = ["|".join(p.prompt[:3]) for p in pieces]  # a piece may write more "%" lines after its prompt
-    groups = prompt_groups(prompts, [p.usable for p in pieces], log_probs, settings.portion, choosable=choosable)
-    if not groups:
-        raise ValueError(f"no prompt under {settings.generated_original_dir} has both a usable piece and one "
-                         f"to reject: generate more pieces")
+    if settings.chosen_index_path:  # self-play: real pieces chosen, the model's own rejected
+        groups = self_play_groups(prompts, [p.usable for p in pieces], log_probs,
+                                  real_pieces_by_prompt(settings.chosen_index_path, settings.seed), settings.portion)
+        if not groups:
+            raise ValueError(f"{settings.chosen_index_path} has real pieces of none of the prompts under "
+                             f"{settings.generated_original_dir}")
+    else:
+        groups = prompt_groups(prompts, [p.usable for p in pieces], log_probs, settings.portion, choosable=choosable)
+        for group in groups:
+            group["chosen"] = [pieces[i].path for i in group["chosen"]]
+        if not groups:
+            raise ValueError(f"no prompt under {settings.generated_original_dir} has both a usable piece and one "
+                             f"to reject: generate more pieces")
     atomic_write_json(settings.output_path, {"groups": [
-        {"name": g["name"], "chosen": [pieces[i].path for i in g["chosen"]],
-         "rejected": [pieces[i].path for i in g["rejected"]]} for g in groups]})
+        {"name": g["name"], "chosen": g["chosen"], "rejected": [pieces[i].path for i in g["rejected"]]}
+        for g in groups]})
     pairs = sum(len(g["chosen"]) * len(g["rejected"]) for g in groups)
     print(f"{len(pieces)} pieces of {len(set(prompts))} prompts ({len(usable)} usable), ranked by "
           f"{len(classifier.classes_)}-composer classifier -> {settings.output_path}: {len(groups)} groups, {pairs} pairs")

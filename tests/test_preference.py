@@ -94,3 +94,42 @@ def test_prompt_groups_choose_only_choosable_pieces():
                            choosable=[False, False, True, True, True])
     # k = 2: chosen -3.0 and -6.0; rejected what lies 1 nat below -6.0, the unchosen better ones never
     assert groups == [{"name": "p", "chosen": [2, 3], "rejected": [4]}]
+
+
+def test_self_play_groups_choose_real_pieces_and_reject_the_models_own():
+    from notagen.preference import self_play_groups
+
+    nan = float("nan")
+    prompts = ["Mozart"] * 6 + ["Bach"] * 2 + ["Nobody"] * 2
+    usable = [True, False, True, True, False, True] + [True, True] + [True, False]
+    log_p = [-0.1, nan, -7.0, -2.0, nan, -4.0] + [-0.2, -0.3] + [nan, nan]
+    real = {"Mozart": ["m1.abc", "m2.abc", "m3.abc", "m4.abc"], "Bach": ["b1.abc"]}
+    groups = self_play_groups(prompts, usable, log_p, real, portion=0.5)
+    # Mozart, k = 3: the first 3 real pieces; rejected ceil(3/2) = 2 broken, then the usable piece
+    # least like Mozart (-7.0), even without any margin
+    assert groups[0] == {"name": "Mozart", "chosen": ["m1.abc", "m2.abc", "m3.abc"], "rejected": [1, 4, 2]}
+    # Bach, k = 1: its only real piece; every generated piece is usable: the least Bach-like one
+    assert groups[1] == {"name": "Bach", "chosen": ["b1.abc"], "rejected": [7]}
+    assert len(groups) == 2  # no real piece of "Nobody": no group
+
+
+def test_real_pieces_by_prompt_reads_a_keyed_index(tmp_path):
+    import json
+    from pathlib import Path
+
+    from notagen.data import KEYS
+    from notagen.preference import real_pieces_by_prompt
+
+    aug = tmp_path / "augmented"
+    for name, prompt in (("a", "%Baroque\n%Bach\n%Choral\n"), ("b", "%Baroque\n%Bach\n%Choral\n"), ("c", "")):
+        for key in KEYS:
+            (aug / key).mkdir(parents=True, exist_ok=True)
+            (aug / key / f"{name}_{key}.abc").write_text(f"{prompt}X:1\nL:1/8\nK:{key}\n[V:1]C|\n")
+    index = tmp_path / "augmented_train.jsonl"
+    index.write_text("".join(json.dumps({"path": f"augmented/{n}", "key": "C"}) + "\n" for n in "abc"))
+    real = real_pieces_by_prompt(index, seed=1)
+    assert list(real) == ["Baroque|Bach|Choral"]  # the piece without prompt lines is left out
+    paths = real["Baroque|Bach|Choral"]
+    assert sorted(Path(p).name.split("_")[0] for p in paths) == ["a", "b"]
+    assert all(Path(p).is_file() and Path(p).parent.parent == aug for p in paths)
+    assert real == real_pieces_by_prompt(index, seed=1)  # seeded

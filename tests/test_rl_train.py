@@ -175,3 +175,30 @@ def test_each_iteration_row_gains_the_evaluation_columns(tmp_path):
     again = evaluate_pieces(settings, generated, tmp_path / "evaluation")  # a finished report is reused
     assert json.dumps(again, sort_keys=True) == json.dumps(row, sort_keys=True)
     assert evaluate_pieces(SimpleNamespace(eval_pieces=0), generated, tmp_path / "none") == {}
+
+
+def test_the_policy_trains_without_dropout_unless_asked(tmp_path):
+    """Before its first update the policy is the reference: without dropout its rewards are 0; with
+    the published train-mode dropout they are not (the noise that drowns the preference)."""
+    chosen, rejected = write_pieces(tmp_path)
+    preference_path = tmp_path / "preferences.json"
+    preference_path.write_text(json.dumps({"chosen": chosen, "rejected": rejected}))
+    assert load_model(TINY_PTH).config.dropout > 0
+    start = tmp_path / "start"
+    start.mkdir()
+    (start / TINY_PTH.name).write_bytes(TINY_PTH.read_bytes())
+    (start / "prompts.txt").write_text("Baroque_Bach, Johann Sebastian_Choral\n")
+
+    def first_step(disable: bool) -> dict:
+        out = tmp_path / f"dpo_{disable}"
+        weights = run_dpo_training(settings_for(tmp_path, preference_path, output_dir=str(out), optimization_steps=1,
+                                                disable_dropout=disable, weights_path=str(start / TINY_PTH.name)))
+        # the new weights know the prompts of the ones they started from (inference --prompt all)
+        assert (out / "prompts.txt").read_text() == (start / "prompts.txt").read_text()
+        log = weights.with_name(weights.stem.replace("weights", "logs", 1) + ".steps.jsonl")
+        return json.loads(log.read_text().splitlines()[0])
+
+    quiet = first_step(True)
+    assert abs(quiet["chosen_reward"]) < 1e-4 and abs(quiet["rejected_reward"]) < 1e-4
+    noisy = first_step(False)
+    assert abs(noisy["chosen_reward"]) > 1e-2 or abs(noisy["rejected_reward"]) > 1e-2
