@@ -29,15 +29,21 @@ PROMPT = "Baroque|Bach, Johann Sebastian|Choral"  # period|composer|instrumentat
 NUM_PIECES = 8  # pieces generated from the fine-tuned model at the end of training (about half are usable)
 TEMPERATURE = 1.0  # sampling temperature of every generation step (published 1.2, for a far stronger model: the tiny one then writes 1 usable piece in 8)
 MAX_CHARS = 6000  # a generated piece stops (as failed, partial text kept) past this many characters
-RL = True  # run one CLaMP-DPO iteration (M3 training, generation, scoring, DPOP) and print before/after scores
+RL = True  # CLaMP-DPO: RL_ITERATIONS iterations from a model that has seen little of PROMPT's style, toward its held-out real pieces, with the before/after table
+RL_START_FOCUS_PIECES = 20  # pieces of PROMPT in the fine-tuning set of the model CLaMP-DPO starts from (beside the round robin over the other prompts), so it starts far from the target
+RL_START_STEPS = 600  # fine-tuning steps of that model (from the pre-trained weights; about 5 min)
 M3_STEPS = 150  # optimizer steps of the tiny M3 feature extractor
-RL_SAMPLES = 640  # pieces generated per model for CLaMP-DPO (published 1,000); about half of the tiny model's pieces are usable
+RL_ITERATIONS = 3  # CLaMP-DPO iterations; every model of the chain generates RL_SAMPLES pieces and is scored
+RL_SAMPLES = 256  # pieces generated per model (published 1,000)
 RL_GENERATION_BATCH_SIZE = 64  # pieces generated together during CLaMP-DPO
+RL_BAR_RETRIES = 32  # bar-checked generation during CLaMP-DPO (the start model un-interleaves few pieces without it; the pairs then compare styles, not broken bars)
 RL_PORTION = 0.1  # share of usable pieces chosen / rejected (published 0.1)
 RL_COPY_THRESHOLD = 0.0  # 0 = calibrated on the reference set: the tiny M3 puts distinct chorales above the published 0.95
-RL_STEPS = 200  # DPOP optimizer steps (about 1 min, each pair drawn at most once; at 5e-5, or 500 steps, the score drops)
-RL_LEARNING_RATE = 2e-5  # DPOP learning rate (published 1e-6 for 516M parameters)
-EVAL_PIECES = 200  # pieces of each model's CLaMP-DPO generation that clamp2/evaluate.py reports on (0 = skip)
+RL_STEPS = 200  # DPOP optimizer steps per iteration (about 1 min, each pair drawn at most once)
+RL_LEARNING_RATE = 5e-6  # DPOP learning rate (published 1e-6 for 516M parameters); at 2e-5 the second iteration already collapses the pieces onto the reference's mean
+RL_BETA = 0.1  # DPOP beta (published 0.1)
+RL_SEED = 0  # seed of CLaMP-DPO's generation and pair order; its runs go to rl/ (seed 0) or rl_seed<N>/
+EVAL_PIECES = 200  # pieces of each model's CLaMP-DPO generation that clamp2/evaluate.py reports on (0 = skip; about 1 min each)
 
 
 def run(step: str, args: list[str], runs: Path, output_dir: Path | None = None, log: Path | None = None) -> None:
@@ -110,44 +116,60 @@ def main(cfg) -> None:
                       "--max_chars", str(cfg.max_chars),
                       "--output_dir", str(runs / "inference"), "--stream", "false", *threads], runs)
     if cfg.rl:
+        # CLaMP-DPO starts from a model that has seen only a few of the target's pieces, so it has
+        # somewhere to go: the round robin over the other prompts plus RL_START_FOCUS_PIECES chorales
+        from notagen.abc.corpus import write_mixed_index
+
+        start_data = runs / "rl_start_data"
+        write_mixed_index(corpus / "finetune", cfg.rl_start_focus_pieces, start_data)
+        run("rl_start", ["finetune/train-gen.py", *training, "--pretrained_path", str(weights_in(runs / "pretrain")),
+                         "--data_train_index_path", str(start_data / "train.jsonl"),
+                         "--data_eval_index_path", str(start_data / "eval.jsonl"),
+                         "--learning_rate", str(cfg.finetune_learning_rate), "--max_steps", str(cfg.rl_start_steps),
+                         "--output_dir", str(runs / "rl_start")], runs, runs / "rl_start")
         # M3 learns from the fine-tuning pieces: mostly chorales, so its features tell chorales apart
         run("m3", ["clamp2/train-m3.py", "--preset", "tiny", "--train_dir", str(corpus / "finetune/interleaved"),
                    "--output_dir", str(runs / "m3"), "--max_steps", str(cfg.m3_steps), "--num_epochs", "1000",
                    "--batch_size", "8", "--learning_rate", "1e-3", "--warmup_steps", "20",
                    "--decoder_patch_sample", "32", *threads], runs, runs / "m3")
         try:
-            run_clamp_dpo(cfg, runs, corpus, finetuned, threads)
+            run_clamp_dpo(cfg, runs, corpus, weights_in(runs / "rl_start"))
         except subprocess.CalledProcessError:
-            print("\n== clamp_dpo: the CLaMP-DPO iteration stopped (its reason is printed above); the "
-                  "models and pieces made so far are kept. A tiny model trained for minutes may write no "
-                  "piece that passes the chosen-set rules: generate more (--rl_samples) or train longer "
-                  "(--focus_finetune_steps).")
+            print("\n== clamp_dpo: a CLaMP-DPO iteration stopped (its reason is printed above); the "
+                  "models and pieces made so far are kept, and the next run continues from there.")
     print(f"\nmain job finished in {(time.monotonic() - started) / 60:.1f} min; everything is under {runs}")
     print(f"  fine-tuned weights: {finetuned}")
     print(f"  generated pieces:   {runs / 'inference'} (original/ ABC, interleaved/ ABC, xml/ MusicXML, midi/ MIDI)")
-    if (runs / "rl" / "scores.json").exists():
-        rows = json.loads((runs / "rl" / "scores.json").read_text())
+    loop_dir = runs / rl_folder(cfg.rl_seed)
+    if (loop_dir / "scores.json").exists():
+        rows = json.loads((loop_dir / "scores.json").read_text())
         for row in rows:
             if "evaluation" in row:
                 print(f"  {row['label'] + ':':19} {row['evaluation']}")
-        print(f"  CLaMP-DPO scores:   {runs / 'rl' / 'scores.json'} and {runs / 'rl' / 'scores.png'}")
+        print(f"  CLaMP-DPO scores:   {loop_dir / 'scores.json'} and {loop_dir / 'scores.png'}")
         print("  mean CLaMP 2 score of fresh pieces (same seed, extractor and reference set): "
               + " -> ".join(f"{row['label']} {row['mean_score']:.4f} +- {row.get('sem', float('nan')):.4f} "
                             f"({row['pieces']} usable of {cfg.rl_samples})" for row in rows))
 
 
-def run_clamp_dpo(cfg, runs: Path, corpus: Path, finetuned: Path, threads: list[str]) -> None:
-    run("clamp_dpo", ["RL/loop.py", "--iterations", "1", "--loop_dir", str(runs / "rl"),
-                          "--weights_path", str(finetuned), "--clamp2_weights_path", str(runs / "m3/weights_m3.pth"),
-                          "--reference_dir", str(corpus / "reference/bach_chorales"), "--prompt", cfg.prompt,
-                          "--num_samples", str(cfg.rl_samples), "--generation_batch_size",
-                          str(cfg.rl_generation_batch_size), "--temperature", str(cfg.temperature),
-                          "--max_chars", str(cfg.max_chars), "--portion", str(cfg.rl_portion),
-                          "--copy_threshold", str(cfg.rl_copy_threshold),
-                          "--optimization_steps", str(cfg.rl_steps), "--learning_rate", str(cfg.rl_learning_rate),
-                          "--batch_size", "1", "--save_every_steps", "20", "--device", "cpu",
-                          "--eval_pieces", str(cfg.eval_pieces), "--style_train_dir", str(corpus / "finetune/interleaved")],
-        runs)
+def rl_folder(seed: int) -> str:
+    """The CLaMP-DPO loop's folder under the job's runs: rl/ for seed 0, rl_seed<N>/ for another."""
+    return "rl" if seed == 0 else f"rl_seed{seed}"
+
+
+def run_clamp_dpo(cfg, runs: Path, corpus: Path, start: Path) -> None:
+    folder = rl_folder(cfg.rl_seed)
+    run(f"clamp_dpo{folder[2:]}", [
+        "RL/loop.py", "--iterations", str(cfg.rl_iterations), "--loop_dir", str(runs / folder),
+        "--weights_path", str(start), "--clamp2_weights_path", str(runs / "m3/weights_m3.pth"),
+        "--reference_dir", str(corpus / "reference/bach_chorales"), "--prompt", cfg.prompt,
+        "--num_samples", str(cfg.rl_samples), "--generation_batch_size", str(cfg.rl_generation_batch_size),
+        "--temperature", str(cfg.temperature), "--max_chars", str(cfg.max_chars),
+        "--bar_retries", str(cfg.rl_bar_retries), "--portion", str(cfg.rl_portion),
+        "--copy_threshold", str(cfg.rl_copy_threshold), "--seed", str(cfg.rl_seed),
+        "--optimization_steps", str(cfg.rl_steps), "--learning_rate", str(cfg.rl_learning_rate),
+        "--beta", str(cfg.rl_beta), "--batch_size", "1", "--save_every_steps", "20", "--device", "cpu",
+        "--eval_pieces", str(cfg.eval_pieces), "--style_train_dir", str(corpus / "finetune/interleaved")], runs)
 
 
 if __name__ == "__main__":

@@ -116,3 +116,25 @@ def test_focus_index_is_a_subset_with_the_same_split(tmp_path):
     assert counts == {"train": 2, "eval": 1}
     assert (tmp_path / "augmented_focus_train.jsonl").read_text() == entry("bach_a") + entry("bach_c")
     assert (tmp_path / "augmented_focus_eval.jsonl").read_text() == entry("bach_d")
+
+
+def test_mixed_index_keeps_few_focus_pieces(tmp_path):
+    """The main job's CLaMP-DPO start set: the other prompts' training pieces, the first N focus
+    training pieces, every eval piece; never a focus eval piece in train."""
+    from notagen.abc.corpus import write_mixed_index
+
+    def entry(name):
+        return json.dumps({"path": f"corpus/finetune/augmented/{name}", "key": "G"}) + "\n"
+
+    (tmp_path / "augmented_train.jsonl").write_text("".join(map(entry, ["bach_a", "haydn_b", "bach_c", "bach_f", "mozart_g"])))
+    (tmp_path / "augmented_eval.jsonl").write_text(entry("bach_d") + entry("haydn_e"))
+    write_focus_index(tmp_path / "augmented", {"bach_a", "bach_c", "bach_d", "bach_f"})
+    counts = write_mixed_index(tmp_path, 2, tmp_path / "start")
+    assert counts == {"train": 4, "focus": 2, "eval": 2}
+    assert (tmp_path / "start" / "train.jsonl").read_text() == "".join(map(entry, ["haydn_b", "mozart_g", "bach_a", "bach_c"]))
+    assert (tmp_path / "start" / "eval.jsonl").read_text() == entry("bach_d") + entry("haydn_e")
+    assert write_mixed_index(tmp_path, 0, tmp_path / "none")["train"] == 2  # the other prompts alone
+    (tmp_path / "augmented_focus_train.jsonl").write_text("")
+    (tmp_path / "augmented_focus_eval.jsonl").write_text("")
+    with pytest.raises(ValueError, match="no focus pieces"):
+        write_mixed_index(tmp_path, 2, tmp_path / "bad")

@@ -269,17 +269,39 @@ def _publish_set(standard: Path, cache: PreprocessLayout, set_folder: Path,
             _publish(source, target, prompt)
 
 
+def _index_lines(index: Path, keep) -> list[str]:
+    """The lines of an index file whose piece name (the last part of its `path`) passes `keep`."""
+    return [line for line in index.read_text(encoding="utf-8").splitlines(keepends=True)
+            if keep(Path(json.loads(line)["path"]).name)]
+
+
 def write_focus_index(augmented_folder: Path, names: set[str]) -> dict[str, int]:
     """`<AUG>_focus_train.jsonl` / `<AUG>_focus_eval.jsonl`: the lines of the set's own train / eval
     index files whose piece is in `names`, so the split stays the same (no eval piece is trained on)."""
     counts = {}
     for split in ("train", "eval"):
-        source = augmented_folder.parent / f"{augmented_folder.name}_{split}.jsonl"
-        lines = [line for line in source.read_text(encoding="utf-8").splitlines(keepends=True)
-                 if Path(json.loads(line)["path"]).name in names]
+        lines = _index_lines(augmented_folder.parent / f"{augmented_folder.name}_{split}.jsonl", names.__contains__)
         atomic_write_text(augmented_folder.parent / f"{augmented_folder.name}_focus_{split}.jsonl", "".join(lines))
         counts[split] = len(lines)
     return counts
+
+
+def write_mixed_index(set_folder: Path, focus_pieces: int, out_dir: Path) -> dict[str, int]:
+    """`<out_dir>/{train,eval}.jsonl` for a model that has seen little of the focus prompt (the
+    main job's CLaMP-DPO starts from one): train, the fine-tuning set's train lines without its
+    focus pieces plus the first `focus_pieces` lines of `augmented_focus_train.jsonl`; eval, the
+    set's own eval lines (every prompt, as the other fine-tuning runs are measured)."""
+    focus = {Path(json.loads(line)["path"]).name for split in ("train", "eval")
+             for line in (set_folder / f"augmented_focus_{split}.jsonl").read_text(encoding="utf-8").splitlines()}
+    if not focus:
+        raise ValueError(f"{set_folder} has no focus pieces: build the corpus with --focus_prompt")
+    train = _index_lines(set_folder / "augmented_train.jsonl", lambda name: name not in focus)
+    added = _index_lines(set_folder / "augmented_focus_train.jsonl", lambda name: True)[:focus_pieces]
+    train += added
+    evaluation = (set_folder / "augmented_eval.jsonl").read_text(encoding="utf-8")
+    atomic_write_text(out_dir / "train.jsonl", "".join(train))
+    atomic_write_text(out_dir / "eval.jsonl", evaluation)
+    return {"train": len(train), "focus": len(added), "eval": len(evaluation.splitlines())}
 
 
 def _finished(layout: PreprocessLayout, names) -> list[str]:
