@@ -37,6 +37,7 @@ RL_ITERATIONS = 3  # CLaMP-DPO iterations; every model of the chain generates RL
 RL_SAMPLES = 256  # pieces generated per model (published 1,000)
 RL_GENERATION_BATCH_SIZE = 64  # pieces generated together during CLaMP-DPO
 RL_BAR_RETRIES = 32  # bar-checked generation during CLaMP-DPO (the start model un-interleaves few pieces without it; the pairs then compare styles, not broken bars)
+RL_MAX_PATCHES = 1200  # a piece written during CLaMP-DPO fails past this many patches, rewritten lines included (about 3x the longest piece MAX_CHARS allows): one piece cannot hold up a batch for many minutes
 RL_PORTION = 0.1  # share of usable pieces chosen / rejected (published 0.1)
 RL_COPY_THRESHOLD = 0.0  # 0 = calibrated on the reference set: the tiny M3 puts distinct chorales above the published 0.95
 RL_STEPS = 200  # DPOP optimizer steps per iteration (about 1 min, each pair drawn at most once)
@@ -165,7 +166,7 @@ def run_clamp_dpo(cfg, runs: Path, corpus: Path, start: Path) -> None:
         "--reference_dir", str(corpus / "reference/bach_chorales"), "--prompt", cfg.prompt,
         "--num_samples", str(cfg.rl_samples), "--generation_batch_size", str(cfg.rl_generation_batch_size),
         "--temperature", str(cfg.temperature), "--max_chars", str(cfg.max_chars),
-        "--bar_retries", str(cfg.rl_bar_retries), "--portion", str(cfg.rl_portion),
+        "--bar_retries", str(cfg.rl_bar_retries), "--max_patches", str(cfg.rl_max_patches), "--portion", str(cfg.rl_portion),
         "--copy_threshold", str(cfg.rl_copy_threshold), "--seed", str(cfg.rl_seed),
         "--optimization_steps", str(cfg.rl_steps), "--learning_rate", str(cfg.rl_learning_rate),
         "--beta", str(cfg.rl_beta), "--batch_size", "1", "--save_every_steps", "20", "--device", "cpu",

@@ -55,6 +55,7 @@ TOP_P = _published.top_p  # (published 0.9)
 TEMPERATURE = _published.temperature  # (published 1.2)
 MAX_CHARS = _published.max_chars  # a generated piece fails past this many characters
 MAX_SECONDS = _published.max_seconds  # a generated piece fails after this many seconds
+MAX_PATCHES = 0  # a generated piece fails after this many patches, lines written again by the bar check included (0 = no limit); unlike MAX_SECONDS it bounds a piece's time the same way on every machine
 BAR_RETRIES = _published.bar_retries  # 0: the preference pairs show the policy's own mistakes (inference/config.py checks bar lines)
 FEATURE_BATCH_SIZE = 32  # segments per forward pass of the feature extractor
 EVAL_PIECES = 0  # clamp2/evaluate.py on this many of each model's pieces: the table gains usable (strict), bar alignment, critic AUC and adherence columns (0 = skip; ~1 min per 200 pieces)

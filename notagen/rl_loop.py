@@ -25,7 +25,7 @@ def _done(marker: Path) -> dict | None:
     return json.loads(marker.read_text()) if marker.is_file() else None
 
 
-LIMIT_REASONS = ("max_chars", "max_seconds")
+LIMIT_REASONS = ("max_chars", "max_seconds", "max_patches")
 
 
 def sampling_settings(settings):
@@ -34,6 +34,7 @@ def sampling_settings(settings):
 
     return GenerationSettings(top_k=settings.top_k, top_p=settings.top_p, temperature=settings.temperature,
                               seed=settings.seed, max_chars=settings.max_chars, max_seconds=settings.max_seconds,
+                              max_patches=getattr(settings, "max_patches", 0) or None,
                               batch_size=settings.generation_batch_size, bar_retries=settings.bar_retries)
 
 
@@ -88,7 +89,7 @@ def generate_pieces(settings, weights: Path, out: Path, procs=None) -> tuple[Pat
             text = None
         kind = "dropped" if text is None else "finished" if result.ok else "limit (complete lines kept)"
         entries.append({"index": result.index, "name": name, "status": result.status, "reason": result.reason,
-                        "candidate": kind})
+                        "candidate": kind, "patches": result.patches})
         if text is not None:
             atomic_write_text(originals / f"{name}.abc", raw)
             atomic_write_text(interleaved / f"{name}.abc", text)

@@ -84,3 +84,26 @@ def test_one_iteration_of_the_loop_and_its_pieces_equal_inference(tmp_path):
     # features of other batches in each process: equal up to float rounding
     assert abs(rows_two[0]["mean_score"] - rows[0]["mean_score"]) < 1e-6 and rows_two[0]["pieces"] == rows[0]["pieces"]
     assert "2 process(es)" in next((tmp_path / "rl2" / "iter_1" / "dpo").glob("logs_*.txt")).read_text()
+
+
+def test_a_patch_cap_ends_long_pieces_the_same_way_on_every_run(tmp_path):
+    """MAX_PATCHES counts every generated patch, rewritten lines included: a piece past it fails as
+    'max_patches' and takes part with its complete lines, and two runs write the same files."""
+    from notagen.rl_loop import generate_pieces
+
+    settings = parse_settings(REPO_ROOT / "RL" / "config.py", [
+        "--num_samples", "4", "--generation_batch_size", "4", "--temperature", "1.0", "--seed", "4",
+        "--bar_retries", "8", "--max_patches", "40", "--device", "cpu"])
+    written = []
+    for run in ("a", "b"):
+        generate_pieces(settings, SHIPPED, tmp_path / run)
+        pieces = json.loads((tmp_path / run / "summary" / "pieces.json").read_text())["pieces"]
+        assert len(pieces) == 4 and all(p["patches"] <= 40 for p in pieces)
+        assert all(p["reason"] == "max_patches" for p in pieces if p["status"] == "failed")
+        assert any(p["reason"] == "max_patches" for p in pieces)
+        for p in pieces:
+            if p["candidate"] == "limit (complete lines kept)":
+                assert (tmp_path / run / "candidates" / "original" / f"{p['name']}.abc").read_text().endswith("\n")
+        written.append({f.relative_to(tmp_path / run).as_posix(): f.read_text()
+                        for f in (tmp_path / run).rglob("*.abc")})
+    assert written[0] == written[1] and written[0]
