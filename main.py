@@ -24,7 +24,7 @@ PRETRAIN_STEPS = 450  # optimizer steps of tiny pre-training (about 7 min on 1 t
 PRETRAIN_LEARNING_RATE = 2e-3  # peak learning rate of pre-training (cosine decay)
 FINETUNE_STEPS = 800  # optimizer steps of fine-tuning with prompt lines (about 13 min)
 FINETUNE_LEARNING_RATE = 1e-3  # peak learning rate of fine-tuning (cosine decay)
-FOCUS_FINETUNE_STEPS = 1700  # then fine-tune on PROMPT's pieces alone for this many steps (about 21 min; 0 = skip): enough aligned pieces for the chosen set
+FOCUS_FINETUNE_STEPS = 1700  # then fine-tune on PROMPT's pieces alone for this many steps (about 21 min; 0 = skip): the chorale model of the inference step and of the demo without a shipped checkpoint
 PROMPT = "Baroque|Bach, Johann Sebastian|Choral"  # period|composer|instrumentation to generate (and to optimise with RL)
 NUM_PIECES = 8  # pieces generated from the fine-tuned model at the end of training (about half are usable)
 TEMPERATURE = 1.0  # sampling temperature of every generation step (published 1.2, for a far stronger model: the tiny one then writes 1 usable piece in 8)
