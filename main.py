@@ -160,7 +160,7 @@ def rl_folder(seed: int) -> str:
 
 def run_clamp_dpo(cfg, runs: Path, corpus: Path, start: Path) -> None:
     folder = rl_folder(cfg.rl_seed)
-    run(f"clamp_dpo{folder[2:]}", [
+    run("clamp_dpo" + folder.removeprefix("rl"), [  # clamp_dpo, clamp_dpo_seed<N>
         "RL/loop.py", "--iterations", str(cfg.rl_iterations), "--loop_dir", str(runs / folder),
         "--weights_path", str(start), "--clamp2_weights_path", str(runs / "m3/weights_m3.pth"),
         "--reference_dir", str(corpus / "reference/bach_chorales"), "--prompt", cfg.prompt,

@@ -269,10 +269,14 @@ def _publish_set(standard: Path, cache: PreprocessLayout, set_folder: Path,
             _publish(source, target, prompt)
 
 
+def _piece_name(index_line: str) -> str:
+    """The piece an index line names: the last part of its `path`."""
+    return Path(json.loads(index_line)["path"]).name
+
+
 def _index_lines(index: Path, keep) -> list[str]:
-    """The lines of an index file whose piece name (the last part of its `path`) passes `keep`."""
-    return [line for line in index.read_text(encoding="utf-8").splitlines(keepends=True)
-            if keep(Path(json.loads(line)["path"]).name)]
+    """The lines of an index file whose piece name passes `keep`."""
+    return [line for line in index.read_text(encoding="utf-8").splitlines(keepends=True) if keep(_piece_name(line))]
 
 
 def write_focus_index(augmented_folder: Path, names: set[str]) -> dict[str, int]:
@@ -291,12 +295,13 @@ def write_mixed_index(set_folder: Path, focus_pieces: int, out_dir: Path) -> dic
     main job's CLaMP-DPO starts from one): train, the fine-tuning set's train lines without its
     focus pieces plus the first `focus_pieces` lines of `augmented_focus_train.jsonl`; eval, the
     set's own eval lines (every prompt, as the other fine-tuning runs are measured)."""
-    focus = {Path(json.loads(line)["path"]).name for split in ("train", "eval")
-             for line in (set_folder / f"augmented_focus_{split}.jsonl").read_text(encoding="utf-8").splitlines()}
+    focus_lines = {split: (set_folder / f"augmented_focus_{split}.jsonl").read_text(encoding="utf-8")
+                   .splitlines(keepends=True) for split in ("train", "eval")}
+    focus = {_piece_name(line) for lines in focus_lines.values() for line in lines}
     if not focus:
         raise ValueError(f"{set_folder} has no focus pieces: build the corpus with --focus_prompt")
     train = _index_lines(set_folder / "augmented_train.jsonl", lambda name: name not in focus)
-    added = _index_lines(set_folder / "augmented_focus_train.jsonl", lambda name: True)[:focus_pieces]
+    added = focus_lines["train"][:focus_pieces]
     train += added
     evaluation = (set_folder / "augmented_eval.jsonl").read_text(encoding="utf-8")
     atomic_write_text(out_dir / "train.jsonl", "".join(train))
