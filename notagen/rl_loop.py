@@ -140,17 +140,33 @@ def score_summary(feature_dir: Path, reference_dir: Path) -> tuple[dict, list[fl
     return {"mean_score": stats["mean"], "sem": stats["sem"], "pieces": stats["count"]}, list(scores.values())
 
 
+def real_phrases(settings):
+    """The phrases of the real pieces a generated piece could copy: the reference pieces and, with
+    COPY_SOURCE_INDEX, the training index's pieces of the loop's prompt in every key; and the share
+    of the reference pieces that the rule calls a copy of another real piece."""
+    from .rl_stats import PhraseIndex, prompt_texts, real_copy_rate
+
+    reference_dir = resolve_input_path(settings.reference_dir)
+    reference = {path.stem: path.read_text(encoding="utf-8") for path in sorted(reference_dir.glob("*.abc"))}
+    texts = dict(reference)
+    if source := getattr(settings, "copy_source_index", ""):
+        texts.update(prompt_texts(resolve_input_path(source), tuple(settings.prompt.split("|"))))
+    index = PhraseIndex(texts)
+    return index, real_copy_rate(reference, index)
+
+
 def chain_row(settings, k: int, weights: Path, iteration: Path, reference_features: Path, reference,
-              copy_threshold: float, previous_scores: list[float] | None, main: bool) -> tuple[dict, list[float]]:
+              copy_threshold: float, previous_scores: list[float] | None, main: bool,
+              copy_index=None) -> tuple[dict, list[float]]:
     """One model's row of the table: score, the change against the previous model (Welch), the
-    reward-hacking checks (`notagen.rl_stats`; `reference`: the real pieces' features [R, F]) and,
-    when asked, the evaluation report's columns."""
+    reward-hacking checks (`notagen.rl_stats`; `reference`: the real pieces' features [R, F];
+    `copy_index`: the real pieces' `PhraseIndex`) and, when asked, the evaluation report's columns."""
     from .rl_stats import model_statistics, welch
 
     summary, scores = score_summary(iteration / "features", reference_features)
     row = {"model": k - 1, "label": "fine-tuned" if k == 1 else f"RL{k - 1}", "weights": str(weights), **summary,
            **model_statistics(iteration / "features", iteration / "generated" / "candidates" / "interleaved",
-                              reference, copy_threshold, settings.num_samples)}
+                              reference, copy_threshold, settings.num_samples, copy_index)}
     if previous_scores is not None:
         row["vs_previous"] = welch(previous_scores, scores)
     if main:
@@ -233,6 +249,7 @@ def run_loop(settings) -> list[dict]:
     # the real pieces once: their features and texts for the table, the near-copy threshold
     reference, reference_texts = features_and_texts(reference_features, resolve_input_path(settings.reference_dir))
     copy_threshold = CopyDetector(reference, settings.copy_threshold).threshold
+    copy_index, real_copies = real_phrases(settings) if main else (None, None)
     weights = resolve_weights_path(settings.weights_path)
     rows, scores = [], None
     for k in range(1, settings.iterations + 2):
@@ -241,7 +258,7 @@ def run_loop(settings) -> list[dict]:
         features = extract(settings, interleaved_dir, iteration / "features")
         wait(procs)
         row, scores = chain_row(settings, k, weights, iteration, reference_features, reference, copy_threshold,
-                                scores, main)
+                                scores, main, copy_index)
         rows.append(row)
         say(f"iteration {k}: model {row['label']} mean CLaMP 2 score {row['mean_score']:.4f} "
             f"+- {row['sem']:.4f} over {row['pieces']} pieces")
@@ -257,7 +274,7 @@ def run_loop(settings) -> list[dict]:
         wait(procs)
         weights = train_dpo(settings, weights, preference_path, iteration / "dpo", procs)
     if main:
-        own = reference_statistics(reference, reference_texts)
+        own = {**reference_statistics(reference, reference_texts), "copies": real_copies}
         atomic_write_json(root / "reference.json", own)
         report_rows(rows, root, own)
     return rows
@@ -278,16 +295,18 @@ def report_rows(rows: list[dict], root: Path, reference: dict | None = None) -> 
     evaluated = all("usable_strict" in row for row in rows)
     extra_head = " usable (strict) | bar alignment | critic AUC | adherence top-5 |" if evaluated else ""
     print(f"\n| model | mean CLaMP 2 score +- standard error | change vs previous (Welch) | pieces | usable | "
-          f"variety (pairwise cosine) | near copies | repeated lines |{extra_head} weights |\n"
-          f"|---|---|---|---|---|---|---|---|{'---|---|---|---|' if evaluated else ''}---|")
+          f"variety (pairwise cosine) | copies (phrases) | near copies (M3) | repeated lines |{extra_head} weights |\n"
+          f"|---|---|---|---|---|---|---|---|---|{'---|---|---|---|' if evaluated else ''}---|")
     for row in rows:
         extra = (f" {row['usable_strict']:.0%} | {row['bar_alignment']:.0%} | {row['critic_auc']:.2f} | "
                  f"{row['adherence_top5']:.0%} |" if evaluated else "")
         print(f"| {row['label']} | {row['mean_score']:.4f} +- {row['sem']:.4f} | {_change(row)} | {row['pieces']} | "
-              f"{row['usable']:.0%} | {row['variety']:.3f} | {row['near_copies']:.1%} | {row['repeated_lines']:.1%} |"
+              f"{row['usable']:.0%} | {row['variety']:.3f} | {row.get('copies', float('nan')):.1%} | "
+              f"{row['near_copies']:.1%} | {row['repeated_lines']:.1%} |"
               f"{extra} {Path(row['weights']).name} |")
     if reference:
         print(f"real target pieces ({reference['pieces']}): leave-one-out score {reference['mean_score']:.4f} "
               f"+- {reference['sem']:.4f}, variety {reference['variety']:.3f}, "
-              f"repeated lines {reference['repeated_lines']:.1%}")
+              f"repeated lines {reference['repeated_lines']:.1%}, copies of another real piece "
+              f"{reference.get('copies', float('nan')):.1%}")
     print(f"\nscores: {root / 'scores.json'}, plot: {root / 'scores.png'}")

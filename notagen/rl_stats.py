@@ -5,7 +5,11 @@ Per model of the chain (`RL/loop.py`'s table), beside the mean CLaMP 2 score:
   Welch's t-test (the two models' pieces are independent samples of unequal variance);
 - `variety`: the mean pairwise cosine between the pieces' features (1 = all alike); a chain that
   collapses onto one kind of piece shows it rising above the real pieces' own value;
-- `near_copies`: the share of pieces closer to one real piece than the copy threshold;
+- `near_copies`: the share of pieces closer to one real piece than the copy threshold (by
+  features: with a small M3 this flags closeness of style, real pieces included);
+- `copies`: the share of pieces that write at least half of their two-bar phrases (one voice's
+  bars as written) exactly as one real piece does, in any of its keys: copying, measured on the
+  text (`PhraseIndex`), against the target's real pieces and, when given, the training pieces;
 - `repeated_lines`: the share of bar lines that repeat an earlier line of the same piece exactly
   (a model can raise its score by looping one good bar);
 - `usable`: the share of generated pieces that were scored at all (they convert and align).
@@ -15,6 +19,8 @@ score: what a model that writes like them would reach.
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +87,84 @@ def near_copy_share(generated, reference, threshold: float) -> float:
     return novelty(_vectors(generated), _vectors(reference), threshold)["copies"] / len(generated)
 
 
+PHRASE_BARS = 2  # a phrase: this many consecutive bars of one voice
+COPY_SHARE = 0.5  # a piece sharing at least this share of its phrases with one real piece is a copy
+_VOICE_TAG = re.compile(r"\[V:([^\]]*)\]")
+_REST_ONLY = re.compile(r"[zxZX\d/|:\]\s.]*")
+
+
+def phrases(text: str, bars: int = PHRASE_BARS) -> set[tuple[str, ...]]:
+    """A piece's phrases: each voice's runs of `bars` consecutive bars, as written (runs of rests
+    alone are left out: every piece has them)."""
+    voices: dict[str, list[str]] = {}
+    for line in body_lines(text):
+        parts = _VOICE_TAG.split(line)  # ['', voice, bar, voice, bar, ...]
+        for voice, bar in zip(parts[1::2], parts[2::2]):
+            voices.setdefault(voice, []).append(bar.strip())
+    return {run for sequence in voices.values() for run in zip(*(sequence[i:] for i in range(bars)))
+            if not all(_REST_ONLY.fullmatch(bar) for bar in run)}
+
+
+class PhraseIndex:
+    """Which real pieces hold each phrase, built once; `copy_share` finds the real piece a text
+    shares most phrases with."""
+
+    def __init__(self, texts: dict[str, str], bars: int = PHRASE_BARS):
+        self.bars = bars
+        self.holders: dict[tuple[str, ...], list[str]] = {}
+        for name, text in texts.items():
+            for phrase in phrases(text, bars):
+                self.holders.setdefault(phrase, []).append(name)
+
+    def copy_share(self, text: str, exclude: str | None = None) -> tuple[float, str | None]:
+        """(share of the text's phrases found in one real piece, that piece), the piece holding
+        most; `exclude`: a real piece's own name, when the text is that piece."""
+        own = phrases(text, self.bars)
+        counts = Counter(name for phrase in own for name in self.holders.get(phrase, ()) if name != exclude)
+        if not counts:
+            return 0.0, None
+        name, shared = counts.most_common(1)[0]
+        return shared / len(own), name
+
+
+def copy_rate(texts, index: PhraseIndex, share: float = COPY_SHARE) -> float:
+    """Share of texts that write at least `share` of their phrases as one real piece does."""
+    texts = list(texts)
+    if not texts:
+        return math.nan
+    return sum(index.copy_share(text)[0] >= share for text in texts) / len(texts)
+
+
+def real_copy_rate(texts: dict[str, str], index: PhraseIndex, share: float = COPY_SHARE) -> float:
+    """The rule on real pieces (each left out of the index it is checked against): how often it
+    calls a real piece a copy of another."""
+    if not texts:
+        return math.nan
+    return sum(index.copy_share(text, exclude=name)[0] >= share for name, text in texts.items()) / len(texts)
+
+
+def prompt_texts(index_path: str | Path, prompt: tuple[str, ...]) -> dict[str, str]:
+    """The texts, in every key, of an index's pieces written for `prompt`: what a model trained
+    on that index could copy. Names are `<piece>_<key>`."""
+    from .abc import rest_unreduce, split_prompt_lines
+    from .data import KEYS, NotaGenDataset
+
+    data = NotaGenDataset(index_path)
+    texts = {}
+    for entry in dict.fromkeys(data.entries):
+        if data.prompt_of(entry)[:len(prompt)] != tuple(prompt):
+            continue
+        for key in (KEYS if data.keyed else (None,)):
+            path = data.file_for(entry, key)
+            if path is not None and path.is_file():
+                text = split_prompt_lines(path.read_text(encoding="utf-8"))[1]
+                try:  # as the generated pieces are compared: rest-unreduced
+                    texts[path.stem] = rest_unreduce(text)
+                except Exception:  # noqa: BLE001 - a text the rewrite cannot read is compared as written
+                    texts[path.stem] = text
+    return texts
+
+
 def features_and_texts(feature_dir: Path, text_dir: Path) -> tuple[np.ndarray, list[str]]:
     """The features [N, F] under `feature_dir` and the texts they were made from (`text_dir`)."""
     from .clamp2.score import load_feature_folder
@@ -92,13 +176,16 @@ def features_and_texts(feature_dir: Path, text_dir: Path) -> tuple[np.ndarray, l
 
 
 def model_statistics(feature_dir: Path, text_dir: Path, reference: np.ndarray, copy_threshold: float,
-                     generated: int) -> dict:
-    """A model's row: variety, near copies (of the `reference` features), repeated lines and the
-    usable share of `generated` pieces."""
+                     generated: int, real_phrases: PhraseIndex | None = None) -> dict:
+    """A model's row: variety, near copies (of the `reference` features), copies (of the texts in
+    `real_phrases`), repeated lines and the usable share of `generated` pieces."""
     features, texts = features_and_texts(feature_dir, text_dir)
-    return {"usable": len(features) / generated if generated else math.nan,
-            "variety": mean_pairwise_cosine(features), "near_copies": near_copy_share(features, reference, copy_threshold),
-            "repeated_lines": repeated_lines(texts)}
+    row = {"usable": len(features) / generated if generated else math.nan,
+           "variety": mean_pairwise_cosine(features), "near_copies": near_copy_share(features, reference, copy_threshold),
+           "repeated_lines": repeated_lines(texts)}
+    if real_phrases is not None:
+        row["copies"] = copy_rate(texts, real_phrases)
+    return row
 
 
 def reference_statistics(features: np.ndarray, texts: list[str]) -> dict:

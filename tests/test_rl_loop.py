@@ -46,12 +46,13 @@ def test_one_iteration_of_the_loop_and_its_pieces_equal_inference(tmp_path):
     for row in rows:
         assert 0 < row["usable"] <= 1 and row["pieces"] == round(row["usable"] * 16)
         assert -1 <= row["variety"] <= 1 and 0 <= row["near_copies"] <= 1 and 0 <= row["repeated_lines"] < 1
+        assert 0 <= row["copies"] <= 1  # of the reference pieces, by their phrases
     assert "vs_previous" not in rows[0]
     change = rows[1]["vs_previous"]
     assert change["diff"] == pytest.approx(rows[1]["mean_score"] - rows[0]["mean_score"]) and 0 <= change["p"] <= 1
     reference = json.loads((tmp_path / "rl" / "reference.json").read_text())
     assert reference["pieces"] == len(list((tmp_path / "reference").glob("*.abc")))
-    assert -1 <= reference["mean_score"] <= 1 and -1 <= reference["variety"] <= 1
+    assert -1 <= reference["mean_score"] <= 1 and -1 <= reference["variety"] <= 1 and 0 <= reference["copies"] <= 1
     generated = tmp_path / "rl" / "iter_1" / "generated"
     summary = json.loads((generated / "summary" / "pieces.json").read_text())
     assert len(summary["pieces"]) == 16
