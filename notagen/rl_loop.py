@@ -288,6 +288,15 @@ def _change(row: dict) -> str:
     return f"{change['diff']:+.4f} ({sigmas:+.1f} SE, p {change['p']:.2g})"
 
 
+def _where(weights: Path, root: Path) -> str:
+    """A model's weights as the table names them: under the loop's folder (every DPOP iteration
+    writes the same file name into its own iter_k/dpo/), else the file name."""
+    try:
+        return str(weights.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return weights.name
+
+
 def report_rows(rows: list[dict], root: Path, reference: dict | None = None) -> None:
     """scores.json, scores.png and the printed table (the real target pieces' own values under it)."""
     atomic_write_json(root / "scores.json", rows)
@@ -303,7 +312,7 @@ def report_rows(rows: list[dict], root: Path, reference: dict | None = None) -> 
         print(f"| {row['label']} | {row['mean_score']:.4f} +- {row['sem']:.4f} | {_change(row)} | {row['pieces']} | "
               f"{row['usable']:.0%} | {row['variety']:.3f} | {row.get('copies', float('nan')):.1%} | "
               f"{row['near_copies']:.1%} | {row['repeated_lines']:.1%} |"
-              f"{extra} {Path(row['weights']).name} |")
+              f"{extra} {_where(Path(row['weights']), root)} |")
     if reference:
         print(f"real target pieces ({reference['pieces']}): leave-one-out score {reference['mean_score']:.4f} "
               f"+- {reference['sem']:.4f}, variety {reference['variety']:.3f}, "
