@@ -108,3 +108,11 @@ def test_a_patch_cap_ends_long_pieces_the_same_way_on_every_run(tmp_path):
         written.append({f.relative_to(tmp_path / run).as_posix(): f.read_text()
                         for f in (tmp_path / run).rglob("*.abc")})
     assert written[0] == written[1] and written[0]
+
+
+def test_table_names_weights_by_their_iteration_folder(tmp_path):
+    from notagen.rl_loop import _where
+
+    inside = tmp_path / "iter_2" / "dpo" / "weights_notagen_x.pth"
+    assert _where(inside, tmp_path) == "iter_2/dpo/weights_notagen_x.pth"
+    assert _where(Path("/elsewhere/weights_start.pth"), tmp_path) == "weights_start.pth"
