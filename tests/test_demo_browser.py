@@ -212,7 +212,7 @@ def test_tiny_checkpoint_streams_shows_its_failure_and_renders_a_pasted_chorale(
     # polling from Python (a round trip per look) can miss a tiny model's whole piece
     page.evaluate("""() => {
         window.streamedChars = 0;
-        setInterval(() => {
+        window.streamSampler = setInterval(() => {
             const state = document.querySelector('#status')?.innerText || '';
             const text = document.querySelector('#abc-text textarea')?.value || '';
             if (state.startsWith('generating')) window.streamedChars = Math.max(window.streamedChars, text.length);
@@ -220,7 +220,8 @@ def test_tiny_checkpoint_streams_shows_its_failure_and_renders_a_pasted_chorale(
     }""")
     page.locator("#generate").click()
     wait_status(page, "^done")
-    assert page.evaluate("window.streamedChars") > 60, "no text arrived before the piece ended"
+    streamed = page.evaluate("() => { clearInterval(window.streamSampler); return window.streamedChars; }")
+    assert streamed > 60, "no text arrived before the piece ended"
     final = status(page)
     assert re.search(r"variation 1: (failed, \d+ bars — \S+|finished)", final), final
     assert page.locator("#abc-text textarea").input_value().startswith("%Romantic\n%Chopin, Frederic\n%Keyboard\n")
