@@ -38,6 +38,14 @@ def sampling_settings(settings):
                               batch_size=settings.generation_batch_size, bar_retries=settings.bar_retries)
 
 
+def generation_identity(settings) -> dict:
+    """The settings that decide which pieces a model writes: pieces made under others are not
+    reused (a batch size or a time limit changes no piece)."""
+    names = ("prompt", "num_samples", "seed", "top_k", "top_p", "temperature", "max_chars", "max_patches",
+             "bar_retries")
+    return {name: getattr(settings, name, None) for name in names}
+
+
 def candidate_text(result) -> str | None:
     """The raw text a generated piece takes part with, or None when it is left out.
 
@@ -65,10 +73,16 @@ def generate_pieces(settings, weights: Path, out: Path, procs=None) -> tuple[Pat
     originals, interleaved = out / "candidates" / "original", out / "candidates" / "interleaved"
     marker = out / "done.json"
     weights = Path(weights).resolve()
+    identity = generation_identity(settings)
     if done := _done(marker):
         if done.get("weights", str(weights)) != str(weights):  # a folder left by another chain of models
             raise RuntimeError(f"{out} holds pieces of {done['weights']}, not of {weights}: "
                                f"remove {out.parent} or choose another LOOP_DIR")
+        earlier, now = done.get("generation", identity), identity
+        if changed := [name for name in now if earlier.get(name) != now[name]]:
+            raise RuntimeError(f"{out} holds pieces made with other settings ("
+                               + ", ".join(f"{n} {earlier.get(n)!r}, now {now[n]!r}" for n in changed)
+                               + "): choose another LOOP_DIR, or remove it to start over")
         return originals, interleaved
     procs = procs or processes(settings)
     sampling = sampling_settings(settings)
@@ -102,7 +116,7 @@ def generate_pieces(settings, weights: Path, out: Path, procs=None) -> tuple[Pat
     if counts["dropped"] == len(entries):
         raise RuntimeError(f"none of the {len(entries)} generated pieces is usable; see {out}")
     if procs.rank == 0:
-        atomic_write_json(marker, {**counts, "weights": str(weights)})
+        atomic_write_json(marker, {**counts, "weights": str(weights), "generation": identity})
     wait(procs)
     return originals, interleaved
 

@@ -56,6 +56,12 @@ def test_one_iteration_of_the_loop_and_its_pieces_equal_inference(tmp_path):
     generated = tmp_path / "rl" / "iter_1" / "generated"
     summary = json.loads((generated / "summary" / "pieces.json").read_text())
     assert len(summary["pieces"]) == 16
+    # a later run with other generation settings does not take these pieces as its own
+    from notagen.rl_loop import generate_pieces
+
+    more = parse_settings(REPO_ROOT / "RL" / "config.py", [*args, "--loop_dir", str(tmp_path / "rl"), "--num_samples", "32"])
+    with pytest.raises(RuntimeError, match="num_samples 16, now 32"):
+        generate_pieces(more, SHIPPED, generated)
 
     # inference.py with the same weights, prompt and sampling writes the same raw texts
     cfg = parse_settings(REPO_ROOT / "inference" / "config.py", [
