@@ -11,6 +11,7 @@ GENERATED_INTERLEAVED_DIR = "runs/rl/iter_1/generated/interleaved"  # rest-unred
 OUTPUT_PATH = "runs/rl/iter_1/preferences.json"  # preference file written by data.py, read by train.py
 PORTION = 0.1  # share of pieces chosen (best) and rejected (worst); published 0.1
 COPY_THRESHOLD = 0.95  # a piece this close (cosine) to one ground-truth piece is a copy, never chosen; published 0.95; 0 = calibrated: above the closest two distinct ground-truth pieces (for a small M3)
+REJECTED_USABLE_SHARE = 0.0  # share of the rejected pieces taken from the lowest-scoring pieces that pass the chosen rules (bars aligned, staves grouped, no copy) instead of the lowest of all: pairs that differ in style, not in broken bars (0 = published)
 RANK_BY = "clamp2"  # clamp2: the published ranking, by CLaMP 2 score against the ground truth; composer: per prompt, by the evaluation's composer classifier (GENERATED_ORIGINAL_DIR an inference output folder of many prompts, STYLE_TRAIN_DIR and CLAMP2_WEIGHTS_PATH below), pairs only within a prompt
 CHOSEN_TOP = 0  # RANK_BY composer: a piece may be chosen only when the classifier ranks its prompt's composer among its first CHOSEN_TOP (0 = any usable piece)
 CHOSEN_INDEX_PATH = ""  # RANK_BY composer: a fine-tuning index of real pieces with prompt lines (e.g. its augmented_train.jsonl); when set, each prompt's chosen pieces are its real ones and the model's own pieces are rejected (self-play, as SPIN; "" = chosen from the model's own)

@@ -3,7 +3,9 @@
 Design choices (shared/spec/clamp2-and-dpo.md, "CLaMP-DPO, one iteration")
 - Rejected = the lowest `portion` of pieces by score; chosen = walk down from the top, skipping
   pieces that are ill-formed or suspicious, until `portion` x total are chosen. The rejected set
-  is not filtered: a bad piece is exactly what the model should learn to avoid.
+  is not filtered: a bad piece is exactly what the model should learn to avoid. Optionally a
+  share of it is the lowest of the well-formed pieces instead (`rejected_usable_share`), so
+  that pairs still teach style once the model has learned to avoid broken pieces.
 - Exclusion rules, each a small pure function so it can be tested on hand-made ABC:
   bars not aligned across voices; a near copy of one ground-truth piece (cosine > 0.95);
   staves of one instrument not grouped together.
@@ -114,13 +116,19 @@ def exclusion_reason(candidate: Candidate, copies: CopyDetector) -> str | None:
 
 
 def build_preferences(candidates: list[Candidate], ground_truth_features: np.ndarray,
-                      portion: float = 0.1, copy_threshold: float = COPY_THRESHOLD) -> Preferences:
-    """Rejected: the lowest `portion`; chosen: the best that pass every exclusion rule."""
+                      portion: float = 0.1, copy_threshold: float = COPY_THRESHOLD,
+                      rejected_usable_share: float = 0.0) -> Preferences:
+    """Rejected: the lowest `portion`; chosen: the best that pass every exclusion rule.
+
+    With `rejected_usable_share` > 0 that share of the rejected pieces are instead the lowest-scoring
+    pieces that pass the chosen rules too (and are not chosen): pairs that differ in style, not in
+    broken bars, which a model that already avoids broken pieces still learns from."""
     if not candidates:
         raise ValueError("no generated pieces to rank")
     ranked = sorted(candidates, key=lambda c: c.score, reverse=True)
     count = max(1, int(portion * len(ranked)))
-    rejected = ranked[-count:]
+    usable_count = int(round(rejected_usable_share * count))
+    rejected = ranked[len(ranked) - (count - usable_count):]  # the bottom, unfiltered
     rejected_names = {c.name for c in rejected}
     copies = CopyDetector(ground_truth_features, copy_threshold)
     preferences = Preferences(chosen=[], rejected=rejected)
@@ -132,6 +140,10 @@ def build_preferences(candidates: list[Candidate], ground_truth_features: np.nda
             preferences.skipped[reason] += 1
         else:
             preferences.chosen.append(candidate)
+    if usable_count:
+        taken = rejected_names | {c.name for c in preferences.chosen}
+        usable = [c for c in reversed(ranked) if c.name not in taken and exclusion_reason(c, copies) is None]
+        preferences.rejected = usable[:usable_count][::-1] + rejected  # still best to worst
     return preferences
 
 
@@ -178,7 +190,8 @@ def make_preference_file(settings) -> Preferences:
         print(f"warning: {len(incomplete)} features have no matching original/interleaved text, "
               f"e.g. {incomplete[0]}")
     preferences = build_preferences(candidates, np.stack([v.reshape(-1) for v in ground_truth.values()]),
-                                    settings.portion, settings.copy_threshold)
+                                    settings.portion, settings.copy_threshold,
+                                    settings.rejected_usable_share)
     if not preferences.chosen:
         raise ValueError(f"no generated piece passes the chosen-set rules ({preferences.summary()}); "
                          f"nothing to prefer: generate more pieces or use a stronger model")

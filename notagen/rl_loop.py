@@ -284,7 +284,7 @@ def run_loop(settings) -> list[dict]:
                 ground_truth_feature_dir=reference_features, generated_feature_dir=features,
                 generated_original_dir=original_dir, generated_interleaved_dir=interleaved_dir,
                 output_path=preference_path, portion=settings.portion,
-                copy_threshold=settings.copy_threshold))
+                copy_threshold=settings.copy_threshold, rejected_usable_share=settings.rejected_usable_share))
         wait(procs)
         weights = train_dpo(settings, weights, preference_path, iteration / "dpo", procs)
     if main:

@@ -62,6 +62,19 @@ def test_chosen_walks_down_past_excluded_pieces_and_rejected_is_the_bottom():
     assert "2 chosen (scores 0.6000..0.7000)" in preferences.summary()
 
 
+def test_a_share_of_rejected_pieces_can_be_the_lowest_well_formed_ones():
+    references = np.array([[1.0, 0.0, 0.0]])
+    candidates = [make("best", 0.9), make("good", 0.8), make("plain", 0.5), make("weak", 0.4),
+                  make("weak_misaligned", 0.35, SHORT_BAR), make("weaker", 0.3)] + \
+                 [make(f"broken{i}", 0.1 - i * 0.01, SHORT_BAR) for i in range(4)]
+    preferences = build_preferences(candidates, references, portion=0.4, rejected_usable_share=0.5)
+    assert [c.name for c in preferences.chosen] == ["best", "good", "plain", "weak"]
+    # two of the four are the bottom of all, two the lowest well-formed pieces not chosen: only "weaker" is left
+    assert [c.name for c in preferences.rejected] == ["weaker", "broken2", "broken3"]
+    published = build_preferences(candidates, references, portion=0.4)
+    assert [c.name for c in published.rejected] == ["broken0", "broken1", "broken2", "broken3"]
+
+
 def test_pairs_are_every_chosen_with_every_rejected():
     assert preference_pairs(["a", "b"], ["x", "y", "z"]) == [
         ("a", "x"), ("a", "y"), ("a", "z"), ("b", "x"), ("b", "y"), ("b", "z")]
