@@ -40,8 +40,9 @@ RL_BAR_RETRIES = 32  # bar-checked generation during CLaMP-DPO (the start model 
 RL_MAX_PATCHES = 1200  # a piece written during CLaMP-DPO fails past this many patches, rewritten lines included (about 3x the longest piece MAX_CHARS allows): one piece cannot hold up a batch for many minutes
 RL_PORTION = 0.1  # share of usable pieces chosen / rejected (published 0.1)
 RL_COPY_THRESHOLD = 0.0  # 0 = calibrated on the reference set: the tiny M3 puts distinct chorales above the published 0.95
+RL_REJECTED_USABLE_SHARE = 0.5  # half of the rejected pieces are the lowest-scoring well-formed ones, half the lowest of all: once the model stops writing broken pieces the pairs still teach style (0 = published)
 RL_STEPS = 200  # DPOP optimizer steps per iteration (about 1 min, each pair drawn at most once)
-RL_LEARNING_RATE = 5e-6  # DPOP learning rate (published 1e-6 for 516M parameters); at 2e-5 the second iteration already collapses the pieces onto the reference's mean
+RL_LEARNING_RATE = 3e-6  # DPOP learning rate (published 1e-6 for 516M parameters); at 2e-5 the second iteration already collapses the pieces onto the reference's mean, at 5e-6 the third does (with RL_REJECTED_USABLE_SHARE)
 RL_BETA = 0.1  # DPOP beta (published 0.1)
 RL_SEED = 0  # seed of CLaMP-DPO's generation and pair order; its runs go to rl/ (seed 0) or rl_seed<N>/
 EVAL_PIECES = 200  # pieces of each model's CLaMP-DPO generation that clamp2/evaluate.py reports on (0 = skip; about 1 min each)
@@ -167,7 +168,8 @@ def run_clamp_dpo(cfg, runs: Path, corpus: Path, start: Path) -> None:
         "--num_samples", str(cfg.rl_samples), "--generation_batch_size", str(cfg.rl_generation_batch_size),
         "--temperature", str(cfg.temperature), "--max_chars", str(cfg.max_chars),
         "--bar_retries", str(cfg.rl_bar_retries), "--max_patches", str(cfg.rl_max_patches), "--portion", str(cfg.rl_portion),
-        "--copy_threshold", str(cfg.rl_copy_threshold), "--seed", str(cfg.rl_seed),
+        "--copy_threshold", str(cfg.rl_copy_threshold), "--rejected_usable_share", str(cfg.rl_rejected_usable_share),
+        "--seed", str(cfg.rl_seed),
         "--optimization_steps", str(cfg.rl_steps), "--learning_rate", str(cfg.rl_learning_rate),
         "--beta", str(cfg.rl_beta), "--batch_size", "1", "--save_every_steps", "20", "--device", "cpu",
         "--eval_pieces", str(cfg.eval_pieces), "--style_train_dir", str(corpus / "finetune/interleaved"),
