@@ -92,6 +92,7 @@ class Preferences:
     chosen: list[Candidate]
     rejected: list[Candidate]
     skipped: Counter = field(default_factory=Counter)  # rule -> how many top pieces it skipped
+    well_formed_rejected: int = 0  # rejected pieces taken from the well-formed ones (rejected_usable_share)
 
     def to_json(self) -> dict:
         return {"chosen": [c.original_path for c in self.chosen],
@@ -102,7 +103,9 @@ class Preferences:
             return f"{min(c.score for c in items):.4f}..{max(c.score for c in items):.4f}" if items else "-"
         skipped = ", ".join(f"{rule}: {count}" for rule, count in sorted(self.skipped.items())) or "none"
         return (f"{len(self.chosen)} chosen (scores {score_range(self.chosen)}), "
-                f"{len(self.rejected)} rejected (scores {score_range(self.rejected)}); skipped: {skipped}")
+                f"{len(self.rejected)} rejected (scores {score_range(self.rejected)}"
+                + (f", {self.well_formed_rejected} of them well-formed" if self.well_formed_rejected else "")
+                + f"); skipped: {skipped}")
 
 
 def exclusion_reason(candidate: Candidate, copies: CopyDetector) -> str | None:
@@ -125,6 +128,9 @@ def build_preferences(candidates: list[Candidate], ground_truth_features: np.nda
     broken bars, which a model that already avoids broken pieces still learns from."""
     if not candidates:
         raise ValueError("no generated pieces to rank")
+    if not 0.0 <= rejected_usable_share <= 1.0:
+        raise ValueError(f"rejected_usable_share is a share of the rejected pieces, between 0 and 1, "
+                         f"not {rejected_usable_share}")
     ranked = sorted(candidates, key=lambda c: c.score, reverse=True)
     count = max(1, int(portion * len(ranked)))
     usable_count = int(round(rejected_usable_share * count))
@@ -144,6 +150,7 @@ def build_preferences(candidates: list[Candidate], ground_truth_features: np.nda
         taken = rejected_names | {c.name for c in preferences.chosen}
         usable = [c for c in reversed(ranked) if c.name not in taken and exclusion_reason(c, copies) is None]
         preferences.rejected = usable[:usable_count][::-1] + rejected  # still best to worst
+        preferences.well_formed_rejected = len(usable[:usable_count])
     return preferences
 
 

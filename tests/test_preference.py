@@ -71,8 +71,11 @@ def test_a_share_of_rejected_pieces_can_be_the_lowest_well_formed_ones():
     assert [c.name for c in preferences.chosen] == ["best", "good", "plain", "weak"]
     # two of the four are the bottom of all, two the lowest well-formed pieces not chosen: only "weaker" is left
     assert [c.name for c in preferences.rejected] == ["weaker", "broken2", "broken3"]
+    assert "3 rejected (scores 0.0700..0.3000, 1 of them well-formed)" in preferences.summary()
     published = build_preferences(candidates, references, portion=0.4)
     assert [c.name for c in published.rejected] == ["broken0", "broken1", "broken2", "broken3"]
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        build_preferences(candidates, references, portion=0.4, rejected_usable_share=1.5)
 
 
 def test_pairs_are_every_chosen_with_every_rejected():
