@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from collections import Counter
+from itertools import islice
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -148,9 +149,10 @@ def build_preferences(candidates: list[Candidate], ground_truth_features: np.nda
             preferences.chosen.append(candidate)
     if usable_count:
         taken = rejected_names | {c.name for c in preferences.chosen}
-        usable = [c for c in reversed(ranked) if c.name not in taken and exclusion_reason(c, copies) is None]
-        preferences.rejected = usable[:usable_count][::-1] + rejected  # still best to worst
-        preferences.well_formed_rejected = len(usable[:usable_count])
+        lowest_first = (c for c in reversed(ranked) if c.name not in taken and exclusion_reason(c, copies) is None)
+        well_formed = list(islice(lowest_first, usable_count))  # stops once enough are found
+        preferences.rejected = well_formed[::-1] + rejected  # still best to worst
+        preferences.well_formed_rejected = len(well_formed)
     return preferences
 
 
