@@ -378,3 +378,34 @@ def test_bar_checked_sampling_rewinds_the_cache_like_the_uncached_loop(engine, t
     for index in range(3):  # in a batch too, the events add up to the piece
         result = next(e.result for e in streamed if e.piece == index and e.result is not None)
         assert "".join(e.text for e in streamed if e.piece == index) == result.text
+
+
+def test_guidance_zero_writes_the_piece_the_prompt_free_twin_would(engine):
+    """g = 0 draws every char from the twin's logits alone: the music of a piece begun without the
+    style lines (same random stream), behind those lines; rewinds (bar check) keep the twin in step."""
+    prompt = Prompt.from_triple("Romantic", "Chopin, Frederic", "Keyboard")
+    settings = dict(seed=3, max_chars=10**6, max_patches=60, bar_retries=4)  # before any rebuild (it keeps
+    # the prompted context's body lines, so the twin's context is then shorter than a free piece's)
+    (guided,) = engine.generate([prompt], GenerationSettings(guidance=0.0, **settings))
+    assert guided.resampled_lines > 0 and not guided.stream_events
+    # two rows, as the guided piece and its twin: the same (packed) char-level products on CPU
+    free, _ = engine.generate([Prompt()] * 2, GenerationSettings(batch_size=2, **settings))
+    assert guided.text == prompt.prompt_text + free.text
+    (plain,) = engine.generate([prompt], GenerationSettings(**settings))
+    assert plain.text != guided.text  # the style lines do change the tiny model's piece
+
+
+def test_guided_pieces_do_not_depend_on_the_batch(engine):
+    """Twin rows follow their pieces through continuous batching, row drops, rewinds and rebuilds."""
+    prompts = [Prompt.from_triple("Baroque", "Bach, Johann Sebastian", "Choral"),
+               Prompt.from_triple("Classical", "Mozart, Wolfgang Amadeus", "Keyboard"),
+               Prompt.from_triple("Romantic", "Chopin, Frederic", "Keyboard")]
+    settings = dict(seed=6, max_chars=3000, bar_retries=4, guidance=2.5)
+    together = engine.generate(prompts, GenerationSettings(batch_size=2, **settings))
+    alone = engine.generate(prompts, GenerationSettings(batch_size=1, **settings))
+    assert [r.text for r in together] == [r.text for r in alone]
+    assert any(r.stream_events for r in alone) and any(r.resampled_lines for r in alone)
+    unguided = engine.generate(prompts, GenerationSettings(batch_size=1, **{**settings, "guidance": 1.0}))
+    assert [r.text for r in unguided] != [r.text for r in alone]
+    with pytest.raises(ValueError, match="guidance must be >= 0"):
+        GenerationSettings(guidance=-1.0)

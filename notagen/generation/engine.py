@@ -9,6 +9,9 @@
   off, "all" packs the patch level too).
 - Bar-checked generation (`bar_retries`): a rejected bar line is forgotten by cutting the piece's
   cache row back (`KVCache.rewind`) and re-running the last kept patch for its feature.
+- Guidance (`settings.guidance` != 1): each piece has a twin row at row + len(pieces) whose context
+  lacks the prompt's style lines (`Piece.free_context`); the twins go through every step with their
+  pieces and the char logits are mixed, free + g * (prompted - free).
 - Batching is continuous: a finished piece's row is given to the next waiting piece, or dropped
   when none is left, so finished pieces cost nothing.
 - Sampling (top-k -> top-p -> temperature, `notagen.sampling`) runs on the device in float64; each
@@ -103,27 +106,33 @@ class Engine:
         ids = torch.tensor(patches, dtype=torch.long, device=self.device)  # [N, P]
         return self.patch_embedding(ids[None])[0]  # [N, hidden]
 
-    def _prefill_patches(self, cache: KVCache, rows: list[int], pieces: list[Piece]) -> torch.Tensor:
+    def _prefill_patches(self, cache: KVCache, rows: list[int], contexts: list[list[list[int]]]) -> torch.Tensor:
         """Patch-level prefill of whole contexts -> last feature per row [R, hidden]."""
-        lengths = [len(p.context) for p in pieces]
+        lengths = [len(c) for c in contexts]
         T = max(lengths)
-        padded = [p.context + [p.context[-1]] * (T - len(p.context)) for p in pieces]
+        padded = [c + [c[-1]] * (T - len(c)) for c in contexts]
         ids = torch.tensor(padded, dtype=torch.long, device=self.device)  # [R, T, P]
         return cache.prefill(rows, self.patch_embedding(ids), lengths)
 
     def _char_round(self, cache: KVCache, features: torch.Tensor, pieces: list[Piece],
                     generators: list, settings: GenerationSettings) -> list[list[int]]:
-        """Every piece writes its next patch: features [B, hidden] -> new char ids per piece."""
+        """Every piece writes its next patch: features [B, hidden] -> new char ids per piece. With
+        guidance, features [2B, hidden] hold the prompt-free twins after the pieces; both rows of a
+        piece read the same chars and their logits are mixed."""
         wte = self.char_stack.wte.weight
-        prefixes = [p.prefix() for p in pieces]
+        twins = len(features) // len(pieces)
+        guide = (lambda logits: logits) if twins == 1 else (  # [2A, 128] (pieces, then twins) -> [A, 128]
+            lambda logits: logits[len(logits) // 2:] + settings.guidance * (
+                logits[:len(logits) // 2] - logits[len(logits) // 2:]))
+        prefixes = [p.prefix() for p in pieces] * twins
         lengths = [1 + len(prefix) for prefix in prefixes]
-        x = features.new_zeros(len(pieces), max(lengths), features.shape[-1])  # [B, T, hidden]
+        x = features.new_zeros(len(prefixes), max(lengths), features.shape[-1])  # [twins * B, T, hidden]
         x[:, 0] = features
         for b, prefix in enumerate(prefixes):
             if prefix:
                 x[b, 1:1 + len(prefix)] = wte[torch.tensor(prefix, device=self.device)]
         cache.reset()
-        logits = self.lm_head(cache.prefill(list(range(len(pieces))), x, lengths))  # [B, 128]
+        logits = guide(self.lm_head(cache.prefill(list(range(len(prefixes))), x, lengths)))  # [B, 128]
         new: list[list[int]] = [[] for _ in pieces]
         active = list(range(len(pieces)))
         while True:
@@ -138,9 +147,10 @@ class Engine:
                     still.append(b)
             if not still:
                 return new
-            chars = torch.tensor([new[b][-1] for b in still], device=self.device)
+            chars = torch.tensor([new[b][-1] for b in still] * twins, device=self.device)
             active = still
-            logits = self.lm_head(cache.advance(wte[chars], rows=active if len(active) < cache.rows else None))
+            rows = active + [len(pieces) + b for b in active] if twins == 2 else active
+            logits = guide(self.lm_head(cache.advance(wte[chars], rows=rows if len(rows) < cache.rows else None)))
 
     # -- the generator ---------------------------------------------------------------------------
     @torch.inference_mode()
@@ -156,14 +166,17 @@ class Engine:
         slots = min(settings.batch_size, len(queue))
         if not slots:
             return
-        patch_cache = KVCache(self.patch_stack, slots, self.config.patch_length,
-                              self._stack_blocks(self.patch_stack, slots))
-        char_cache = KVCache(self.char_stack, slots, self.config.patch_size + 1,
-                             self._stack_blocks(self.char_stack, slots))
+        # with guidance every piece has a second cache row: its prompt-free twin, at row + len(pieces)
+        twins = 1 if settings.guidance == 1 else 2
+        both = (lambda rows, n: rows) if twins == 1 else (lambda rows, n: rows + [n + r for r in rows])
+        patch_cache = KVCache(self.patch_stack, twins * slots, self.config.patch_length,
+                              self._stack_blocks(self.patch_stack, twins * slots))
+        char_cache = KVCache(self.char_stack, twins * slots, self.config.patch_size + 1,
+                             self._stack_blocks(self.char_stack, twins * slots))
         pieces: list[Piece | None] = [None] * slots
         generators: list[torch.Generator | None] = [None] * slots
-        features = torch.zeros(slots, self.config.hidden_size, dtype=self.patch_embedding.weight.dtype,
-                               device=self.device)
+        features = torch.zeros(twins * slots, self.config.hidden_size, dtype=self.patch_embedding.weight.dtype,
+                               device=self.device)  # [twins * B, hidden]
         to_prefill = list(range(slots))  # rows whose context must be run from scratch
         new_piece = lambda index, prompt: Piece(index, prompt, self.patchilizer, self.config.patch_length, settings)  # noqa: E731
         while True:
@@ -173,16 +186,18 @@ class Engine:
             if not live:
                 return
             if len(live) < len(pieces):  # no one waits for the free rows: drop them
-                patch_cache.keep(live)
-                char_cache = KVCache(self.char_stack, len(live), self.config.patch_size + 1,
-                                     self._stack_blocks(self.char_stack, slots))
-                features = features[live]
+                patch_cache.keep(both(live, len(pieces)))
+                char_cache = KVCache(self.char_stack, twins * len(live), self.config.patch_size + 1,
+                                     self._stack_blocks(self.char_stack, twins * slots))
+                features = features[both(live, len(pieces))]
                 to_prefill = [live.index(r) for r in to_prefill if r in live]
                 pieces = [pieces[r] for r in live]
                 generators = [generators[r] for r in live]
             if to_prefill:
-                features[to_prefill] = self._prefill_patches(patch_cache, to_prefill,
-                                                             [pieces[r] for r in to_prefill])
+                contexts = [pieces[r].context for r in to_prefill]
+                contexts += [pieces[r].free_context for r in to_prefill] if twins == 2 else []
+                rows = both(to_prefill, len(pieces))
+                features[rows] = self._prefill_patches(patch_cache, rows, contexts)
                 to_prefill = []
 
             new = self._char_round(char_cache, features, pieces, generators, settings)
@@ -199,12 +214,17 @@ class Engine:
                 else:
                     if outcome == REWOUND:  # the line was rejected: forget its patches, re-run the last kept one
                         patch_cache.rewind(row, len(piece.context) - 1)
+                        if twins == 2:
+                            patch_cache.rewind(len(pieces) + row, len(piece.free_context) - 1)
                     advance_rows.append(row)
                     advance_patches.append(piece.context[-1])
             if advance_rows:
+                if twins == 2:  # the twin's last patch: the same, or BOS when nothing follows the style lines
+                    advance_patches += [pieces[r].free_context[-1] for r in advance_rows]
+                rows = both(advance_rows, len(pieces))
                 hidden = patch_cache.advance(self._embed_patches(advance_patches),
-                                             rows=None if len(advance_rows) == patch_cache.rows else advance_rows)
-                features[advance_rows] = hidden
+                                             rows=None if len(rows) == patch_cache.rows else rows)
+                features[rows] = hidden
 
     def generate(self, prompts: Iterable[Prompt], settings: GenerationSettings | None = None
                  ) -> list[PieceResult]:

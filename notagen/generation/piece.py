@@ -28,9 +28,13 @@ How a piece grows (shared/spec/model.md, "Generation")
   the names of voices that come later than the line's last one can be written (the corpus writes
   them in numeric order), so no line repeats a voice or goes back to an earlier one. And a line that
   leaves a voice out must last the metre (the rest filled in for that voice is a whole-bar rest).
+- Guidance (`guidance` g != 1; not in the published loop): every piece has a twin context without
+  its leading `%` style lines (`Piece.free_context`), and each char is drawn from
+  free + g * (prompted - free) logits (classifier-free guidance): g > 1 follows the prompt more.
 """
 from __future__ import annotations
 
+import itertools
 import re
 import time
 import unicodedata
@@ -128,6 +132,7 @@ class GenerationSettings:
     max_patches: int | None = None  # a piece fails after this many generated patches (None: no limit)
     batch_size: int = 1  # pieces generated together
     bar_retries: int = 0  # resample a misaligned bar line up to this many times (0: the published loop)
+    guidance: float = 1.0  # classifier-free guidance on the prompt lines: logits = free + g * (prompted - free); 1 = off (published)
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -140,6 +145,8 @@ class GenerationSettings:
             raise ValueError(f"top_k must be >= 0 (0 = no top-k cut), not {self.top_k}")
         if self.bar_retries < 0:
             raise ValueError(f"bar_retries must be >= 0 (0 = no bar check), not {self.bar_retries}")
+        if self.guidance < 0:
+            raise ValueError(f"guidance must be >= 0 (1 = off, > 1 follows the prompt more), not {self.guidance}")
 
 
 @dataclass
@@ -209,6 +216,9 @@ class Piece:
         self.status: str | None = None
         self.reason = ""
         self.text = prompt.prompt_text
+        # the leading style lines' (`%period`, `%composer`, ...) patches: guidance's twin leaves them out
+        style = list(itertools.takewhile(lambda l: l.startswith("%") and not l.startswith("%%"), prompt.lines))
+        self.prompt_patches = patchilizer.encode_metadata(style) if style else []
         if prompt.text is None:
             # the prompt lines belong to the metadata that every stream rebuild keeps
             self.metadata, self.body, self.in_body = "".join(prompt.lines), "", False
@@ -226,6 +236,14 @@ class Piece:
         self.resampled_lines = 0
         self._mark_line_start()
         self._check_limits()
+
+    @property
+    def free_context(self) -> list[list[int]]:
+        """The context without the prompt lines (guidance's twin): BOS, then what follows them."""
+        k = len(self.prompt_patches)
+        if k and self.context[1:1 + k] == self.prompt_patches:
+            return self.context[:1] + self.context[1 + k:]
+        return self.context  # no prompt lines in the context (e.g. dropped by a rebuild): no guidance
 
     # -- the char decoder's view of the next patch ---------------------------------------------
     def prefix(self) -> list[int]:
