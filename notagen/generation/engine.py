@@ -64,6 +64,12 @@ def fill_free_rows(pieces: list, generators: list, queue: deque, seed: int, new_
     return started
 
 
+def with_twins(rows: list[int], pieces: int, twins: int) -> list[int]:
+    """The cache rows of these pieces' rows and, with guidance (twins 2), of their prompt-free twins,
+    which sit at row + pieces."""
+    return rows + [pieces + row for row in rows] if twins == 2 else rows
+
+
 def results_in_order(events: Iterable[GenerationEvent]) -> list[PieceResult]:
     """The PieceResults of a stream, in piece order."""
     results = {event.piece: event.result for event in events if event.result is not None}
@@ -121,9 +127,12 @@ class Engine:
         piece read the same chars and their logits are mixed."""
         wte = self.char_stack.wte.weight
         twins = len(features) // len(pieces)
-        guide = (lambda logits: logits) if twins == 1 else (  # [2A, 128] (pieces, then twins) -> [A, 128]
-            lambda logits: logits[len(logits) // 2:] + settings.guidance * (
-                logits[:len(logits) // 2] - logits[len(logits) // 2:]))
+        def guide(logits: torch.Tensor) -> torch.Tensor:  # [twins * A, 128] (pieces, then twins) -> [A, 128]
+            if twins == 1:
+                return logits
+            prompted, free = logits.chunk(2)
+            return free + settings.guidance * (prompted - free)
+
         prefixes = [p.prefix() for p in pieces] * twins
         lengths = [1 + len(prefix) for prefix in prefixes]
         x = features.new_zeros(len(prefixes), max(lengths), features.shape[-1])  # [twins * B, T, hidden]
@@ -149,7 +158,7 @@ class Engine:
                 return new
             chars = torch.tensor([new[b][-1] for b in still] * twins, device=self.device)
             active = still
-            rows = active + [len(pieces) + b for b in active] if twins == 2 else active
+            rows = with_twins(active, len(pieces), twins)
             logits = guide(self.lm_head(cache.advance(wte[chars], rows=rows if len(rows) < cache.rows else None)))
 
     # -- the generator ---------------------------------------------------------------------------
@@ -168,7 +177,6 @@ class Engine:
             return
         # with guidance every piece has a second cache row: its prompt-free twin, at row + len(pieces)
         twins = 1 if settings.guidance == 1 else 2
-        both = (lambda rows, n: rows) if twins == 1 else (lambda rows, n: rows + [n + r for r in rows])
         patch_cache = KVCache(self.patch_stack, twins * slots, self.config.patch_length,
                               self._stack_blocks(self.patch_stack, twins * slots))
         char_cache = KVCache(self.char_stack, twins * slots, self.config.patch_size + 1,
@@ -186,17 +194,17 @@ class Engine:
             if not live:
                 return
             if len(live) < len(pieces):  # no one waits for the free rows: drop them
-                patch_cache.keep(both(live, len(pieces)))
+                patch_cache.keep(with_twins(live, len(pieces), twins))
                 char_cache = KVCache(self.char_stack, twins * len(live), self.config.patch_size + 1,
                                      self._stack_blocks(self.char_stack, twins * slots))
-                features = features[both(live, len(pieces))]
+                features = features[with_twins(live, len(pieces), twins)]
                 to_prefill = [live.index(r) for r in to_prefill if r in live]
                 pieces = [pieces[r] for r in live]
                 generators = [generators[r] for r in live]
             if to_prefill:
                 contexts = [pieces[r].context for r in to_prefill]
                 contexts += [pieces[r].free_context for r in to_prefill] if twins == 2 else []
-                rows = both(to_prefill, len(pieces))
+                rows = with_twins(to_prefill, len(pieces), twins)
                 features[rows] = self._prefill_patches(patch_cache, rows, contexts)
                 to_prefill = []
 
@@ -221,7 +229,7 @@ class Engine:
             if advance_rows:
                 if twins == 2:  # the twin's last patch: the same, or BOS when nothing follows the style lines
                     advance_patches += [pieces[r].free_context[-1] for r in advance_rows]
-                rows = both(advance_rows, len(pieces))
+                rows = with_twins(advance_rows, len(pieces), twins)
                 hidden = patch_cache.advance(self._embed_patches(advance_patches),
                                              rows=None if len(rows) == patch_cache.rows else rows)
                 features[rows] = hidden

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple
 
 from ..abc.errors import AbcError
+from ..abc.text import is_prompt_line
 from ..abc.unreduce import bar_length, declared_voices, line_problem
 from ..config import BOS_ID, EOS_ID, PAD_ID
 from ..patchilizer import Patchilizer, split_lines
@@ -113,8 +114,7 @@ class Prompt:
     @property
     def triple(self) -> tuple[str, ...] | None:
         """(period, composer, instrumentation) when the prompt is exactly three `%` lines."""
-        if self.text is None and len(self.lines) == 3 and all(
-                l.startswith("%") and not l.startswith("%%") for l in self.lines):
+        if self.text is None and len(self.lines) == 3 and all(is_prompt_line(l) for l in self.lines):
             return tuple(l[1:].strip() for l in self.lines)
         return None
 
@@ -217,7 +217,7 @@ class Piece:
         self.reason = ""
         self.text = prompt.prompt_text
         # the leading style lines' (`%period`, `%composer`, ...) patches: guidance's twin leaves them out
-        style = list(itertools.takewhile(lambda l: l.startswith("%") and not l.startswith("%%"), prompt.lines))
+        style = list(itertools.takewhile(is_prompt_line, prompt.lines)) if settings.guidance != 1 else []
         self.prompt_patches = patchilizer.encode_metadata(style) if style else []
         if prompt.text is None:
             # the prompt lines belong to the metadata that every stream rebuild keeps
