@@ -322,6 +322,25 @@ def test_a_misaligned_line_is_written_again_and_its_text_held_back():
     assert piece.text.endswith("[r:2/7][V:1]a8|\n") and piece.result().resampled_lines == 3
 
 
+def test_a_header_line_that_declares_a_voice_again_is_written_again():
+    from notagen.abc.unreduce import header_line_problem
+
+    header = "%%score { 1 | 2 }\nL:1/8\nV:1 treble nm=\"Piano\"\n"
+    assert header_line_problem("V:1 bass\n", header) == "voice declared twice"
+    assert header_line_problem("V:2 bass\n", header) is None and header_line_problem("V:10 bass\n", header) is None
+    assert header_line_problem('V:2 bass nm="Cello" snm="\n', header) == "unclosed quote"
+    assert header_line_problem("%%score [ 1 2 3 | 3 | 4 ]\n", "") == "voice twice in %%score"
+    assert header_line_problem("%%score { ( 1 2 ) | ( 3 4 ) }\n", "") is None
+    piece = make_piece(bar_retries=1)  # the prompt's three style lines, then the model's header
+    line = lambda text: piece.add_patch(ids(text) + [EOS_ID])[1]  # noqa: E731 - one short header line, one patch
+    assert [line(text) for text in ["%%score { 1 | 2 }\n", "L:1/8\n", "M:4/4\n", "K:C\n", "V:1 treble\n"]] == [""] * 5
+    start = (len(piece.text), len(piece.context))
+    assert line("V:1 bass\n") == "rewound" and (len(piece.text), len(piece.context)) == start
+    assert line("V:2 bass\n") == "" and piece.line_retries == 0 and piece.text.endswith("V:1 treble\nV:2 bass\n")
+    assert line("V:2 alto\n") == "rewound" and line("V:2 alto\n") == ""  # retries spent: it stays
+    assert make_piece().add_patch(ids("%%score 1 1\n") + [EOS_ID])[1] == ""  # the published loop: never checked
+
+
 def test_bar_checked_lines_can_only_name_later_voices():
     piece = make_piece(Prompt.from_lines(["%Baroque", "%Bach, Johann Sebastian", "%Choral", "L:1/8", "M:4/4",
                                           "K:C", "V:1 treble", "V:2 treble", "V:10 bass", "V:3 bass"]), bar_retries=2)

@@ -176,6 +176,25 @@ def line_problem(line: str, declared: set[str] | None = None, metre_bar: Fractio
     return None
 
 
+
+def header_line_problem(line: str, header: str) -> str | None:
+    """Why one complete header line cannot follow the header lines before it (`header`), or None:
+    a voice declared again (`V:n` twice: its parts lose track of their bars), a voice line with an
+    unclosed quote, or a `%%score` line that names a voice twice. Text-only, as generation needs
+    it the moment the line is complete."""
+    line = line.strip()
+    if line.startswith("V:") and line.split():
+        symbol = line.split()[0]
+        if any(earlier.split()[:1] == [symbol] for earlier in header.split("\n")):
+            return "voice declared twice"
+        if line.count('"') % 2:  # a name's newline: the header's lines after it come apart
+            return "unclosed quote"
+    if line.startswith("%%score"):
+        numbers = re.findall(r"\d+", line)
+        if len(numbers) != len(set(numbers)):
+            return "voice twice in %%score"
+    return None
+
 def is_rest_reduced(text: str) -> bool:
     """True when some body line of interleaved text leaves out a declared voice."""
     header, body = split_header_body(text_to_lines(strip_stream_prefixes(text)))
