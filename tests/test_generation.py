@@ -337,7 +337,12 @@ def test_a_header_line_that_declares_a_voice_again_is_written_again():
     start = (len(piece.text), len(piece.context))
     assert line("V:1 bass\n") == "rewound" and (len(piece.text), len(piece.context)) == start
     assert line("V:2 bass\n") == "" and piece.line_retries == 0 and piece.text.endswith("V:1 treble\nV:2 bass\n")
-    assert line("V:2 alto\n") == "rewound" and line("V:2 alto\n") == ""  # retries spent: it stays
+    prompt_end, prompt_patches = len(piece.prompt.prompt_text), 1 + len(Patchilizer(16).encode_metadata(piece.prompt.lines))
+    assert line("V:2 alto\n") == "rewound" and piece.line_retries == 1  # its one retry
+    assert line("V:2 alto\n") == "rewound" and len(piece.text) == prompt_end  # out of retries: the header starts over
+    assert (piece.header_restarts, piece.line_retries, len(piece.context)) == (1, 0, prompt_patches)  # BOS + style lines
+    assert [line(text) for text in ["L:1/8\n", "V:1 treble\n", "V:1 bass\n", "V:1 bass\n"]] == ["", "", "rewound", ""]
+    assert piece.text.endswith("V:1 treble\nV:1 bass\n")  # header restarts spent too: the line stays
     assert make_piece().add_patch(ids("%%score 1 1\n") + [EOS_ID])[1] == ""  # the published loop: never checked
 
 

@@ -30,7 +30,10 @@ How a piece grows (shared/spec/model.md, "Generation")
   leaves a voice out must last the metre (the rest filled in for that voice is a whole-bar rest).
   Header lines the model writes are checked the same way (`header_line_problem`): a `V:n` line that
   declares a voice again, or a `%%score` line naming a voice twice, is written again (such headers
-  make pieces whose parts differ in length: 45 of the shipped model's 84 unusable pieces in 207).
+  make pieces whose parts differ in length: 45 of the shipped model's 84 unusable pieces in 207);
+  when a header line is out of retries, the header is written again from its start (up to
+  `bar_retries` times): a header that has gone wrong (a fifth voice after a four-voice `%%score`)
+  often leaves the model no good next line.
 - Guidance (`guidance` g != 1; not in the published loop): every piece has a twin context without
   its leading `%` style lines (`Piece.free_context`), and each char is drawn from
   free + g * (prompted - free) logits (classifier-free guidance): g > 1 follows the prompt more.
@@ -238,6 +241,7 @@ class Piece:
         self._meter = ([None] + _INLINE_METER.findall(self.body))[-1]  # the body's last inline metre
         self.resampled_lines = 0
         self._mark_line_start()
+        self._header_start, self.header_restarts = self._line, 0  # where a header that went wrong starts over
         self._check_limits()
 
     @property
@@ -349,20 +353,29 @@ class Piece:
 
     def _rejects_line(self, line_ended: bool) -> bool:
         """Lines completed since the line start with a problem (a misaligned body line, a header
-        line that declares a voice again), with retries left: cut back to the line start."""
-        start = self._line
-        if (self.line_retries >= self.settings.bar_retries
-                or start.rebuilds != len(self.stream_events)):  # a rebuild inside the line: it stands
+        line that declares a voice again): cut back to the line start while it has retries left;
+        a header line out of retries sends the piece back to the start of its header (as many times)."""
+        if self._line.rebuilds != len(self.stream_events):  # a rebuild inside the line: it stands
             return False
-        if self._line_problem(line_ended) is None:
+        retry_line = self.line_retries < self.settings.bar_retries
+        restart_header = not retry_line and not self.in_body and self.header_restarts < self.settings.bar_retries
+        if not (retry_line or restart_header) or self._line_problem(line_ended) is None:
             return False
+        if retry_line:
+            self._cut_back(self._line)
+            self.line_retries += 1
+        else:  # the header so far leaves no good next line: write it again
+            self._cut_back(self._header_start)
+            self._line, self.line_retries = self._header_start, 0
+            self.header_restarts += 1
+        self.resampled_lines += 1
+        return True
+
+    def _cut_back(self, start: _LineStart) -> None:
         self.text, self.metadata, self.body = (self.text[:start.text], self.metadata[:start.metadata],
                                                self.body[:start.body])
         self.context, self.partial = self.context[:start.context], list(start.partial)
         self.in_body, self.empty_run = start.in_body, start.empty_run
-        self.line_retries += 1
-        self.resampled_lines += 1
-        return True
 
     def _line_problem(self, line_ended: bool) -> str | None:
         """Why the lines completed since the line start cannot stand: each new header line against
