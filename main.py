@@ -171,7 +171,7 @@ def run_clamp_dpo(cfg, runs: Path, corpus: Path, start: Path) -> None:
         "--copy_threshold", str(cfg.rl_copy_threshold), "--rejected_usable_share", str(cfg.rl_rejected_usable_share),
         "--seed", str(cfg.rl_seed),
         "--optimization_steps", str(cfg.rl_steps), "--learning_rate", str(cfg.rl_learning_rate),
-        "--beta", str(cfg.rl_beta), "--batch_size", "1", "--save_every_steps", "20", "--device", "cpu",
+        "--beta", str(cfg.rl_beta), "--batch_size", "1", "--save_every_steps", "20", "--device", "cpu", "--num_threads", str(cfg.num_threads),
         "--eval_pieces", str(cfg.eval_pieces), "--style_train_dir", str(corpus / "finetune/interleaved"),
         "--copy_source_index", str(runs / "rl_start_data/train.jsonl")], runs)  # copies of its 20 chorales too
 

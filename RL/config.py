@@ -63,4 +63,5 @@ COPY_SOURCE_INDEX = ""  # a training index (e.g. the fine-tuning augmented_train
 EVAL_PIECES = 0  # clamp2/evaluate.py on this many of each model's pieces: the table gains usable (strict), bar alignment, critic AUC and adherence columns (0 = skip; ~1 min per 200 pieces)
 STYLE_TRAIN_DIR = ""  # real pieces with prompt lines for the evaluation's composer classifier ("" = no adherence column)
 DEVICE = "auto"  # generation device: auto, cpu, cuda, mps
+NUM_THREADS = 0  # CPU threads for torch per process (0 = torch's default; 1 when other work shares the CPU)
 NUM_PROCESSES = 1  # processes for generation, feature extraction and DPOP (>1: RL/loop.py starts itself under accelerate launch, one per GPU, or CPU processes)

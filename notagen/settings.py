@@ -171,6 +171,11 @@ def run_stage(main, *args) -> int:
     import os
     import sys
 
+    for settings in args:  # a stage's NUM_THREADS (its own code may set it too)
+        if getattr(settings, "num_threads", 0) > 0:
+            import torch
+
+            torch.set_num_threads(settings.num_threads)
     try:
         result = main(*args)
     except (FileExistsError, FileNotFoundError, ValueError, OSError) as error:

@@ -89,3 +89,17 @@ def test_every_stage_records_settings_that_repeat_it(tmp_path):
         settings = json.loads(recorded.read_text())
         assert settings == {k: v for k, v in vars(parse_settings(config, [*map(str, args)])).items()}, script
         assert vars(parse_settings(config, ["--config", str(recorded)])) == settings, script
+
+
+def test_a_stage_runs_on_its_num_threads():
+    import torch
+
+    from notagen.settings import run_stage
+
+    before = torch.get_num_threads()
+    try:
+        wanted = 1 if before != 1 else 2
+        settings = parse_settings(REPO_ROOT / "RL" / "config.py", ["--num_threads", str(wanted)])
+        assert run_stage(lambda s: torch.get_num_threads(), settings) == wanted  # RL/loop.py, data.py, train.py
+    finally:
+        torch.set_num_threads(before)
