@@ -343,6 +343,9 @@ def test_a_header_line_that_declares_a_voice_again_is_written_again():
     assert (piece.header_restarts, piece.line_retries, len(piece.context)) == (1, 0, prompt_patches)  # BOS + style lines
     assert [line(text) for text in ["L:1/8\n", "V:1 treble\n", "V:1 bass\n", "V:1 bass\n"]] == ["", "", "rewound", ""]
     assert piece.text.endswith("V:1 treble\nV:1 bass\n")  # header restarts spent too: the line stays
+    assert piece.released == prompt_end  # the header is held back until a body line stands ...
+    released = "".join(text for text, _ in feed(piece, "[r:0/9][V:1]a8|\n"))
+    assert released == piece.text[prompt_end:] and released.startswith("L:1/8\nV:1 treble")  # ... then released once
     assert make_piece().add_patch(ids("%%score 1 1\n") + [EOS_ID])[1] == ""  # the published loop: never checked
 
 

@@ -395,8 +395,12 @@ class Piece:
 
     def _release(self) -> str:
         """Text that can no longer be taken back: all of it without the bar check or once done,
-        else up to the start of the line being written."""
-        end = len(self.text) if self.done or not self.settings.bar_retries else self._line.text
+        else up to the start of the line being written, the header only once a body line stands
+        (until then the header may start over)."""
+        if self.done or not self.settings.bar_retries:
+            end = len(self.text)
+        else:
+            end = self._line.text if self._line.in_body else self._header_start.text
         text, self.released = self.text[self.released:end], max(self.released, end)
         return text
 
