@@ -37,6 +37,7 @@ RL_ITERATIONS = 3  # CLaMP-DPO iterations; every model of the chain generates RL
 RL_SAMPLES = 1024  # pieces generated per model (published 1,000): fewer leave standard errors that hide a real gain
 RL_GENERATION_BATCH_SIZE = 64  # pieces generated together during CLaMP-DPO
 RL_BAR_RETRIES = 32  # bar-checked generation during CLaMP-DPO (the start model un-interleaves few pieces without it; the pairs then compare styles, not broken bars)
+RL_HEADER_RETRIES = 0  # header lines are not checked during CLaMP-DPO (inference checks them): with the check the start model writes better pieces (0.51 against 0.41) and the chain has less room; its third iteration stalled at both seeds tried (docs/clamp2.md)
 RL_MAX_PATCHES = 1200  # a piece written during CLaMP-DPO fails past this many patches, rewritten lines included (about 3x the longest piece MAX_CHARS allows): one piece cannot hold up a batch for many minutes
 RL_PORTION = 0.1  # share of usable pieces chosen / rejected (published 0.1)
 RL_COPY_THRESHOLD = 0.0  # 0 = calibrated on the reference set: the tiny M3 puts distinct chorales above the published 0.95
@@ -167,7 +168,7 @@ def run_clamp_dpo(cfg, runs: Path, corpus: Path, start: Path) -> None:
         "--reference_dir", str(corpus / "reference/bach_chorales"), "--prompt", cfg.prompt,
         "--num_samples", str(cfg.rl_samples), "--generation_batch_size", str(cfg.rl_generation_batch_size),
         "--temperature", str(cfg.temperature), "--max_chars", str(cfg.max_chars),
-        "--bar_retries", str(cfg.rl_bar_retries), "--max_patches", str(cfg.rl_max_patches), "--portion", str(cfg.rl_portion),
+        "--bar_retries", str(cfg.rl_bar_retries), "--header_retries", str(cfg.rl_header_retries), "--max_patches", str(cfg.rl_max_patches), "--portion", str(cfg.rl_portion),
         "--copy_threshold", str(cfg.rl_copy_threshold), "--rejected_usable_share", str(cfg.rl_rejected_usable_share),
         "--seed", str(cfg.rl_seed),
         "--optimization_steps", str(cfg.rl_steps), "--learning_rate", str(cfg.rl_learning_rate),

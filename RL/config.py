@@ -58,6 +58,7 @@ MAX_CHARS = _published.max_chars  # a generated piece fails past this many chara
 MAX_SECONDS = _published.max_seconds  # a generated piece fails after this many seconds
 MAX_PATCHES = 0  # a generated piece fails after this many patches, lines written again by the bar check included (0 = no limit); unlike MAX_SECONDS it bounds a piece's time the same way on every machine
 BAR_RETRIES = _published.bar_retries  # 0: the preference pairs show the policy's own mistakes (inference/config.py checks bar lines)
+HEADER_RETRIES = _published.header_retries  # header lines checked as inference/config.py's HEADER_RETRIES does (0: not checked, published)
 FEATURE_BATCH_SIZE = 32  # segments per forward pass of the feature extractor
 COPY_SOURCE_INDEX = ""  # a training index (e.g. the fine-tuning augmented_train.jsonl): its PROMPT pieces, in every key, join REFERENCE_DIR as the real pieces the "copies" column checks a generated piece against (a copy writes at least half of its two-bar phrases as one of them does)
 EVAL_PIECES = 0  # clamp2/evaluate.py on this many of each model's pieces: the table gains usable (strict), bar alignment, critic AUC and adherence columns (0 = skip; ~1 min per 200 pieces)

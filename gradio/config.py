@@ -20,6 +20,7 @@ MAX_CHARS = 12000  # a piece fails (partial text kept and shown) once its text i
 MAX_SECONDS = 600.0  # a piece fails after this many seconds
 MAX_EMPTY_PATCHES = _published.max_empty_patches  # a piece fails as stalled after this many patches in a row without text
 BAR_RETRIES = CHECKED_BAR_RETRIES  # a finished bar line whose voices disagree is written again, up to this many times (0 = the published sampler)
+HEADER_RETRIES = CHECKED_BAR_RETRIES  # a header line that declares a voice again (or names one twice in %%score) is written again up to this many times, then the whole header (0 = the published sampler)
 CONTINUE_BARS = 8  # bars of an uploaded piece the model continues from (0 = all of them)
 SCORE_EVERY_BARS = 8  # the growing score is engraved again every this many bars
 STREAM_INTERVAL = 0.25  # seconds between two updates of the streamed text

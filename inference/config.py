@@ -23,6 +23,7 @@ MAX_CHARS = _published.max_chars  # a piece fails once its text is longer than t
 MAX_SECONDS = _published.max_seconds  # a piece fails after this many seconds (published 20 minutes)
 MAX_EMPTY_PATCHES = _published.max_empty_patches  # a piece fails as stalled after this many patches in a row without text
 BAR_RETRIES = CHECKED_BAR_RETRIES  # a finished bar line whose voices disagree (a voice twice, unequal durations) is written again, up to this many times (0 = the published sampler; text then streams line by line)
+HEADER_RETRIES = CHECKED_BAR_RETRIES  # a header line that declares a voice again, leaves a quote open or names a voice twice in %%score is written again up to this many times, then the whole header as often (0 = the published sampler)
 GUIDANCE = _published.guidance  # classifier-free guidance on the prompt's style lines: each char is drawn from free + g * (prompted - free) logits, the free ones from the same piece without its %period/%composer/%instrumentation lines; > 1 follows the prompt more, at twice the compute (1 = off, published)
 GREEDY = _published.greedy  # always take the most probable char (ignores top_k, top_p, temperature)
 CONVERT = True  # also write MusicXML and MIDI for every finished piece

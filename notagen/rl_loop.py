@@ -35,14 +35,18 @@ def sampling_settings(settings):
     return GenerationSettings(top_k=settings.top_k, top_p=settings.top_p, temperature=settings.temperature,
                               seed=settings.seed, max_chars=settings.max_chars, max_seconds=settings.max_seconds,
                               max_patches=getattr(settings, "max_patches", 0) or None,
-                              batch_size=settings.generation_batch_size, bar_retries=settings.bar_retries)
+                              batch_size=settings.generation_batch_size, bar_retries=settings.bar_retries,
+                              header_retries=getattr(settings, "header_retries", 0))
+
+
+LATER_SETTINGS = {"header_retries": 0}  # identity fields added later: what pieces made before them were made with
 
 
 def generation_identity(settings) -> dict:
     """The settings that decide which pieces a model writes: pieces made under others are not
     reused (a batch size or a time limit changes no piece)."""
     names = ("prompt", "num_samples", "seed", "top_k", "top_p", "temperature", "max_chars", "max_patches",
-             "bar_retries")
+             "bar_retries", "header_retries")
     return {name: getattr(settings, name, None) for name in names}
 
 
@@ -78,7 +82,7 @@ def generate_pieces(settings, weights: Path, out: Path, procs=None) -> tuple[Pat
         if done.get("weights", str(weights)) != str(weights):  # a folder left by another chain of models
             raise RuntimeError(f"{out} holds pieces of {done['weights']}, not of {weights}: "
                                f"remove {out.parent} or choose another LOOP_DIR")
-        earlier, now = done.get("generation", identity), identity
+        earlier, now = {**LATER_SETTINGS, **done.get("generation", identity)}, identity
         if changed := [name for name in now if earlier.get(name) != now[name]]:
             raise RuntimeError(f"{out} holds pieces made with other settings ("
                                + ", ".join(f"{n} {earlier.get(n)!r}, now {now[n]!r}" for n in changed)

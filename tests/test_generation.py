@@ -331,7 +331,9 @@ def test_a_header_line_that_declares_a_voice_again_is_written_again():
     assert header_line_problem('V:2 bass nm="Cello" snm="\n', header) == "unclosed quote"
     assert header_line_problem("%%score [ 1 2 3 | 3 | 4 ]\n", "") == "voice twice in %%score"
     assert header_line_problem("%%score { ( 1 2 ) | ( 3 4 ) }\n", "") is None
-    piece = make_piece(bar_retries=1)  # the prompt's three style lines, then the model's header
+    unchecked = make_piece(bar_retries=1)  # bar lines checked, header lines not
+    assert unchecked.add_patch(ids("%%score 1 1\n") + [EOS_ID]) == ("%%score 1 1\n", "")
+    piece = make_piece(header_retries=1)  # the prompt's three style lines, then the model's header
     line = lambda text: piece.add_patch(ids(text) + [EOS_ID])[1]  # noqa: E731 - one short header line, one patch
     assert [line(text) for text in ["%%score { 1 | 2 }\n", "L:1/8\n", "M:4/4\n", "K:C\n", "V:1 treble\n"]] == [""] * 5
     start = (len(piece.text), len(piece.context))
@@ -347,6 +349,8 @@ def test_a_header_line_that_declares_a_voice_again_is_written_again():
     released = "".join(text for text, _ in feed(piece, "[r:0/9][V:1]a8|\n"))
     assert released == piece.text[prompt_end:] and released.startswith("L:1/8\nV:1 treble")  # ... then released once
     assert make_piece().add_patch(ids("%%score 1 1\n") + [EOS_ID])[1] == ""  # the published loop: never checked
+    with pytest.raises(ValueError, match="header_retries must be >= 0"):
+        GenerationSettings(header_retries=-1)
 
 
 def test_bar_checked_lines_can_only_name_later_voices():

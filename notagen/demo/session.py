@@ -143,7 +143,7 @@ class DemoBackend:
         settings = GenerationSettings(top_k=request.top_k, top_p=request.top_p, temperature=request.temperature,
                                       seed=seed, max_chars=cfg.max_chars, max_seconds=cfg.max_seconds,
                                       max_empty_patches=cfg.max_empty_patches, batch_size=request.variations,
-                                      bar_retries=cfg.bar_retries)
+                                      bar_retries=cfg.bar_retries, header_retries=cfg.header_retries)
         with self.lock:
             run_dir = self.new_run_dir(seed)
             progress = Progress(run_dir, seed, [Variation(i) for i in range(request.variations)], time.monotonic())

@@ -28,12 +28,14 @@ How a piece grows (shared/spec/model.md, "Generation")
   the names of voices that come later than the line's last one can be written (the corpus writes
   them in numeric order), so no line repeats a voice or goes back to an earlier one. And a line that
   leaves a voice out must last the metre (the rest filled in for that voice is a whole-bar rest).
-  Header lines the model writes are checked the same way (`header_line_problem`): a `V:n` line that
-  declares a voice again, or a `%%score` line naming a voice twice, is written again (such headers
-  make pieces whose parts differ in length: 45 of the shipped model's 84 unusable pieces in 207);
-  when a header line is out of retries, the header is written again from its start (up to
-  `bar_retries` times): a header that has gone wrong (a fifth voice after a four-voice `%%score`)
-  often leaves the model no good next line.
+- Header-checked generation (`header_retries` > 0; not in the published loop): header lines the
+  model writes are checked the same way (`header_line_problem`): a `V:n` line that declares a voice
+  again or leaves a quote open, or a `%%score` line naming a voice twice, is written again (such
+  headers make pieces whose parts differ in length: 45 of the shipped model's 84 unusable pieces in
+  207); a header line out of retries sends the piece back to the start of its header (up to
+  `header_retries` times): a header that has gone wrong (a fifth voice after a four-voice
+  `%%score`) often leaves the model no good next line. The header is then released only once a
+  body line stands.
 - Guidance (`guidance` g != 1; not in the published loop): every piece has a twin context without
   its leading `%` style lines (`Piece.free_context`), and each char is drawn from
   free + g * (prompted - free) logits (classifier-free guidance): g > 1 follows the prompt more.
@@ -138,6 +140,7 @@ class GenerationSettings:
     max_patches: int | None = None  # a piece fails after this many generated patches (None: no limit)
     batch_size: int = 1  # pieces generated together
     bar_retries: int = 0  # resample a misaligned bar line up to this many times (0: the published loop)
+    header_retries: int = 0  # rewrite a header line that declares a voice again up to this many times, then the header (as often) (0: the published loop)
     guidance: float = 1.0  # classifier-free guidance on the prompt lines: logits = free + g * (prompted - free); 1 = off (published)
 
     def __post_init__(self):
@@ -151,6 +154,8 @@ class GenerationSettings:
             raise ValueError(f"top_k must be >= 0 (0 = no top-k cut), not {self.top_k}")
         if self.bar_retries < 0:
             raise ValueError(f"bar_retries must be >= 0 (0 = no bar check), not {self.bar_retries}")
+        if self.header_retries < 0:
+            raise ValueError(f"header_retries must be >= 0 (0 = no header check), not {self.header_retries}")
         if self.guidance < 0:
             raise ValueError(f"guidance must be >= 0 (1 = off, > 1 follows the prompt more), not {self.guidance}")
 
@@ -357,8 +362,9 @@ class Piece:
         a header line out of retries sends the piece back to the start of its header (as many times)."""
         if self._line.rebuilds != len(self.stream_events):  # a rebuild inside the line: it stands
             return False
-        retry_line = self.line_retries < self.settings.bar_retries
-        restart_header = not retry_line and not self.in_body and self.header_restarts < self.settings.bar_retries
+        retries = self.settings.bar_retries if self.in_body else self.settings.header_retries
+        retry_line = self.line_retries < retries
+        restart_header = not retry_line and not self.in_body and self.header_restarts < retries
         if not (retry_line or restart_header) or self._line_problem(line_ended) is None:
             return False
         if retry_line:
@@ -381,7 +387,7 @@ class Piece:
         """Why the lines completed since the line start cannot stand: each new header line against
         the header before it; the last line, when the patch ended it, as a body line."""
         offset = self._line.metadata
-        for line in self.metadata[offset:].splitlines(keepends=True):
+        for line in self.metadata[offset:].splitlines(keepends=True) if self.settings.header_retries else []:
             if line.endswith("\n") and (problem := header_line_problem(line, self.metadata[:offset])):
                 return problem
             offset += len(line)
@@ -397,10 +403,12 @@ class Piece:
         """Text that can no longer be taken back: all of it without the bar check or once done,
         else up to the start of the line being written, the header only once a body line stands
         (until then the header may start over)."""
-        if self.done or not self.settings.bar_retries:
+        if self.done or not (self.settings.bar_retries or self.settings.header_retries):
             end = len(self.text)
+        elif self._line.in_body or not self.settings.header_retries:
+            end = self._line.text
         else:
-            end = self._line.text if self._line.in_body else self._header_start.text
+            end = self._header_start.text
         text, self.released = self.text[self.released:end], max(self.released, end)
         return text
 

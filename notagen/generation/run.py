@@ -179,7 +179,7 @@ def generation_settings(cfg: SimpleNamespace, seed: int) -> GenerationSettings:
     return GenerationSettings(top_k=cfg.top_k, top_p=cfg.top_p, temperature=cfg.temperature, greedy=cfg.greedy,
                               seed=seed, max_chars=cfg.max_chars, max_seconds=cfg.max_seconds,
                               max_empty_patches=cfg.max_empty_patches, batch_size=cfg.batch_size,
-                              bar_retries=cfg.bar_retries, guidance=cfg.guidance)
+                              bar_retries=cfg.bar_retries, header_retries=cfg.header_retries, guidance=cfg.guidance)
 
 
 def run_inference(cfg: SimpleNamespace, log=print) -> dict:
