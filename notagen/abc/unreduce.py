@@ -176,7 +176,6 @@ def line_problem(line: str, declared: set[str] | None = None, metre_bar: Fractio
     return None
 
 
-
 def header_line_problem(line: str, header: str) -> str | None:
     """Why one complete header line cannot follow the header lines before it (`header`), or None:
     a voice declared again (`V:n` twice: its parts lose track of their bars), a voice line with an
@@ -194,6 +193,7 @@ def header_line_problem(line: str, header: str) -> str | None:
         if len(numbers) != len(set(numbers)):
             return "voice twice in %%score"
     return None
+
 
 def is_rest_reduced(text: str) -> bool:
     """True when some body line of interleaved text leaves out a declared voice."""
