@@ -170,7 +170,7 @@ def run_dpo_training(settings) -> Path:
         max_steps=steps, max_grad_norm=settings.max_grad_norm, warmup_steps=settings.warmup_steps,
         weight_decay=0.0, seed=settings.seed, save_every_steps=settings.save_every_steps,
         log_every_steps=settings.log_every_steps, load_from_checkpoint=settings.load_from_checkpoint,
-        overwrite=getattr(settings, "overwrite", False),
+        overwrite=getattr(settings, "overwrite", False), num_threads=getattr(settings, "num_threads", 0),
         mixed_precision=settings.mixed_precision, report_to=settings.report_to)
     accelerator = make_accelerator(config)
 

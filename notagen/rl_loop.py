@@ -254,8 +254,9 @@ def run_loop(settings) -> list[dict]:
     DPOP are split across them, the ranking and the reports are rank 0's."""
     from .preference import CopyDetector, make_preference_file
     from .rl_stats import features_and_texts, reference_statistics
-    from .settings import record_settings
+    from .settings import apply_num_threads, record_settings
 
+    apply_num_threads(settings)
     procs = processes(settings)
     main = procs.rank == 0
     say = print if main else (lambda *_: None)

@@ -163,6 +163,16 @@ def record_settings(settings, path: str | Path) -> Path:
     return Path(path)
 
 
+def apply_num_threads(settings) -> None:
+    """Give torch the stage's NUM_THREADS (0 = leave torch's default). Every stage's entry function
+    calls it, so the setting holds whether the stage runs as a script or from Python."""
+    threads = getattr(settings, "num_threads", 0) or 0
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def run_stage(main, *args) -> int:
     """Run a stage script's work. A mistake the user can fix (a missing file, an earlier run in the
     way, a setting that cannot work, a full disk) ends in one `error:` line and exit code 2, not a
@@ -171,11 +181,8 @@ def run_stage(main, *args) -> int:
     import os
     import sys
 
-    for settings in args:  # a stage's NUM_THREADS (its own code may set it too)
-        if getattr(settings, "num_threads", 0) > 0:
-            import torch
-
-            torch.set_num_threads(settings.num_threads)
+    for settings in args:
+        apply_num_threads(settings)
     try:
         result = main(*args)
     except (FileExistsError, FileNotFoundError, ValueError, OSError) as error:

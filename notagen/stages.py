@@ -17,7 +17,7 @@ import torch
 
 from .io import atomic_write_text
 from .paths import resolve_input_path, resolve_output_dir, resolve_weights_path
-from .settings import plain_settings
+from .settings import apply_num_threads, plain_settings
 from .training import TrainConfig, TrainResult, check_output_dir, seed_everything, train
 
 SIZE_SETTINGS = ("patch_size", "patch_length", "patch_num_layers", "char_num_layers", "hidden_size")
@@ -142,8 +142,7 @@ def run_notagen_training(settings: SimpleNamespace, stage: str) -> TrainResult:
     if stage not in ("pretrain", "finetune"):
         raise ValueError(f"unknown stage {stage!r}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if getattr(settings, "num_threads", 0) > 0:
-        torch.set_num_threads(settings.num_threads)
+    apply_num_threads(settings)
     seed_everything(settings.seed)  # the same initial weights in every process
 
     pretrained = None

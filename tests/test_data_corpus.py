@@ -11,7 +11,7 @@ import pytest
 
 from conftest import read_jsonl
 from notagen.abc import KEYS_15, augmented_file, split_prompt_lines
-from notagen.abc.corpus import CorpusPiece, find_corpus_pieces, plan_corpus, round_robin, write_focus_index
+from notagen.abc.corpus import CorpusPiece, CorpusPlan, find_corpus_pieces, plan_corpus, round_robin, write_focus_index
 from notagen.abc.roundtrip import check_corpus_roundtrip
 from test_data_support import run_script
 
@@ -94,6 +94,9 @@ def test_choice_is_varied_and_reproducible():
     assert set(plan.finetune) <= set(focused.finetune) and len(focused.finetune) == 65
     assert all(piece.collection == "bach" for piece in added) and not held_out & {p.name for p in added}
     assert focused.pretrain == plan.pretrain and focused.references == plan.references
+    # without the pre-training set, the fine-tuning set and the references are what they were
+    alone = plan_corpus(pieces, prompts, max_pieces=40, reference_pieces=5, seed=3, pretrain=False)
+    assert alone == CorpusPlan([], plan.finetune, plan.references)
     groups = {"a": [1, 2, 3], "b": [4]}
     assert sorted(round_robin(groups, 3, seed=0)) in ([1, 2, 4], [1, 3, 4], [2, 3, 4])
 

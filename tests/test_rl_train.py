@@ -202,3 +202,17 @@ def test_the_policy_trains_without_dropout_unless_asked(tmp_path):
     assert abs(quiet["chosen_reward"]) < 1e-4 and abs(quiet["rejected_reward"]) < 1e-4
     noisy = first_step(False)
     assert abs(noisy["chosen_reward"]) > 1e-2 or abs(noisy["rejected_reward"]) > 1e-2
+
+
+def test_rl_train_runs_on_its_num_threads(tmp_path):
+    """RL/train.py's NUM_THREADS reaches torch (it once went nowhere: DPOP ran on every core)."""
+    chosen, rejected = write_pieces(tmp_path)
+    preference_path = tmp_path / "preferences.json"
+    preference_path.write_text(json.dumps({"chosen": chosen, "rejected": rejected}))
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    try:
+        run_dpo_training(settings_for(tmp_path, preference_path, optimization_steps=1, num_threads=wanted))
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)

@@ -148,9 +148,10 @@ class CorpusPlan:
 
 def plan_corpus(pieces: list[CorpusPiece], prompts: dict[str, Prompt], max_pieces: int,
                 reference_pieces: int, seed: int, focus: Prompt | None = None,
-                focus_pieces: int = 0) -> CorpusPlan:
+                focus_pieces: int = 0, pretrain: bool = True) -> CorpusPlan:
     """Choose the references first, then the training sets (see the module docstring); then add
-    up to `focus_pieces` more fine-tuning pieces of the `focus` prompt (seeded choice)."""
+    up to `focus_pieces` more fine-tuning pieces of the `focus` prompt (seeded choice).
+    `pretrain` False leaves the pre-training set empty; the other sets stay as they would be."""
     rng = random.Random(seed)
     references = {}
     for set_name, pattern in REFERENCE_SETS.items():
@@ -174,7 +175,7 @@ def plan_corpus(pieces: list[CorpusPiece], prompts: dict[str, Prompt], max_piece
             extra = [piece for piece in every_with_prompt
                      if prompts[piece.name] == tuple(focus) and piece.name not in chosen]
             with_prompt += random.Random(seed).sample(extra, min(focus_pieces, len(extra)))
-    return CorpusPlan(pretrain=sorted(trainable, key=lambda piece: piece.name),
+    return CorpusPlan(pretrain=sorted(trainable, key=lambda piece: piece.name) if pretrain else [],
                       finetune={piece: prompts[piece.name] for piece in sorted(with_prompt, key=lambda p: p.name)},
                       references=references)
 
@@ -315,7 +316,8 @@ def _finished(layout: PreprocessLayout, names) -> list[str]:
 
 def build_corpus(out_dir: str | Path, max_pieces: int = 0, reference_pieces: int = 20,
                  eval_split: float = 0.1, seed: int = 0, workers: int = 0, timeout: float = 180.0,
-                 progress: bool = True, focus: Prompt | None = None, focus_pieces: int = 0) -> dict:
+                 progress: bool = True, focus: Prompt | None = None, focus_pieces: int = 0,
+                 pretrain: bool = True) -> dict:
     """Build (or finish) the embedded corpus under `out_dir`; returns the counts it also writes
     to `<out_dir>/summary.json`.
 
@@ -332,7 +334,7 @@ def build_corpus(out_dir: str | Path, max_pieces: int = 0, reference_pieces: int
     pieces = find_corpus_pieces(root)
     composers = metadata_composers(pieces, root)
     prompts = {piece.name: prompt for piece in pieces if (prompt := prompt_for(piece, composers))}
-    plan = plan_corpus(pieces, prompts, max_pieces, reference_pieces, seed, focus, focus_pieces)
+    plan = plan_corpus(pieces, prompts, max_pieces, reference_pieces, seed, focus, focus_pieces, pretrain)
 
     standard = out_dir / "sources" / "standard_abc"
     conversion = run_batch(

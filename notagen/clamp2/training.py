@@ -43,12 +43,11 @@ def store_feature_center(weights_path: str | Path, files: list[Path]) -> torch.T
 def run_m3_training(settings):
     """Train (or continue) an M3 with the stage settings; returns the loop's TrainResult."""
     from notagen.paths import resolve_input_path, resolve_output_dir
-    from notagen.settings import plain_settings
+    from notagen.settings import apply_num_threads, plain_settings
     from notagen.training import TrainConfig, make_accelerator, seed_everything, train
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if settings.num_threads > 0:
-        torch.set_num_threads(settings.num_threads)
+    apply_num_threads(settings)
     seed_everything(settings.seed)
     if settings.init_weights_path:
         model = load_m3_model(resolve_input_path(settings.init_weights_path))

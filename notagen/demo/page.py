@@ -25,6 +25,7 @@ import gradio as gr  # noqa: E402
 
 from ..generation.piece import PromptError  # noqa: E402
 from ..generation.run import SetupError  # noqa: E402
+from ..settings import apply_num_threads  # noqa: E402
 from .session import DemoBackend, DemoRequest, Progress, Variation  # noqa: E402
 
 CSS = """
@@ -255,10 +256,7 @@ def offline_theme():
 
 def launch(cfg: SimpleNamespace, block: bool = True):
     """Load the model, build the page and serve it; returns the gradio App when `block` is False."""
-    if getattr(cfg, "num_threads", 0) > 0:
-        import torch
-
-        torch.set_num_threads(cfg.num_threads)
+    apply_num_threads(cfg)
     backend = DemoBackend(cfg)
     page = build_page(backend)
     page.queue(max_size=cfg.max_queue, default_concurrency_limit=1, api_open=False)

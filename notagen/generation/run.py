@@ -36,6 +36,7 @@ import torch
 from ..io import atomic_write_json, atomic_write_text
 from ..paths import resolve_output_dir
 from ..render import RenderSettings, error_reason, export_piece
+from ..settings import apply_num_threads
 from ..patchilizer import Patchilizer
 from .engine import engine_for
 from .piece import GenerationSettings, PieceResult, Prompt
@@ -188,8 +189,7 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
     `--prompt all` runs every prompt of the prompt list in one stream: piece k of prompt p is piece
     p * num_samples + k of the stream (its seed), named `_<k>`, with a summary per prompt as
     separate runs write; it returns their counts."""
-    if getattr(cfg, "num_threads", 0) > 0:
-        torch.set_num_threads(cfg.num_threads)
+    apply_num_threads(cfg)
     procs = processes(resolve_device(cfg.device), cfg.device)
     device = procs.device
     dtype = resolve_dtype(cfg.dtype, device)

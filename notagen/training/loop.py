@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..checkpoint import load_state_dict_checked
-from ..settings import record_settings
+from ..settings import apply_num_threads, record_settings
 from .checkpoints import (check_output_dir, find_resume, reduce_sum, save_training_state, save_weights,
                           state_from_checkpoint)
 from .parts import (RunLogger, ShardedSampler, build_optimizer, build_scheduler, make_accelerator,
@@ -153,8 +153,7 @@ def train(model: torch.nn.Module, train_dataset: Dataset, eval_dataset: Dataset 
 def setup(model, train_dataset, config: TrainConfig, optimizer, accelerator, checkpoint_extra) -> Run:
     """Everything before the first step; a resumed run ends here in the state it was saved in."""
     check_output_dir(config)
-    if config.num_threads > 0:
-        torch.set_num_threads(config.num_threads)
+    apply_num_threads(config)
     accelerator = accelerator or make_accelerator(config)
     device = accelerator.device
     run_log = RunLogger(accelerator, config)
