@@ -22,10 +22,10 @@ def main(argv=None) -> int:
     summary = build_corpus(resolve_output_dir(cfg.out_dir), max_pieces=cfg.max_pieces,
                            reference_pieces=cfg.reference_pieces, eval_split=cfg.eval_split,
                            seed=cfg.seed, workers=cfg.workers, timeout=cfg.timeout,
-                           focus=focus, focus_pieces=cfg.focus_pieces)
+                           focus=focus, focus_pieces=cfg.focus_pieces, pretrain=cfg.pretrain_set)
     record_settings(cfg, resolve_output_dir(cfg.out_dir) / "settings.json")  # `--config` repeats the build
     print("\n".join(summary_lines(summary)))
-    return 0 if summary["pretrain"]["pieces"] and summary["finetune"]["pieces"] else 1
+    return 0 if (summary["pretrain"]["pieces"] or not cfg.pretrain_set) and summary["finetune"]["pieces"] else 1
 
 
 if __name__ == "__main__":
