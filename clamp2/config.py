@@ -5,6 +5,8 @@ tried from the working directory, then from the repository root; output paths ar
 repository root.
 """
 
+NUM_THREADS = 0  # CPU threads for torch in extract_clamp2.py and evaluate.py (0 = torch's default; 1 beside other work)
+
 # extract_clamp2.py
 INPUT_DIR = "runs/generated"  # folder of .abc files to featurize (searched recursively)
 OUTPUT_DIR = "runs/clamp2_features/generated"  # mirrored output folder of <name>.npy features [1, hidden]

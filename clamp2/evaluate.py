@@ -13,12 +13,13 @@ _HERE = Path(__file__).resolve().parent
 sys.path[0] = str(_HERE.parent)  # this folder's statistics.py would shadow the standard library
 
 from notagen.evaluation import evaluate, write_report  # noqa: E402
-from notagen.settings import parse_settings, record_settings, run_stage  # noqa: E402
+from notagen.settings import apply_num_threads, parse_settings, record_settings, run_stage  # noqa: E402
 from notagen.paths import resolve_input_path, resolve_output_dir  # noqa: E402
 
 
 def main(argv=None):
     cfg = parse_settings(_HERE / "config.py", argv, description=__doc__)
+    apply_num_threads(cfg)
     weights = str(resolve_input_path(cfg.eval_clamp2_weights_path)) if cfg.eval_clamp2_weights_path else ""
     style = str(resolve_input_path(cfg.style_train_dir)) if cfg.style_train_dir else ""
     report = evaluate(resolve_input_path(cfg.generated_dir), resolve_input_path(cfg.reference_dir), weights, style,

@@ -16,11 +16,12 @@ sys.path[0] = str(_HERE.parent)
 
 from notagen.clamp2 import run_extraction  # noqa: E402
 from notagen.paths import resolve_output_dir  # noqa: E402
-from notagen.settings import parse_settings, record_settings, run_stage  # noqa: E402
+from notagen.settings import apply_num_threads, parse_settings, record_settings, run_stage  # noqa: E402
 
 
 def main(argv=None):
     cfg = parse_settings(_HERE / "config.py", argv, description=__doc__)
+    apply_num_threads(cfg)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     run_extraction(cfg.input_dir, cfg.output_dir, cfg.clamp2_weights_path, cfg.batch_size)
     record_settings(cfg, resolve_output_dir(cfg.output_dir) / "settings.json")  # `--config` repeats the run

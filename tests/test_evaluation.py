@@ -140,7 +140,7 @@ def test_the_script_writes_the_report(bach, palestrina, tmp_path):
     out = tmp_path / "report"
     done = subprocess.run([sys.executable, str(REPO_ROOT / "clamp2" / "evaluate.py"), "--generated_dir", str(generated),
                            "--reference_dir", str(reference), "--eval_clamp2_weights_path", str(TINY_CLAMP2),
-                           "--style_train_dir", str(style), "--eval_output_dir", str(out)],
+                           "--style_train_dir", str(style), "--eval_output_dir", str(out), "--num_threads", "1"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = done.stdout.strip().splitlines()[-2]
