@@ -15,6 +15,7 @@ OUTPUT_DIR = "runs/demo"  # every run gets its own folder here: settings.json an
 TOP_K = _published.top_k  # initial top-k on the page (published 9)
 TOP_P = _published.top_p  # initial top-p on the page (published 0.9)
 TEMPERATURE = 1.0  # initial temperature on the page (published 1.2, for NotaGen-X; the small shipped model writes far more usable pieces at 1.0)
+GUIDANCE = 1.0  # initial prompt strength on the page: classifier-free guidance on the style lines (1 = off, as published; 1.5 follows a rare prompt more at twice the compute and fewer usable pieces, docs/shipped-model.md)
 MAX_VARIATIONS = 8  # most variations generated together (through the engine's batching)
 MAX_CHARS = 12000  # a piece fails (partial text kept and shown) once its text is longer than this
 MAX_SECONDS = 600.0  # a piece fails after this many seconds

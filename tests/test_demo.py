@@ -162,6 +162,20 @@ def test_each_run_has_its_own_folder_with_settings_seed_and_files(backend):
     assert first.patches == sum(v.patches for v in first.variations) > 0
 
 
+def test_prompt_strength_reaches_the_sampler_and_the_record(backend):
+    """The page's guidance slider: the same seed with guidance 2.5 writes another piece than with
+    guidance off, and settings.json says which was used."""
+    from notagen.demo.session import DemoRequest
+
+    lines = ("%Romantic", "%Chopin, Frederic", "%Keyboard")
+    plain = list(backend.generate(DemoRequest(prompt_lines=lines, seed=5)))[-1]
+    guided = list(backend.generate(DemoRequest(prompt_lines=lines, seed=5, guidance=2.5)))[-1]
+    assert guided.variations[0].text.startswith("%Romantic\n")
+    assert guided.variations[0].text != plain.variations[0].text
+    assert json.loads((guided.run_dir / "settings.json").read_text())["settings"]["guidance"] == 2.5
+    assert json.loads((plain.run_dir / "settings.json").read_text())["settings"]["guidance"] == 1.0
+
+
 def test_stop_ends_the_engine_at_the_next_patch(backend):
     from notagen.demo.session import DemoRequest
 

@@ -11,6 +11,7 @@ the test's tmp folder).
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -207,6 +208,9 @@ def test_tiny_checkpoint_streams_shows_its_failure_and_renders_a_pasted_chorale(
     choose(page, "composer", "Chopin, Frederic")
     assert offered(page, "instrumentation") == catalog.instrumentations("Romantic", "Chopin, Frederic")
     choose(page, "instrumentation", "Keyboard")
+    strength = page.locator("#guidance input[type=number]")
+    strength.fill("1.5")
+    strength.press("Enter")
 
     # the page itself samples every 5 ms how much text it shows while still generating: a test
     # polling from Python (a round trip per look) can miss a tiny model's whole piece
@@ -225,6 +229,8 @@ def test_tiny_checkpoint_streams_shows_its_failure_and_renders_a_pasted_chorale(
     final = status(page)
     assert re.search(r"variation 1: (failed, \d+ bars — \S+|finished)", final), final
     assert page.locator("#abc-text textarea").input_value().startswith("%Romantic\n%Chopin, Frederic\n%Keyboard\n")
+    record = max((tiny_server.out_dir / "runs").glob("*/settings.json"), key=lambda path: path.stat().st_mtime)
+    assert json.loads(record.read_text())["settings"]["guidance"] == 1.5  # the prompt-strength slider's value
     if "failed" in final:  # the reason is on the page, and so is the raw text to download
         assert "No score:" in page.locator("#score").inner_text()
         assert any(name.endswith("_raw.abc") for name in download_links(page))

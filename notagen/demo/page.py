@@ -118,13 +118,14 @@ class DemoPage:
                            f"{continuation.bars_in_file} bars given).")
 
     # -- generation --------------------------------------------------------------------------------
-    def run(self, period, composer, instrumentation, upload, bars, top_k, top_p, temperature, seed, variations,
-            request: gr.Request):
+    def run(self, period, composer, instrumentation, upload, bars, top_k, top_p, temperature, guidance, seed,
+            variations, request: gr.Request):
         lines = self.prompt_lines(period, composer, instrumentation)
         continuation = self.continuation(upload, lines, bars).prompt if upload else None
         stop = self.stops[request.session_hash] = threading.Event()
         job = DemoRequest(prompt_lines=lines, continue_from=continuation, top_k=int(top_k), top_p=float(top_p),
-                          temperature=float(temperature), seed=int(seed), variations=int(variations))
+                          temperature=float(temperature), guidance=float(guidance), seed=int(seed),
+                          variations=int(variations))
         sent_score = 0
         try:
             for progress in self.backend.generate(job, stop):
@@ -187,6 +188,8 @@ class DemoPage:
             c.top_k = gr.Slider(1, 128, value=cfg.top_k, step=1, label="top-k")
             c.top_p = gr.Slider(0.05, 1.0, value=cfg.top_p, step=0.05, label="top-p")
             c.temperature = gr.Slider(0.1, 2.0, value=cfg.temperature, step=0.05, label="temperature")
+            c.guidance = gr.Slider(0.0, 3.0, value=cfg.guidance, step=0.1, elem_id="guidance",
+                                   label="prompt strength (1 = off; more follows the prompt more)")
             c.seed = gr.Number(-1, label="seed (-1 = new)", precision=0, elem_id="seed")
             c.last_seed = gr.Number(None, label="seed of the last run", precision=0, interactive=False,
                                     elem_id="last-seed")
@@ -220,7 +223,7 @@ class DemoPage:
                         concurrency_id="upload")
         c.reuse_seed.click(lambda value: value if value is not None else -1, c.last_seed, c.seed, queue=False)
         c.generate_button.click(
-            self.run, [*prompt, c.upload, c.bars, c.top_k, c.top_p, c.temperature, c.seed, c.variations],
+            self.run, [*prompt, c.upload, c.bars, c.top_k, c.top_p, c.temperature, c.guidance, c.seed, c.variations],
             [r.status, r.abc, r.score, r.audio, r.files, last_run, c.last_seed, r.choice],
             concurrency_limit=1, concurrency_id="generation", show_progress="minimal")
         c.stop_button.click(self.on_stop, None, None, queue=False)

@@ -87,6 +87,7 @@ class DemoRequest:
     top_k: int = 9
     top_p: float = 0.9
     temperature: float = 1.2
+    guidance: float = 1.0  # classifier-free guidance on the prompt's style lines (1 = off)
     seed: int = -1  # -1: a fresh one, shown after the run
     variations: int = 1
 
@@ -143,7 +144,8 @@ class DemoBackend:
         settings = GenerationSettings(top_k=request.top_k, top_p=request.top_p, temperature=request.temperature,
                                       seed=seed, max_chars=cfg.max_chars, max_seconds=cfg.max_seconds,
                                       max_empty_patches=cfg.max_empty_patches, batch_size=request.variations,
-                                      bar_retries=cfg.bar_retries, header_retries=cfg.header_retries)
+                                      bar_retries=cfg.bar_retries, header_retries=cfg.header_retries,
+                                      guidance=request.guidance)
         with self.lock:
             run_dir = self.new_run_dir(seed)
             progress = Progress(run_dir, seed, [Variation(i) for i in range(request.variations)], time.monotonic())
