@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV="${VENV:-.venv}"
+case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac  # an absolute path from here on (VENV=/elsewhere works too)
 # install "$1" into the venv unless its marker is newer than the requirements file
 install() {
   local requirements="$1" marker="$VENV/.installed-$1"
@@ -19,7 +20,7 @@ install() {
   fi
 }
 install requirements.txt
-export PATH="$PWD/$VENV/bin:$PATH"
+export PATH="$VENV/bin:$PATH"
 case "${1:-main}" in
   test) shift || true; install requirements-test.txt; exec python -m pytest -q tests "$@" ;;
   main) shift || true; exec python main.py "$@" ;;

@@ -183,3 +183,24 @@ def test_a_bad_settings_file_is_one_error_line_in_every_script(tmp_path):
         result = script(path, "--config", bad)
         assert result.returncode == 2 and "Traceback" not in result.stderr, (path, result.stderr[-2000:])
         assert "unknown setting(s) no_such_setting" in result.stderr.strip().splitlines()[-1], path
+
+
+@pytest.mark.parametrize("absolute", [True, False])
+def test_run_sh_uses_the_venv_it_is_given(tmp_path, absolute):
+    """`VENV=path bash run.sh` runs the scripts with that environment's python, whether the path is
+    relative to the repository or absolute (an absolute one was once prefixed with the repository)."""
+    venv = (tmp_path if absolute else REPO_ROOT) / f".venv-test-{os.getpid()}-{absolute}"
+    try:
+        (venv / "bin").mkdir(parents=True)
+        fake = venv / "bin" / "python"
+        fake.write_text('#!/bin/sh\necho "the given venv runs: $*"\n')
+        fake.chmod(0o755)
+        for requirements in ("requirements.txt", "requirements-test.txt"):
+            (venv / f".installed-{requirements}").touch()  # newer than the requirements: no install
+        given = str(venv) if absolute else venv.name
+        done = subprocess.run(["bash", str(REPO_ROOT / "run.sh"), "main", "--rl", "false"], capture_output=True,
+                              text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "VENV": given, "HOME": str(tmp_path)})
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "the given venv runs: main.py --rl false"
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)
