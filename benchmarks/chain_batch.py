@@ -1,0 +1,60 @@
+"""Pieces a minute of the CLaMP-DPO chain's generation at several batch sizes.
+
+    python benchmarks/chain_batch.py                                  # the main job's start model
+    python benchmarks/chain_batch.py --weights weights/embedded --pieces 128 --batches 64 128
+
+The chain's settings (main.py): the focus prompt, T 1.0, bar check with 32 retries, header lines
+unchecked, a piece fails past 1200 patches or 6000 chars; 1 torch thread. A piece does not depend
+on the batch it is written in, so every batch size writes the same pieces and only the time
+differs. Prints pieces/min and the ratio to the first batch size (the baseline, the chain's 64).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from notagen.checkpoint import load_model  # noqa: E402
+from notagen.generation import GenerationSettings, Prompt, engine_for  # noqa: E402
+from notagen.paths import resolve_weights_path  # noqa: E402
+
+START_MODEL = "runs/main/rl_start"  # the main job's CLaMP-DPO start model
+
+
+def pieces_per_minute(engine, prompt: Prompt, pieces: int, batch: int) -> tuple[float, int]:
+    """Pieces a minute writing `pieces` pieces at `batch`, and how many of them finished."""
+    settings = GenerationSettings(top_k=9, top_p=0.9, temperature=1.0, seed=0, max_chars=6000, max_patches=1200,
+                                  batch_size=batch, bar_retries=32, header_retries=0)
+    started = time.perf_counter()
+    finished = sum(event.result.status == "finished" for event in engine.stream([prompt] * pieces, settings)
+                   if event.result is not None)
+    return pieces / (time.perf_counter() - started) * 60, finished
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", default=START_MODEL, help="a checkpoint file or a folder holding one")
+    parser.add_argument("--prompt", default="Baroque|Bach, Johann Sebastian|Choral")
+    parser.add_argument("--pieces", type=int, default=256)
+    parser.add_argument("--batches", type=int, nargs="+", default=[64, 32, 128])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    weights = resolve_weights_path(args.weights)
+    engine = engine_for(load_model(weights))
+    prompt = Prompt.from_lines(tuple(f"%{field}" for field in args.prompt.split("|")))
+    print(f"{weights.name}: {args.pieces} pieces a run, 1 thread")
+    baseline = None
+    for batch in args.batches:
+        rate, finished = pieces_per_minute(engine, prompt, args.pieces, batch)
+        baseline = baseline or rate
+        print(f"batch {batch:4d}: {rate:6.1f} pieces/min ({finished} finished), {rate / baseline:.2f}x batch {args.batches[0]}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
