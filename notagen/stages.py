@@ -13,8 +13,6 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
-import torch
-
 from .io import atomic_write_text
 from .paths import resolve_input_path, resolve_output_dir, resolve_weights_path
 from .settings import apply_num_threads, plain_settings
