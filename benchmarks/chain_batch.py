@@ -3,14 +3,16 @@
     python benchmarks/chain_batch.py                                  # the main job's start model
     python benchmarks/chain_batch.py --weights weights/embedded --pieces 128 --batches 64 128
 
-The chain's settings (main.py): the focus prompt, T 1.0, bar check with 32 retries, header lines
-unchecked, a piece fails past 1200 patches or 6000 chars; 1 torch thread. A piece does not depend
+The chain's settings, read from main.py as `main.py` passes them to RL/loop.py (the focus prompt,
+temperature, bar and header retries, the char and patch limits; RL/config.py for the rest),
+built by the loop's own `sampling_settings`; 1 torch thread. A piece does not depend
 on the batch it is written in, so every batch size writes the same pieces and only the time
-differs. Prints pieces/min and the ratio to the first batch size (the baseline, the chain's 64).
+differs. Prints pieces/min and the ratio to the first batch size (the baseline, the chain's own).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -19,17 +21,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+import main as main_job  # noqa: E402  (the main job's settings: one home for the chain's values)
 from notagen.checkpoint import load_model  # noqa: E402
 from notagen.generation import GenerationSettings, Prompt, engine_for  # noqa: E402
-from notagen.paths import resolve_weights_path  # noqa: E402
+from notagen.paths import REPO_ROOT, resolve_weights_path  # noqa: E402
+from notagen.rl_loop import sampling_settings  # noqa: E402
+from notagen.settings import parse_settings  # noqa: E402
 
 START_MODEL = "runs/main/rl_start"  # the main job's CLaMP-DPO start model
 
 
+def chain_settings() -> GenerationSettings:
+    """The generation settings of the main job's CLaMP-DPO chain (seed 0)."""
+    loop = parse_settings(REPO_ROOT / "RL" / "config.py", [
+        "--temperature", str(main_job.TEMPERATURE), "--max_chars", str(main_job.MAX_CHARS),
+        "--bar_retries", str(main_job.RL_BAR_RETRIES), "--header_retries", str(main_job.RL_HEADER_RETRIES),
+        "--max_patches", str(main_job.RL_MAX_PATCHES), "--seed", "0"])
+    return sampling_settings(loop)
+
+
 def pieces_per_minute(engine, prompt: Prompt, pieces: int, batch: int) -> tuple[float, int]:
     """Pieces a minute writing `pieces` pieces at `batch`, and how many of them finished."""
-    settings = GenerationSettings(top_k=9, top_p=0.9, temperature=1.0, seed=0, max_chars=6000, max_patches=1200,
-                                  batch_size=batch, bar_retries=32, header_retries=0)
+    settings = dataclasses.replace(chain_settings(), batch_size=batch)
     started = time.perf_counter()
     finished = sum(event.result.status == "finished" for event in engine.stream([prompt] * pieces, settings)
                    if event.result is not None)
@@ -39,9 +52,9 @@ def pieces_per_minute(engine, prompt: Prompt, pieces: int, batch: int) -> tuple[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=START_MODEL, help="a checkpoint file or a folder holding one")
-    parser.add_argument("--prompt", default="Baroque|Bach, Johann Sebastian|Choral")
+    parser.add_argument("--prompt", default=main_job.PROMPT)
     parser.add_argument("--pieces", type=int, default=256)
-    parser.add_argument("--batches", type=int, nargs="+", default=[64, 32, 128])
+    parser.add_argument("--batches", type=int, nargs="+", default=[main_job.RL_GENERATION_BATCH_SIZE, 32, 128])
     args = parser.parse_args()
     torch.set_num_threads(1)
     weights = resolve_weights_path(args.weights)
