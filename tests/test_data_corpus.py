@@ -71,6 +71,21 @@ def test_references_are_held_out(tiny_corpus):
         assert all((out / "reference" / set_name / f"{name}.abc").read_text().count("[V:1]") > 4 for name in names)
 
 
+def test_a_build_without_the_pretraining_set_leaves_an_earlier_one_alone(tiny_corpus, tmp_path):
+    """`--pretrain_set false` into a folder that holds a pre-training set: its files and index stay."""
+    import shutil
+
+    out = shutil.copytree(tiny_corpus[0], tmp_path / "corpus")
+    before = {path: path.read_bytes() for path in (out / "pretrain").rglob("*") if path.is_file()}
+    stdout = run_script("build_corpus.py", "--out_dir", out, "--max_pieces", 3, "--reference_pieces", 2,
+                        "--workers", 2, "--pretrain_set", "false")
+    assert "pretrain: not built (an earlier one in this folder is left as it was)" in stdout
+    assert "finetune: 3 pieces" in stdout
+    after = {path: path.read_bytes() for path in (out / "pretrain").rglob("*") if path.is_file()}
+    assert len(before) > 45 and after == before
+    assert json.loads((out / "summary.json").read_text())["pretrain"] == {"selected": 0, "pieces": 0, "built": False}
+
+
 def test_finetune_round_trip(tiny_corpus):
     out, _ = tiny_corpus
     report = check_corpus_roundtrip(out / "finetune", workers=2, progress=False)

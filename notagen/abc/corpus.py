@@ -355,7 +355,12 @@ def build_corpus(out_dir: str | Path, max_pieces: int = 0, reference_pieces: int
                "sources": {"selected": len(plan.all_pieces()), "converted": len(converted),
                            "preprocessed": len(_finished(references_only, converted)),
                            "failed": dict(conversion.reason_counts() + preprocessing.reason_counts())}}
-    for set_name, selection in (("pretrain", {piece: None for piece in plan.pretrain}), ("finetune", plan.finetune)):
+    sets = [("finetune", plan.finetune)]
+    if pretrain:  # without it, an earlier build's pre-training set in out_dir is left as it was
+        sets.insert(0, ("pretrain", {piece: None for piece in plan.pretrain}))
+    else:
+        summary["pretrain"] = {"selected": 0, "pieces": 0, "built": False}
+    for set_name, selection in sets:
         finished = set(_finished(cache, [piece.name for piece in selection]))
         chosen = {piece.name: prompt for piece, prompt in selection.items() if piece.name in finished}
         _publish_set(standard, cache, out_dir / set_name, chosen)
@@ -391,7 +396,9 @@ def summary_lines(summary: dict) -> list[str]:
              f"{sources['preprocessed']} preprocessed"
              + (f" (failed: {sources['failed']})" if sources["failed"] else "")]
     for set_name in ("pretrain", "finetune"):
-        lines.append(f"{set_name}: {summary[set_name]['pieces']} pieces")
+        built = summary[set_name].get("built", True)
+        lines.append(f"{set_name}: {summary[set_name]['pieces']} pieces" if built
+                     else f"{set_name}: not built (an earlier one in this folder is left as it was)")
     lines += [f"  {count:5d}  {prompt}" for prompt, count in summary["finetune"]["per_prompt"].items()]
     if "focus_index" in summary["finetune"]:
         counts = summary["finetune"]["focus_index"]
