@@ -160,10 +160,10 @@ def rl_folder(seed: int) -> str:
     return "rl" if seed == 0 else f"rl_seed{seed}"
 
 
-def run_clamp_dpo(cfg, runs: Path, corpus: Path, start: Path) -> None:
-    folder = rl_folder(cfg.rl_seed)
-    run("clamp_dpo" + folder.removeprefix("rl"), [  # clamp_dpo, clamp_dpo_seed<N>
-        "RL/loop.py", "--iterations", str(cfg.rl_iterations), "--loop_dir", str(runs / folder),
+def clamp_dpo_args(cfg, runs: Path, corpus: Path, start: Path) -> list[str]:
+    """RL/loop.py's command line for the job's CLaMP-DPO chain (also read by benchmarks/chain_batch.py)."""
+    return [
+        "RL/loop.py", "--iterations", str(cfg.rl_iterations), "--loop_dir", str(runs / rl_folder(cfg.rl_seed)),
         "--weights_path", str(start), "--clamp2_weights_path", str(runs / "m3/weights_m3.pth"),
         "--reference_dir", str(corpus / "reference/bach_chorales"), "--prompt", cfg.prompt,
         "--num_samples", str(cfg.rl_samples), "--generation_batch_size", str(cfg.rl_generation_batch_size),
@@ -174,7 +174,12 @@ def run_clamp_dpo(cfg, runs: Path, corpus: Path, start: Path) -> None:
         "--optimization_steps", str(cfg.rl_steps), "--learning_rate", str(cfg.rl_learning_rate),
         "--beta", str(cfg.rl_beta), "--batch_size", "1", "--save_every_steps", "20", "--device", "cpu", "--num_threads", str(cfg.num_threads),
         "--eval_pieces", str(cfg.eval_pieces), "--style_train_dir", str(corpus / "finetune/interleaved"),
-        "--copy_source_index", str(runs / "rl_start_data/train.jsonl")], runs)  # copies of its 20 chorales too
+        "--copy_source_index", str(runs / "rl_start_data/train.jsonl")]  # copies of its 20 chorales too
+
+
+def run_clamp_dpo(cfg, runs: Path, corpus: Path, start: Path) -> None:
+    folder = rl_folder(cfg.rl_seed)
+    run("clamp_dpo" + folder.removeprefix("rl"), clamp_dpo_args(cfg, runs, corpus, start), runs)  # clamp_dpo, clamp_dpo_seed<N>
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
     python benchmarks/chain_batch.py                                  # the main job's start model
     python benchmarks/chain_batch.py --weights weights/embedded --pieces 128 --batches 64 128
 
-The chain's settings, read from main.py as `main.py` passes them to RL/loop.py (the focus prompt,
-temperature, bar and header retries, the char and patch limits; RL/config.py for the rest),
-built by the loop's own `sampling_settings`; 1 torch thread. A piece does not depend
+The chain's generation settings are RL/loop.py's, parsed from the command line main.py gives it
+(`main.clamp_dpo_args`, main.py's defaults) and built by the loop's own `sampling_settings`;
+1 torch thread. A piece does not depend
 on the batch it is written in, so every batch size writes the same pieces and only the time
 differs. Prints pieces/min and the ratio to the first batch size (the baseline, the chain's own).
 """
@@ -32,12 +32,11 @@ START_MODEL = "runs/main/rl_start"  # the main job's CLaMP-DPO start model
 
 
 def chain_settings() -> GenerationSettings:
-    """The generation settings of the main job's CLaMP-DPO chain (seed 0)."""
-    loop = parse_settings(REPO_ROOT / "RL" / "config.py", [
-        "--temperature", str(main_job.TEMPERATURE), "--max_chars", str(main_job.MAX_CHARS),
-        "--bar_retries", str(main_job.RL_BAR_RETRIES), "--header_retries", str(main_job.RL_HEADER_RETRIES),
-        "--max_patches", str(main_job.RL_MAX_PATCHES), "--seed", "0"])
-    return sampling_settings(loop)
+    """The generation settings of the main job's CLaMP-DPO chain (main.py's defaults, seed 0)."""
+    job = parse_settings(REPO_ROOT / "main.py", [])
+    runs, corpus = REPO_ROOT / job.runs_dir, REPO_ROOT / job.corpus_dir
+    args = main_job.clamp_dpo_args(job, runs, corpus, runs / "rl_start")[1:]  # [0] is the script
+    return sampling_settings(parse_settings(REPO_ROOT / "RL" / "config.py", args))
 
 
 def pieces_per_minute(engine, prompt: Prompt, pieces: int, batch: int) -> tuple[float, int]:
