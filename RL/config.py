@@ -23,6 +23,7 @@ OUTPUT_DIR = "runs/rl/iter_1/dpo"  # where the new weights, logs and resume chec
 TAG = "pretrain-finetune-RL1"  # file-name tag: weights_notagen_<tag>_beta_..._lr_...pth
 BETA = 0.1  # DPOP beta (published 0.1)
 LAMBDA = 10.0  # DPOP lambda: penalty for lowering the chosen log-prob below the reference (published 10)
+NLL_WEIGHT = 0.0  # weight of the chosen piece's negative log-likelihood per character added to DPOP (RPO; 0 = published): it keeps teaching once the rejected piece is pushed far down
 LEARNING_RATE = 1e-6  # published 1e-6
 OPTIMIZATION_STEPS = 10000  # optimizer steps (published 10,000, one pair a step)
 BATCH_SIZE = 1  # pairs per step and process

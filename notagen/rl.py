@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from .config import PAD_ID
 from .data import collate_patches
 from .dpo import dpop_loss
 from .patchilizer import Patchilizer
@@ -102,21 +103,24 @@ class PreferencePairs(Dataset):
 
 
 def collate_pairs(items: list[dict]) -> dict[str, torch.Tensor]:
-    """B pairs -> one [2B, N, 16] batch (chosen rows first) + reference log-probs [B] each."""
+    """B pairs -> one [2B, N, 16] batch (chosen rows first) + reference log-probs [B] each, and
+    the chosen texts' predicted characters [B] (what `sequence_logp` sums over; for the NLL term)."""
     batch = collate_patches([i["chosen"] for i in items] + [i["rejected"] for i in items])
-    return {**batch,
+    chosen_length = (batch["patches"][:len(items), 1:] != PAD_ID).sum(dim=(1, 2)).double()  # first patch is never predicted
+    return {**batch, "chosen_length": chosen_length,
             "ref_chosen": torch.tensor([i["ref_chosen"] for i in items], dtype=torch.float64),
             "ref_rejected": torch.tensor([i["ref_rejected"] for i in items], dtype=torch.float64)}
 
 
-def dpop_compute_loss(beta: float, lam: float):
+def dpop_compute_loss(beta: float, lam: float, nll_weight: float = 0.0):
     """compute_loss(model, batch) for the training loop: (mean DPOP loss, step metrics)."""
 
     def compute_loss(model, batch):
         logps = model(batch["patches"], batch["masks"], sequence_logp=True).double()  # [2B], through DDP
         pairs = len(batch["ref_chosen"])
         losses, chosen_rewards, rejected_rewards = dpop_loss(
-            logps[:pairs], logps[pairs:], batch["ref_chosen"], batch["ref_rejected"], beta, lam)
+            logps[:pairs], logps[pairs:], batch["ref_chosen"], batch["ref_rejected"], beta, lam,
+            nll_weight, batch["chosen_length"])
         margins = chosen_rewards - rejected_rewards
         metrics = {"reward_margin": margins.mean().item(), "chosen_reward": chosen_rewards.mean().item(),
                    "rejected_reward": rejected_rewards.mean().item(),
@@ -150,6 +154,7 @@ def run_dpo_training(settings) -> Path:
     from .training import TrainConfig, make_accelerator, save_model_files, train
 
     lam = getattr(settings, "lambda")  # LAMBDA in RL/config.py; `lambda` is a Python keyword
+    nll_weight = getattr(settings, "nll_weight", 0.0)
     weights = resolve_weights_path(settings.weights_path)  # "" = the shipped checkpoint
     pairs = read_preferences(settings.preference_path)
     chosen, rejected = list(dict.fromkeys(c for c, _ in pairs)), list(dict.fromkeys(r for _, r in pairs))
@@ -182,10 +187,11 @@ def run_dpo_training(settings) -> Path:
 
     dataset = PreferencePairs(pairs, sequences, ref_logps)
     accelerator.print(f"DPOP: {len(dataset)} pairs of {len(chosen)} chosen and {len(rejected)} rejected pieces, "
-                      f"{steps} steps of {pairs_per_step} pair(s), beta {settings.beta}, lambda {lam}")
+                      f"{steps} steps of {pairs_per_step} pair(s), beta {settings.beta}, lambda {lam}"
+                      + (f", NLL weight {nll_weight}" if nll_weight else ""))
     train(policy, dataset, None, collate_pairs, config, accelerator=accelerator,
-          compute_loss=dpop_compute_loss(settings.beta, lam),
-          checkpoint_extra={"dpo": {"beta": settings.beta, "lambda": lam,
+          compute_loss=dpop_compute_loss(settings.beta, lam, nll_weight),
+          checkpoint_extra={"dpo": {"beta": settings.beta, "lambda": lam, "nll_weight": nll_weight,
                                     "preference_path": str(settings.preference_path)},
                             "settings": plain_settings(settings)})
     if accelerator.is_main_process:  # the policy after the last step is the result of the iteration

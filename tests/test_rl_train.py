@@ -92,6 +92,11 @@ def test_pairs_reference_logps_and_one_forward_pass():
     # the policy equals the reference here: every margin is 0, so the loss is log 2
     assert loss.item() == pytest.approx(0.6931, abs=1e-3)
     assert metrics["reward_margin"] == pytest.approx(0.0, abs=1e-4)
+    # the NLL term adds the chosen texts' mean cross-entropy per predicted character: the training loss
+    with torch.no_grad():
+        with_nll, _ = dpop_compute_loss(0.1, 10.0, nll_weight=0.5)(model, batch)
+        cross_entropy = [model(sequences[n][None], torch.ones(1, len(sequences[n]))).loss.item() for n in ("a", "b")]
+    assert with_nll.item() - loss.item() == pytest.approx(0.5 * sum(cross_entropy) / 2, rel=1e-4)
 
 
 def test_preference_file_pairs_every_chosen_with_every_rejected_of_its_group(tmp_path):

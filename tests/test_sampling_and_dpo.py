@@ -58,3 +58,19 @@ def test_dpop_loss_hand_worked():
     # now the policy lowers chosen below the reference by 1 nat: the lambda term adds 10 * 1
     losses, _, _ = dpop_loss(torch.tensor([-12.0]), pr, rc, rr, beta=0.5, lam=10.0)
     assert losses.item() == pytest.approx(math.log1p(math.exp(-0.5 * (0.0 - 10.0))))
+
+
+def test_dpop_loss_with_the_nll_term_hand_worked():
+    # the same pair as above, plus 0.5 x the chosen text's NLL per character (10 nats over 20 chars)
+    pc, pr, rc, rr = (torch.tensor([v]) for v in (-10.0, -20.0, -11.0, -19.0))
+    losses, chosen_reward, _ = dpop_loss(pc, pr, rc, rr, beta=0.5, lam=10.0, nll_weight=0.5,
+                                         chosen_length=torch.tensor([20.0]))
+    assert losses.item() == pytest.approx(math.log1p(math.exp(-0.5 * 2.0)) + 0.5 * 10.0 / 20.0)
+    assert chosen_reward.item() == pytest.approx(0.5)  # rewards stay DPOP's
+    # its gradient raises the chosen log-prob even where the DPOP term has saturated
+    far = torch.tensor([-10.0], requires_grad=True)
+    dpop_loss(far, torch.tensor([-400.0]), rc, rr, beta=0.5, lam=10.0, nll_weight=0.5,
+              chosen_length=torch.tensor([20.0]))[0].sum().backward()
+    assert far.grad.item() == pytest.approx(-0.5 / 20.0, rel=1e-6)
+    with pytest.raises(ValueError, match="chosen_length"):
+        dpop_loss(pc, pr, rc, rr, nll_weight=0.5)
