@@ -136,6 +136,13 @@ class NotaGenLMHeadModel(nn.Module):
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=PAD_ID)
         return NotaGenOutput(loss=loss, num_targets=int((targets != PAD_ID).sum()))
 
+    def num_targets(self, patches: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """How many chars `sequence_logp` sums over, per sequence: [B] (no forward pass).
+        The targets of `_target_logits`: every real patch but the first, its PAD chars left out."""
+        patches = patches.reshape(patches.shape[0], -1, self.config.patch_size)  # [B, N, P]
+        has_target = masks.to(patches.device)[:, 1:].bool()  # [B, N-1]
+        return ((patches[:, 1:] != PAD_ID) & has_target[..., None]).sum(dim=(1, 2))
+
     def sequence_logp(self, patches: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Summed log-probability of every target char, per sequence: [B]."""
         logits, targets, sequence_index = self._target_logits(patches, masks)

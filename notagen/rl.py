@@ -28,7 +28,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from .config import PAD_ID
 from .data import collate_patches
 from .dpo import dpop_loss
 from .patchilizer import Patchilizer
@@ -72,6 +71,12 @@ def encode_for_preference(text: str, patchilizer: Patchilizer, patch_length: int
     return torch.tensor(patches, dtype=torch.long)
 
 
+def target_counts(model, sequences: dict[str, torch.Tensor]) -> dict[str, int]:
+    """How many chars the model's summed log-prob of each distinct text covers (for the NLL term)."""
+    return {name: int(model.num_targets(seq[None], torch.ones(1, len(seq), dtype=torch.long)))
+            for name, seq in sequences.items()}
+
+
 @torch.no_grad()
 def reference_logps(reference, sequences: dict[str, torch.Tensor], batch_size: int = 4,
                     device: str | torch.device = "cpu") -> dict[str, float]:
@@ -88,10 +93,12 @@ def reference_logps(reference, sequences: dict[str, torch.Tensor], batch_size: i
 
 
 class PreferencePairs(Dataset):
-    """(chosen, rejected) text pairs with the reference log-probs of both."""
+    """(chosen, rejected) text pairs with the reference log-probs of both and the chosen text's
+    target count (`target_counts`, for the NLL term)."""
 
-    def __init__(self, pairs: list[tuple[str, str]], sequences: dict[str, torch.Tensor], ref_logps: dict[str, float]):
-        self.pairs, self.sequences, self.ref_logps = list(pairs), sequences, ref_logps
+    def __init__(self, pairs: list[tuple[str, str]], sequences: dict[str, torch.Tensor], ref_logps: dict[str, float],
+                 lengths: dict[str, int]):
+        self.pairs, self.sequences, self.ref_logps, self.lengths = list(pairs), sequences, ref_logps, lengths
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -99,15 +106,15 @@ class PreferencePairs(Dataset):
     def __getitem__(self, index: int) -> dict:
         chosen, rejected = self.pairs[index]
         return {"chosen": self.sequences[chosen], "rejected": self.sequences[rejected],
-                "ref_chosen": self.ref_logps[chosen], "ref_rejected": self.ref_logps[rejected]}
+                "ref_chosen": self.ref_logps[chosen], "ref_rejected": self.ref_logps[rejected],
+                "chosen_length": self.lengths[chosen]}
 
 
 def collate_pairs(items: list[dict]) -> dict[str, torch.Tensor]:
     """B pairs -> one [2B, N, 16] batch (chosen rows first) + reference log-probs [B] each, and
-    the chosen texts' predicted characters [B] (what `sequence_logp` sums over; for the NLL term)."""
+    the chosen texts' target counts [B] (for the NLL term)."""
     batch = collate_patches([i["chosen"] for i in items] + [i["rejected"] for i in items])
-    chosen_length = (batch["patches"][:len(items), 1:] != PAD_ID).sum(dim=(1, 2)).double()  # first patch is never predicted
-    return {**batch, "chosen_length": chosen_length,
+    return {**batch, "chosen_length": torch.tensor([i["chosen_length"] for i in items], dtype=torch.float64),
             "ref_chosen": torch.tensor([i["ref_chosen"] for i in items], dtype=torch.float64),
             "ref_rejected": torch.tensor([i["ref_rejected"] for i in items], dtype=torch.float64)}
 
@@ -185,7 +192,7 @@ def run_dpo_training(settings) -> Path:
     with adapters_disabled(policy):
         ref_logps = reference_logps(policy, sequences, device=accelerator.device)
 
-    dataset = PreferencePairs(pairs, sequences, ref_logps)
+    dataset = PreferencePairs(pairs, sequences, ref_logps, target_counts(policy, sequences))
     accelerator.print(f"DPOP: {len(dataset)} pairs of {len(chosen)} chosen and {len(rejected)} rejected pieces, "
                       f"{steps} steps of {pairs_per_step} pair(s), beta {settings.beta}, lambda {lam}"
                       + (f", NLL weight {nll_weight}" if nll_weight else ""))

@@ -69,6 +69,7 @@ def test_the_flat_gpt2_gives_the_same_sequence_logp_batched_and_one_at_a_time(tm
     # the mean loss is the summed log-prob over the targets
     output = model(batch["patches"], batch["masks"])
     torch.testing.assert_close(output.loss * output.num_targets, -together.sum(), rtol=1e-4, atol=1e-2)
+    assert int(model.num_targets(batch["patches"], batch["masks"]).sum()) == output.num_targets  # no forward pass
 
 
 @pytest.mark.parametrize("model_type", FLAT_TYPES)

@@ -9,7 +9,7 @@ import torch
 from conftest import VECTORS, load_vector, pipeline_item
 from notagen import Patchilizer, load_model
 from notagen.rl import (PreferencePairs, collate_pairs, dpop_compute_loss, encode_for_preference,
-                        read_preferences, reference_logps, run_dpo_training)
+                        read_preferences, reference_logps, run_dpo_training, target_counts)
 
 TINY_PTH = VECTORS / "tiny_notagen.pth"
 GREEDY = load_vector("tiny_notagen.json")["greedy_generation"]
@@ -82,7 +82,9 @@ def test_pairs_reference_logps_and_one_forward_pass():
     assert logps == pytest.approx(single, rel=1e-5)
     assert all(torch.equal(p, frozen[n]) for n, p in model.state_dict().items())
 
-    pairs = PreferencePairs([("a", "x"), ("b", "x")], sequences, logps)
+    lengths = target_counts(model, sequences)  # the chars each summed log-prob covers
+    assert lengths == {k: model(v[None], torch.ones(1, len(v))).num_targets for k, v in sequences.items()}
+    pairs = PreferencePairs([("a", "x"), ("b", "x")], sequences, logps, lengths)
     assert len(pairs) == 2 and pairs[1]["ref_chosen"] == logps["b"] and pairs[1]["ref_rejected"] == logps["x"]
     batch = collate_pairs([pairs[0], pairs[1]])
     assert batch["patches"].shape[0] == 4  # chosen rows then rejected rows, one forward pass

@@ -68,6 +68,11 @@ class FlatLM(nn.Module):
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=PAD_ID)
         return NotaGenOutput(loss=loss, num_targets=int((targets != PAD_ID).sum()))
 
+    def num_targets(self, patches: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """How many ids `sequence_logp` sums over, per row: [B] (no forward pass)."""
+        ids = collate_flat(patches, masks.to(patches.device))  # [B, T]
+        return (ids[:, 1:] != PAD_ID).sum(dim=-1)
+
     def sequence_logp(self, patches: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         logits, targets = self._logits_and_targets(patches, masks)
         logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
