@@ -45,6 +45,7 @@ RL_REJECTED_USABLE_SHARE = 0.5  # half of the rejected pieces are the lowest-sco
 RL_STEPS = 200  # DPOP optimizer steps per iteration (about 1 min, each pair drawn at most once)
 RL_LEARNING_RATE = 3e-6  # DPOP learning rate (published 1e-6 for 516M parameters); at 2e-5 the second iteration already collapses the pieces onto the reference's mean, at 5e-6 the third does (with RL_REJECTED_USABLE_SHARE)
 RL_BETA = 0.1  # DPOP beta (published 0.1)
+RL_NUM_PROCESSES = 2  # CPU processes of the CLaMP-DPO chain, NUM_THREADS torch threads each: each writes half of every model's pieces, and each DPOP step takes one pair on each (on one process the chain takes 45 min on this 2-core CPU)
 RL_SEED = 0  # seed of CLaMP-DPO's generation and pair order; its runs go to rl/ (seed 0) or rl_seed<N>/
 EVAL_PIECES = 200  # pieces of each model's CLaMP-DPO generation that clamp2/evaluate.py reports on (0 = skip; about 1 min each)
 
@@ -173,6 +174,7 @@ def clamp_dpo_args(cfg, runs: Path, corpus: Path, start: Path) -> list[str]:
         "--seed", str(cfg.rl_seed),
         "--optimization_steps", str(cfg.rl_steps), "--learning_rate", str(cfg.rl_learning_rate),
         "--beta", str(cfg.rl_beta), "--batch_size", "1", "--save_every_steps", "20", "--device", "cpu", "--num_threads", str(cfg.num_threads),
+        "--num_processes", str(cfg.rl_num_processes),
         "--eval_pieces", str(cfg.eval_pieces), "--style_train_dir", str(corpus / "finetune/interleaved"),
         "--copy_source_index", str(runs / "rl_start_data/train.jsonl")]  # copies of its 20 chorales too
 
