@@ -43,7 +43,7 @@ RL_PORTION = 0.1  # share of usable pieces chosen / rejected (published 0.1)
 RL_COPY_THRESHOLD = 0.0  # 0 = calibrated on the reference set: the tiny M3 puts distinct chorales above the published 0.95
 RL_REJECTED_USABLE_SHARE = 0.5  # half of the rejected pieces are the lowest-scoring well-formed ones, half the lowest of all: once the model stops writing broken pieces the pairs still teach style (0 = published)
 RL_STEPS = 200  # DPOP optimizer steps per iteration (about 1 min, each pair drawn at most once)
-RL_LEARNING_RATE = 3e-6  # DPOP learning rate (published 1e-6 for 516M parameters); at 2e-5 the second iteration already collapses the pieces onto the reference's mean, at 5e-6 the third does (with RL_REJECTED_USABLE_SHARE)
+RL_LEARNING_RATE = 2e-6  # DPOP learning rate (published 1e-6 for 516M parameters); with one pair on each of RL_NUM_PROCESSES=2 processes a step, 3e-6 spends the room in two iterations (+5.0, +5.8, +2.0 SE at seed 0; docs/clamp2.md), and at 2e-5 the second iteration already collapses the pieces onto the reference's mean
 RL_BETA = 0.1  # DPOP beta (published 0.1)
 RL_NUM_PROCESSES = 2  # CPU processes of the CLaMP-DPO chain, NUM_THREADS torch threads each: each writes half of every model's pieces, and each DPOP step takes one pair on each (on one process the chain takes 45 min on this 2-core CPU)
 RL_SEED = 0  # seed of CLaMP-DPO's generation and pair order; its runs go to rl/ (seed 0) or rl_seed<N>/

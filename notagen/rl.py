@@ -194,7 +194,9 @@ def run_dpo_training(settings) -> Path:
 
     dataset = PreferencePairs(pairs, sequences, ref_logps, target_counts(policy, sequences))
     accelerator.print(f"DPOP: {len(dataset)} pairs of {len(chosen)} chosen and {len(rejected)} rejected pieces, "
-                      f"{steps} steps of {pairs_per_step} pair(s), beta {settings.beta}, lambda {lam}"
+                      f"{steps} steps of {pairs_per_step * accelerator.num_processes} pair(s)"
+                      + (f" ({pairs_per_step} on each of {accelerator.num_processes} processes)" if accelerator.num_processes > 1 else "")
+                      + f", beta {settings.beta}, lambda {lam}"
                       + (f", NLL weight {nll_weight}" if nll_weight else ""))
     train(policy, dataset, None, collate_pairs, config, accelerator=accelerator,
           compute_loss=dpop_compute_loss(settings.beta, lam, nll_weight),
