@@ -29,6 +29,7 @@ import torch  # noqa: E402
 import main as main_job  # noqa: E402  (the main job's settings: one home for the chain's values)
 from notagen.checkpoint import load_model  # noqa: E402
 from notagen.generation import GenerationSettings, Prompt, engine_for  # noqa: E402
+from notagen.generation.run import Processes  # noqa: E402
 from notagen.paths import REPO_ROOT, resolve_weights_path  # noqa: E402
 from notagen.rl_loop import sampling_settings  # noqa: E402
 from notagen.settings import parse_settings  # noqa: E402
@@ -44,22 +45,25 @@ def chain_settings() -> GenerationSettings:
     return sampling_settings(parse_settings(REPO_ROOT / "RL" / "config.py", args))
 
 
+def finished_pieces(engine, prompt: Prompt, batch: int, indices: list[int]) -> int:
+    """Write the pieces numbered `indices` at `batch` with the chain's settings; how many finished."""
+    settings = dataclasses.replace(chain_settings(), batch_size=batch)
+    stream = engine.stream([prompt] * len(indices), settings, indices=indices)
+    return sum(event.result.status == "finished" for event in stream if event.result is not None)
+
+
 def pieces_per_minute(engine, prompt: Prompt, pieces: int, batch: int) -> tuple[float, int]:
     """Pieces a minute writing `pieces` pieces at `batch`, and how many of them finished."""
-    settings = dataclasses.replace(chain_settings(), batch_size=batch)
     started = time.perf_counter()
-    finished = sum(event.result.status == "finished" for event in engine.stream([prompt] * pieces, settings)
-                   if event.result is not None)
+    finished = finished_pieces(engine, prompt, batch, list(range(pieces)))
     return pieces / (time.perf_counter() - started) * 60, finished
 
 
 def _write_share(weights: str, prompt: Prompt, pieces: int, batch: int, rank: int, count: int) -> int:
-    """One process's share of the pieces (the loop's `Processes.share`); returns how many finished."""
+    """One spawned process's share of the pieces, as the loop's ranks take it; how many finished."""
     torch.set_num_threads(1)
-    settings = dataclasses.replace(chain_settings(), batch_size=batch)
-    mine = list(range(rank, pieces, count))
-    stream = engine_for(load_model(Path(weights))).stream([prompt] * len(mine), settings, indices=mine)
-    return sum(event.result.status == "finished" for event in stream if event.result is not None)
+    mine = Processes(rank, count, torch.device("cpu")).share(pieces)
+    return finished_pieces(engine_for(load_model(Path(weights))), prompt, batch, mine)
 
 
 def pieces_per_minute_on(weights: Path, prompt: Prompt, pieces: int, batch: int, count: int) -> tuple[float, int]:
