@@ -30,8 +30,8 @@ NUM_PIECES = 8  # pieces generated from the fine-tuned model at the end of train
 TEMPERATURE = 1.0  # sampling temperature of every generation step (published 1.2, for a far stronger model: the tiny one then writes 1 usable piece in 8)
 MAX_CHARS = 6000  # a generated piece stops (as failed, partial text kept) past this many characters
 RL = True  # CLaMP-DPO: RL_ITERATIONS iterations from a model that has seen little of PROMPT's style, toward its held-out real pieces, with the before/after table
-RL_START_FOCUS_PIECES = 20  # pieces of PROMPT in the fine-tuning set of the model CLaMP-DPO starts from (beside the round robin over the other prompts), so it starts far from the target
-RL_START_STEPS = 600  # fine-tuning steps of that model (from the pre-trained weights; about 5 min)
+RL_START_FOCUS_PIECES = 20  # pieces of PROMPT in the set the model CLaMP-DPO starts from is fine-tuned on last (beside the round robin over the other prompts), so it starts far from the target
+RL_START_STEPS = 300  # fine-tuning steps of that model, from the fine-tuned weights (before the focus fine-tuning): their bars hold, so most of its pieces are usable (about 5 min)
 M3_STEPS = 150  # optimizer steps of the tiny M3 feature extractor
 RL_ITERATIONS = 3  # CLaMP-DPO iterations; every model of the chain generates RL_SAMPLES pieces and is scored
 RL_SAMPLES = 1024  # pieces generated per model (published 1,000): fewer leave standard errors that hide a real gain
@@ -43,7 +43,7 @@ RL_PORTION = 0.1  # share of usable pieces chosen / rejected (published 0.1)
 RL_COPY_THRESHOLD = 0.0  # 0 = calibrated on the reference set: the tiny M3 puts distinct chorales above the published 0.95
 RL_REJECTED_USABLE_SHARE = 0.5  # half of the rejected pieces are the lowest-scoring well-formed ones, half the lowest of all: once the model stops writing broken pieces the pairs still teach style (0 = published)
 RL_STEPS = 200  # DPOP optimizer steps per iteration (about 1 min, each pair drawn at most once)
-RL_LEARNING_RATE = 2e-6  # DPOP learning rate (published 1e-6 for 516M parameters); with one pair on each of RL_NUM_PROCESSES=2 processes a step, 3e-6 spends the room in two iterations (+5.0, +5.8, +2.0 SE at seed 0; docs/clamp2.md), and at 2e-5 the second iteration already collapses the pieces onto the reference's mean
+RL_LEARNING_RATE = 1e-6  # DPOP learning rate (published 1e-6 for 516M parameters); from the start model fine-tuned from the fine-tuned weights, 2e-6 overshoots by the third iteration (0.24 -> 0.43 -> 0.64 -> 0.75: variety 0.61, near copies 8.3%; docs/clamp2.md)
 RL_BETA = 0.1  # DPOP beta (published 0.1)
 RL_NUM_PROCESSES = 2  # CPU processes of the CLaMP-DPO chain, NUM_THREADS torch threads each: each writes half of every model's pieces, and each DPOP step takes one pair on each (on one process the chain takes 45 min on this 2-core CPU)
 RL_SEED = 0  # seed of CLaMP-DPO's generation and pair order; its runs go to rl/ (seed 0) or rl_seed<N>/
@@ -120,13 +120,13 @@ def main(cfg) -> None:
                       "--max_chars", str(cfg.max_chars),
                       "--output_dir", str(runs / "inference"), "--stream", "false", *threads], runs)
     if cfg.rl:
-        # CLaMP-DPO starts from a model that has seen only a few of the target's pieces, so it has
-        # somewhere to go: the round robin over the other prompts plus RL_START_FOCUS_PIECES chorales
+        # CLaMP-DPO starts from a model that has somewhere to go: the fine-tuned model, fine-tuned
+        # again on the round robin over the other prompts plus only RL_START_FOCUS_PIECES chorales
         from notagen.abc.corpus import write_mixed_index
 
         start_data = runs / "rl_start_data"
         write_mixed_index(corpus / "finetune", cfg.rl_start_focus_pieces, start_data)
-        run("rl_start", ["finetune/train-gen.py", *training, "--pretrained_path", str(weights_in(runs / "pretrain")),
+        run("rl_start", ["finetune/train-gen.py", *training, "--pretrained_path", str(weights_in(runs / "finetune")),
                          "--data_train_index_path", str(start_data / "train.jsonl"),
                          "--data_eval_index_path", str(start_data / "eval.jsonl"),
                          "--learning_rate", str(cfg.finetune_learning_rate), "--max_steps", str(cfg.rl_start_steps),
@@ -176,7 +176,7 @@ def clamp_dpo_args(cfg, runs: Path, corpus: Path, start: Path) -> list[str]:
         "--beta", str(cfg.rl_beta), "--batch_size", "1", "--save_every_steps", "20", "--device", "cpu", "--num_threads", str(cfg.num_threads),
         "--num_processes", str(cfg.rl_num_processes),
         "--eval_pieces", str(cfg.eval_pieces), "--style_train_dir", str(corpus / "finetune/interleaved"),
-        "--copy_source_index", str(runs / "rl_start_data/train.jsonl")]  # copies of its 20 chorales too
+        "--copy_source_index", str(corpus / "finetune/augmented_train.jsonl")]  # copies of every chorale the start model saw too
 
 
 def run_clamp_dpo(cfg, runs: Path, corpus: Path, start: Path) -> None:
