@@ -273,6 +273,9 @@ def feed(piece: Piece, text: str) -> list[tuple[str, str]]:
     ("[V:1]a8|[V:1]C8|\n", "repeated voice"),
     ("[V:1]a4|b4|[V:2]C8|\n", "several bars in a voice"),
     ("[V:1]a8|[V:3]C8|\n", "undeclared voice"),
+    ("[V:1]a4 [ceg|[V:2]C8|\n", "bar of unknown duration"),  # an open chord: broken text, no real bar has one
+    ("[V:1]G2 FF EE !E2|[V:2]C8|\n", "bar of unknown duration"),  # an open decoration
+    ("[V:1](3abc d6|[V:2]{g}C4 C>D C<D|\n", None),  # tuplets, grace notes, broken rhythm: durations known
     ("\n", None),  # every voice rests
 ])
 def test_line_problem_names_what_is_misaligned(line, problem):
