@@ -173,7 +173,7 @@ def line_problem(line: str, declared: set[str] | None = None, metre_bar: Fractio
         durations.add(duration)
     if len(durations) > 1:
         return "voices differ in duration"
-    if metre_bar is not None and declared is not None and seen != declared and durations and durations != {metre_bar}:
+    if metre_bar is not None and declared is not None and seen != declared and durations != {metre_bar}:
         return "a left-out voice's rest would not fill the bar"
     return None
 
