@@ -185,7 +185,6 @@ def run_clamp_dpo(cfg, runs: Path, corpus: Path, start: Path) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
     from notagen.settings import parse_settings
 
     main(parse_settings(Path(__file__), description=__doc__))

@@ -8,10 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 VENV="${VENV:-.venv}"
 case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac  # an absolute path from here on (VENV=/elsewhere works too)
-# install "$1" into the venv unless its marker is newer than the requirements file
+# install "$1" into the venv unless its marker is newer than the requirements file and pyproject.toml
 install() {
   local requirements="$1" marker="$VENV/.installed-$1"
-  if [ ! -x "$VENV/bin/python" ] || [ ! -f "$marker" ] || [ "$requirements" -nt "$marker" ]; then
+  if [ ! -x "$VENV/bin/python" ] || [ ! -f "$marker" ] || [ "$requirements" -nt "$marker" ] \
+     || [ pyproject.toml -nt "$marker" ]; then
     echo "== installing $requirements into $VENV =="
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip

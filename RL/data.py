@@ -3,11 +3,8 @@ the ground truth (published), or with `--rank_by composer` per prompt by a compo
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from notagen.preference import make_preference_file, make_prompt_preference_file  # noqa: E402
 from notagen.settings import parse_settings, record_settings, run_stage  # noqa: E402
-
 
 def main(settings) -> None:
     if settings.rank_by not in ("clamp2", "composer"):
@@ -15,7 +12,6 @@ def main(settings) -> None:
     (make_prompt_preference_file if settings.rank_by == "composer" else make_preference_file)(settings)
     # beside the preference file: `--config <output_path stem>.settings.json` repeats the ranking
     record_settings(settings, Path(settings.output_path).with_suffix(".settings.json"))
-
 
 if __name__ == "__main__":
     sys.exit(run_stage(main, parse_settings(Path(__file__).with_name("config.py"), description=__doc__)))

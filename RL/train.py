@@ -2,8 +2,6 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from notagen.rl import run_dpo_training  # noqa: E402
 from notagen.settings import parse_settings, run_stage  # noqa: E402
 

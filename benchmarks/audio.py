@@ -16,13 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from notagen.abc import abc_to_midi  # noqa: E402
 from notagen.audio import AudioError, find_synth, midi_seconds, midi_to_audio  # noqa: E402
 from notagen.paths import VECTORS_DIR as VECTORS  # noqa: E402
-
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,7 +47,6 @@ def main() -> None:
                 print(f"{route:12} {audio_format}: {best:.2f} s (x{baseline[audio_format] / best:.2f} vs midirenderer), "
                       f"audio {audio.seconds:.1f} s, {Path(synth.soundfont).name}")
         shutil.rmtree(tmp, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

@@ -19,8 +19,6 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch  # noqa: E402
 
 from generation import context_prompt, patches_per_second  # noqa: E402
@@ -29,7 +27,6 @@ from notagen.generation import Engine, GenerationSettings  # noqa: E402
 from notagen.model import NotaGenLMHeadModel  # noqa: E402
 from notagen.precision import cpu_bf16  # noqa: E402
 from train_step import make_step, real_batch  # noqa: E402
-
 
 def time_steps(steps: dict, rounds: int) -> dict[str, float]:
     times = {name: [] for name in steps}
@@ -40,7 +37,6 @@ def time_steps(steps: dict, rounds: int) -> dict[str, float]:
             if round_:
                 times[name].append(time.perf_counter() - started)
     return {name: statistics.median(values) for name, values in times.items()}
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,7 +79,6 @@ def main() -> None:
         print(f"\ngeneration, batch {batch}, context {args.context} patches:")
         for name, rate in rates.items():
             print(f"  {name:>14}: {rate:.1f} patches/s  x{rate / rates['fp32']:.2f}")
-
 
 if __name__ == "__main__":
     main()

@@ -22,8 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch  # noqa: E402
 
 import main as main_job  # noqa: E402  (the main job's settings: one home for the chain's values)
@@ -36,7 +34,6 @@ from notagen.settings import parse_settings  # noqa: E402
 
 START_MODEL = "runs/main/rl_start"  # the main job's CLaMP-DPO start model
 
-
 def chain_settings() -> GenerationSettings:
     """The generation settings of the main job's CLaMP-DPO chain (main.py's defaults, seed 0)."""
     job = parse_settings(REPO_ROOT / "main.py", [])
@@ -44,13 +41,11 @@ def chain_settings() -> GenerationSettings:
     args = main_job.clamp_dpo_args(job, runs, corpus, runs / "rl_start")[1:]  # [0] is the script
     return sampling_settings(parse_settings(REPO_ROOT / "RL" / "config.py", args))
 
-
 def finished_pieces(engine, prompt: Prompt, batch: int, indices: list[int]) -> int:
     """Write the pieces numbered `indices` at `batch` with the chain's settings; how many finished."""
     settings = dataclasses.replace(chain_settings(), batch_size=batch)
     stream = engine.stream([prompt] * len(indices), settings, indices=indices)
     return sum(event.result.status == "finished" for event in stream if event.result is not None)
-
 
 def pieces_per_minute(engine, prompt: Prompt, pieces: int, batch: int) -> tuple[float, int]:
     """Pieces a minute writing `pieces` pieces at `batch`, and how many of them finished."""
@@ -58,13 +53,11 @@ def pieces_per_minute(engine, prompt: Prompt, pieces: int, batch: int) -> tuple[
     finished = finished_pieces(engine, prompt, batch, list(range(pieces)))
     return pieces / (time.perf_counter() - started) * 60, finished
 
-
 def _write_share(weights: str, prompt: Prompt, pieces: int, batch: int, rank: int, count: int) -> int:
     """One spawned process's share of the pieces, as the loop's ranks take it; how many finished."""
     torch.set_num_threads(1)
     mine = Processes(rank, count, torch.device("cpu")).share(pieces)
     return finished_pieces(engine_for(load_model(Path(weights))), prompt, batch, mine)
-
 
 def pieces_per_minute_on(weights: Path, prompt: Prompt, pieces: int, batch: int, count: int) -> tuple[float, int]:
     """Pieces a minute writing `pieces` pieces on `count` processes, and how many finished."""
@@ -73,7 +66,6 @@ def pieces_per_minute_on(weights: Path, prompt: Prompt, pieces: int, batch: int,
         finished = pool.starmap(_write_share, [(str(weights), prompt, pieces, batch, rank, count)
                                                for rank in range(count)])
     return pieces / (time.perf_counter() - started) * 60, sum(finished)
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,7 +96,6 @@ def main() -> None:
         baseline = baseline or rate
         print(f"batch {batch:4d}: {rate:6.1f} pieces/min ({finished} finished), {rate / baseline:.2f}x batch {args.batches[0]}",
               flush=True)
-
 
 if __name__ == "__main__":
     main()

@@ -20,10 +20,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from notagen.abc.corpus import corpus_root, find_corpus_pieces, round_robin  # noqa: E402
 from notagen.abc.pipeline import preprocess_folder, xml2abc_folder  # noqa: E402
-
 
 def musicxml_sample(limit: int, seed: int) -> list[Path]:
     root = corpus_root()
@@ -33,19 +31,16 @@ def musicxml_sample(limit: int, seed: int) -> list[Path]:
             by_collection[piece.collection].append(root / piece.source)
     return round_robin(by_collection, limit, seed)
 
-
 def cpu_seconds() -> float:
     """CPU time of this process and of its finished children (the workers are joined by then)."""
     return sum(usage.ru_utime + usage.ru_stime for usage in
                (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)))
-
 
 def timed(stage, workers: int) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds, files done) of one run of `stage`."""
     started, cpu_started = time.perf_counter(), cpu_seconds()
     report = stage(workers)
     return time.perf_counter() - started, cpu_seconds() - cpu_started, len(report.converted)
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,7 +75,6 @@ def main() -> None:
             print(f"{label:20s} {done:4d} files   1 worker: {done / serial_seconds:6.2f} files/s "
                   f"({serial_cpu / done:.3f} CPU-s/file)   {all_cores} workers: {done / parallel_seconds:6.2f} "
                   f"files/s ({parallel_cpu / done:.3f} CPU-s/file)   speed-up x{serial_seconds / parallel_seconds:.2f}")
-
 
 if __name__ == "__main__":
     main()

@@ -15,12 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from notagen.demo.session import DemoBackend, DemoRequest  # noqa: E402
 from notagen.paths import REPO_ROOT as REPO  # noqa: E402
 from notagen.settings import parse_settings  # noqa: E402
-
 
 def run(backend: DemoBackend, lines, pieces: int, variations: int, temperature: float) -> dict:
     first_text, finished, started = [], 0, time.monotonic()
@@ -35,7 +32,6 @@ def run(backend: DemoBackend, lines, pieces: int, variations: int, temperature: 
     seconds = time.monotonic() - started
     return {"seconds": seconds, "pieces_per_minute": 60 * pieces / seconds, "finished": finished,
             "first_text": sum(first_text) / len(first_text)}
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,7 +59,6 @@ def main() -> None:
                   f"{r['first_text'] * 1000:.0f} ms, {r['seconds']:.1f} s in all", flush=True)
         ratio = results[args.variations]["pieces_per_minute"] / results[1]["pieces_per_minute"]
         print(f"{args.variations} together vs one at a time: x{ratio:.2f} pieces/min")
-
 
 if __name__ == "__main__":
     main()

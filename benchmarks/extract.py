@@ -18,8 +18,6 @@ import time
 from itertools import cycle, islice
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -28,15 +26,12 @@ from notagen.clamp2 import (M3_PRESETS, Clamp2MusicModel, M3Patchilizer, encode_
 from notagen.clamp2.features import segment  # noqa: E402
 from notagen.paths import VECTORS_DIR as VECTORS  # noqa: E402
 
-
-
 def vector_texts() -> list[str]:
     texts = [case["text"] for case in json.loads((VECTORS / "m3_clamp2.json").read_text())["cases"]]
     pipeline = VECTORS / "data_pipeline.json"
     if pipeline.exists():
         texts += [item["interleaved"] for item in json.loads(pipeline.read_text())["items"]]
     return texts
-
 
 def timed(function) -> tuple[float, object]:
     if torch.cuda.is_available():
@@ -46,7 +41,6 @@ def timed(function) -> tuple[float, object]:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return time.perf_counter() - start, result
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,7 +84,6 @@ def main(argv=None):
     print(f"batched (batch {args.batch_size:3d}): {len(texts) / batched_time:8.2f} files/s "
           f"({batched_time:.2f} s), {single_time / batched_time:.1f}x")
     print(f"largest feature difference between the two: {difference:.2e}")
-
 
 if __name__ == "__main__":
     main()

@@ -26,13 +26,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch  # noqa: E402
 
 from notagen.generation import Engine, GenerationSettings, Prompt, reference_generate  # noqa: E402
 from notagen.model import build_model  # noqa: E402
-
 
 def context_prompt(patches: int, seed: int) -> Prompt:
     """BOS + (patches - 1) metadata lines of 15 chars: exactly `patches` context patches."""
@@ -40,7 +37,6 @@ def context_prompt(patches: int, seed: int) -> Prompt:
     letters = "abcdefghijklmnopqrstuvwxyz"
     return Prompt.from_lines("%" + "".join(rng.choice(letters) for _ in range(13))
                              for _ in range(patches - 1))
-
 
 def round_seconds(events, pieces: int) -> list[float]:
     """Seconds of each round after the first (a round = one new patch for every piece), from a
@@ -54,27 +50,22 @@ def round_seconds(events, pieces: int) -> list[float]:
             marks.append(time.perf_counter())
     return [b - a for a, b in zip(marks, marks[1:])]
 
-
 def patches_per_second(events, pieces: int) -> float:
     """Median round time -> patches/s: robust to bursts of load from other processes."""
     return pieces / statistics.median(round_seconds(events, pieces))
-
 
 def settings(patches: int, batch: int, seed: int) -> GenerationSettings:
     return GenerationSettings(top_k=9, top_p=0.9, temperature=1.2, seed=seed, batch_size=batch,
                               max_patches=patches, max_chars=10**9, max_seconds=10**9,
                               max_empty_patches=10**9)
 
-
 def bench_baseline(model, context: int, patches: int) -> float:
     events = reference_generate(model, context_prompt(context, 0), settings(patches + 1, 1, 0))
     return patches_per_second(events, 1)
 
-
 def bench_engine(engine, context: int, batch: int, patches: int) -> float:
     prompts = [context_prompt(context - i, i) for i in range(batch)]
     return patches_per_second(engine.stream(prompts, settings(patches + 1, batch, 0)), batch)
-
 
 def measure_memory(preset: str, context: int, patches: int, batch: int) -> dict:
     """Peak process memory (and CUDA peak) generating with random weights of `preset`."""
@@ -95,7 +86,6 @@ def measure_memory(preset: str, context: int, patches: int, batch: int) -> dict:
     if device.type == "cuda":
         info["cuda_max_allocated_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return info
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -166,7 +156,6 @@ def main() -> None:
             command += ["--threads", str(args.threads)]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         print("\npeak memory:", output.strip().splitlines()[-1])
-
 
 if __name__ == "__main__":
     main()

@@ -13,10 +13,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from notagen import PRESETS  # noqa: E402
 from notagen.model import PatchEmbedding  # noqa: E402
-
 
 def best_time(step, repeats: int) -> float:
     step()  # warm-up
@@ -26,7 +24,6 @@ def best_time(step, repeats: int) -> float:
         step()
         times.append(time.perf_counter() - start)
     return min(times)
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,7 +54,6 @@ def main() -> None:
         gathered = timed(embedding.forward, backward)
         print(f"{label:>17}: one-hot {one_hot * 1e3:8.2f} ms | gathered {gathered * 1e3:8.2f} ms | "
               f"speed-up x{one_hot / gathered:.1f}")
-
 
 if __name__ == "__main__":
     main()

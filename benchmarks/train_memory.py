@@ -23,8 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 VARIANTS = {  # name -> (LoRA, gradient checkpointing, DPOP reference: None | "resident" | "precomputed")
     "full fine-tuning": (False, False, None),
     "LoRA": (True, False, None),
@@ -35,14 +33,12 @@ VARIANTS = {  # name -> (LoRA, gradient checkpointing, DPOP reference: None | "r
     "DPOP + LoRA + checkpointing": (True, True, "precomputed"),
 }
 
-
 def peak_mib(device) -> float:
     import torch
 
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
 
 def run_variant(args) -> dict:
     """One variant in this process: two optimizer steps; peak memory and the second step's time."""
@@ -104,7 +100,6 @@ def run_variant(args) -> dict:
             "parameters": sum(p.numel() for p in model.parameters()),
             "trainable": sum(p.numel() for p in trainable)}
 
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="large")
@@ -145,7 +140,6 @@ def main() -> None:
               f"{row['step_seconds']:.2f} s | {ratio('step_seconds')} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
-
 
 if __name__ == "__main__":
     main()

@@ -4,7 +4,7 @@
     python benchmarks/train_step.py --device cuda --mixed_precision bf16 --patches 2048 --batch 4
 
 Both steps run forward + backward + gradient clipping + AdamW on the same weights and the same
-batch (real pieces from ../shared/vectors/data_pipeline.json, all 15 keys, concatenated and cut
+batch (real pieces from tests/vectors/data_pipeline.json, all 15 keys, concatenated and cut
 into sequences of --patches patches):
 - project:  the model as trained here (gathered patch embedding, SDPA attention);
 - baseline: the same weights with the published one-hot x Linear patch embedding and eager
@@ -22,16 +22,12 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch  # noqa: E402
 
 from notagen.config import resolve_config  # noqa: E402
 from notagen.model import NotaGenLMHeadModel  # noqa: E402
 from notagen.patchilizer import Patchilizer  # noqa: E402
-
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
-
+from notagen.paths import VECTORS_DIR as VECTORS  # noqa: E402
 
 def real_batch(batch: int, patches: int, patch_size: int) -> torch.Tensor:
     """[batch, patches, patch_size] ids from real pieces (random ids if the vectors are absent)."""
@@ -47,7 +43,6 @@ def real_batch(batch: int, patches: int, patch_size: int) -> torch.Tensor:
     stream = (stream * (needed // len(stream) + 1))[:needed]
     return torch.tensor(stream, dtype=torch.long).reshape(batch, patches, patch_size)
 
-
 def make_step(model, patches, masks, autocast, max_grad_norm=1.0):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
@@ -60,7 +55,6 @@ def make_step(model, patches, masks, autocast, max_grad_norm=1.0):
         optimizer.zero_grad(set_to_none=True)
         return loss
     return step
-
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,7 +128,6 @@ def main(argv=None) -> None:
         print(f"{name:>8}: {median:.3f} s/step (median of {len(times[name])}; "
               f"all {', '.join(f'{t:.3f}' for t in times[name])}) = {rates[name]:.1f} patches/s{memory}")
     print(f"speed-up: x{rates['project'] / rates['baseline']:.2f} patches/s")
-
 
 if __name__ == "__main__":
     main()

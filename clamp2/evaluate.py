@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
-sys.path[0] = str(_HERE.parent)  # this folder's statistics.py would shadow the standard library
+if Path(sys.path[0]).resolve() == _HERE:  # this folder's statistics.py would shadow the standard library's
+    del sys.path[0]
 
 from notagen.evaluation import evaluate, write_report  # noqa: E402
 from notagen.settings import apply_num_threads, parse_settings, record_settings, run_stage  # noqa: E402

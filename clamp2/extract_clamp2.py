@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
-# Runnable from anywhere: the repository root replaces this folder at the head of the import path
-# (its statistics.py / config.py would shadow the standard library's `statistics` etc.).
-sys.path[0] = str(_HERE.parent)
+if Path(sys.path[0]).resolve() == _HERE:  # this folder's statistics.py would shadow the standard library's
+    del sys.path[0]
 
 from notagen.clamp2 import run_extraction  # noqa: E402
 from notagen.paths import resolve_output_dir  # noqa: E402

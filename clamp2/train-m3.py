@@ -6,7 +6,9 @@ extract_clamp2.py as CLAMP2_WEIGHTS_PATH.
 import sys
 from pathlib import Path
 
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # not this folder: statistics.py would shadow the stdlib
+_HERE = Path(__file__).resolve().parent
+if Path(sys.path[0]).resolve() == _HERE:  # this folder's statistics.py would shadow the standard library's
+    del sys.path[0]
 
 from notagen.clamp2.training import run_m3_training  # noqa: E402
 from notagen.settings import parse_settings, run_stage  # noqa: E402

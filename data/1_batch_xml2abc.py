@@ -7,11 +7,8 @@ their reason and skipped; re-running converts only what is missing. Settings: co
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from notagen.abc.pipeline import beside, failure_log_beside, print_stage_result, xml2abc_folder  # noqa: E402
 from notagen.settings import parse_settings, record_settings, run_stage  # noqa: E402
-
 
 def main(argv=None) -> int:
     cfg = parse_settings(Path(__file__).with_name("config_xml2abc.py"), argv, description=__doc__)
@@ -20,7 +17,6 @@ def main(argv=None) -> int:
                             timeout=cfg.timeout, failure_log=failure_log, max_input_mb=cfg.max_input_mb)
     record_settings(cfg, beside(cfg.des_folder, "_settings.json"))  # `--config` repeats the run
     return print_stage_result(report, failure_log)
-
 
 if __name__ == "__main__":
     sys.exit(run_stage(main))

@@ -8,11 +8,8 @@ voices have different bar counts are logged and skipped. Settings: config.py.
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from notagen.abc.pipeline import beside, failure_log_beside, preprocess_folder, print_stage_result  # noqa: E402
 from notagen.settings import parse_settings, record_settings, run_stage  # noqa: E402
-
 
 def main(argv=None) -> int:
     cfg = parse_settings(Path(__file__).with_name("config.py"), argv, description=__doc__)
@@ -23,7 +20,6 @@ def main(argv=None) -> int:
     record_settings(cfg, beside(cfg.augmented_folder, "_settings.json"))  # `--config` repeats the run
     index_line = "index files: " + ", ".join(f"{name} ({count})" for name, count in index_counts.items())
     return print_stage_result(report, failure_log, index_line)
-
 
 if __name__ == "__main__":
     sys.exit(run_stage(main))

@@ -7,12 +7,9 @@ palestrina} and corpus/summary.json, then prints the piece counts. Settings: cor
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from notagen.abc.corpus import build_corpus, summary_lines  # noqa: E402
 from notagen.paths import resolve_output_dir  # noqa: E402
 from notagen.settings import parse_settings, record_settings  # noqa: E402
-
 
 def main(argv=None) -> int:
     cfg = parse_settings(Path(__file__).with_name("corpus_config.py"), argv, description=__doc__)
@@ -26,7 +23,6 @@ def main(argv=None) -> int:
     record_settings(cfg, resolve_output_dir(cfg.out_dir) / "settings.json")  # `--config` repeats the build
     print("\n".join(summary_lines(summary)))
     return 0 if (summary["pretrain"]["pieces"] or not cfg.pretrain_set) and summary["finetune"]["pieces"] else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

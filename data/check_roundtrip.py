@@ -6,12 +6,9 @@ Settings: roundtrip_config.py.
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from notagen.abc.roundtrip import check_corpus_roundtrip  # noqa: E402
 from notagen.paths import resolve_output_dir  # noqa: E402
 from notagen.settings import parse_settings  # noqa: E402
-
 
 def main(argv=None) -> int:
     cfg = parse_settings(Path(__file__).with_name("roundtrip_config.py"), argv, description=__doc__)
@@ -25,7 +22,6 @@ def main(argv=None) -> int:
     for name, reason in report.failures:
         print(f"  FAIL {name}: {reason}")
     return 0 if checked and not report.failures else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

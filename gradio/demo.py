@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: no analytics, no version check
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from notagen.demo import main  # noqa: E402
 

@@ -6,8 +6,6 @@ notagen.generation (engine: cached, batched, streaming; run: output files and ru
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from notagen.generation.run import main  # noqa: E402
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Text <-> patches: how NotaGen sees ABC notation.
 
-Design choices (see shared/spec/model.md, "Characters and patches")
+Design choices (see docs/spec/model.md, "Characters and patches")
 - A character's id is its code point; 0 pads, 1 is BOS, 2 is EOS. A patch is 16 ids.
 - Metadata lines (before the tune body) are one chunk each; tune-body lines are split into bars,
   one chunk each. A chunk whose length is not a multiple of the patch size gets an EOS char, then is

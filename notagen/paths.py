@@ -11,14 +11,14 @@
 - Weights (`resolve_weights_path`): "" means the default checkpoint (the shipped one in
   `weights/embedded/`, else the main job's); a folder means the one `weights_*.pth` in it; a file
   follows the input rule.
-- `VECTORS_DIR`: the golden vectors beside the checkout (`../shared/vectors`), for tests and benchmarks.
+- `VECTORS_DIR`: the golden vectors recorded from the published code (`tests/vectors/`), for tests and benchmarks.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-VECTORS_DIR = REPO_ROOT.parent / "shared" / "vectors"
+VECTORS_DIR = REPO_ROOT / "tests" / "vectors"
 
 
 def resolve_input_path(path: str | Path) -> Path:

@@ -1,6 +1,6 @@
 """CLaMP-DPO preference data: rank generated pieces by CLaMP 2 score, keep the best and the worst.
 
-Design choices (shared/spec/clamp2-and-dpo.md, "CLaMP-DPO, one iteration")
+Design choices (docs/spec/clamp2-and-dpo.md, "CLaMP-DPO, one iteration")
 - Rejected = the lowest `portion` of pieces by score; chosen = walk down from the top, skipping
   pieces that are ill-formed or suspicious, until `portion` x total are chosen. The rejected set
   is not filtered: a bad piece is exactly what the model should learn to avoid. Optionally a

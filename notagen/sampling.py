@@ -1,7 +1,7 @@
 """Next-char sampling on the device, batched: top-k, then top-p, then temperature.
 
 Same semantics as the `samplings` package the published code calls one distribution at a time
-(checked against shared/vectors/sampling.json):
+(checked against tests/vectors/sampling.json):
 - top-k keeps the k most probable ids (k <= 0: all) and renormalises;
 - top-p keeps the most probable ids until their cumulative probability first exceeds p
   (that id included; p outside (0, 1): all) and renormalises;

@@ -3,8 +3,6 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from notagen.settings import parse_settings, run_stage  # noqa: E402
 from notagen.stages import run_notagen_training  # noqa: E402
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from notagen.launch import free_port  # noqa: E402,F401  (shared with the tests)
 from notagen.paths import REPO_ROOT, VECTORS_DIR as VECTORS  # noqa: E402  (the one definition of both)
 
@@ -25,7 +24,7 @@ def load_vector(name: str):
     path = VECTORS / name
     if not path.exists():
         # the vectors are part of the contract: a missing file is a failure, never a skip
-        raise FileNotFoundError(f"golden vector {path} is missing (expected ../shared/vectors beside the repo)")
+        raise FileNotFoundError(f"golden vector {path} is missing (the golden vectors live in tests/vectors/)")
     return json.loads(path.read_text())
 
 

@@ -1,6 +1,6 @@
 """The flat baselines (notagen.baselines): same data, same training stage, same engine events, same DPOP.
 
-Data: the 3 real pieces of shared/vectors/data_pipeline.json (conftest.write_corpus), with prompt lines.
+Data: the 3 real pieces of tests/vectors/data_pipeline.json (conftest.write_corpus), with prompt lines.
 """
 from __future__ import annotations
 

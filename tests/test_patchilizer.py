@@ -1,4 +1,4 @@
-"""The patchilizer reproduces the published encoder exactly (shared/vectors/patchilizer.json)."""
+"""The patchilizer reproduces the published encoder exactly (tests/vectors/patchilizer.json)."""
 import json
 import random
 

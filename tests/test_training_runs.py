@@ -1,6 +1,6 @@
 """Real runs of pretrain/train-gen.py: two CPU processes under `accelerate launch`, and kill -9 + resume.
 
-Data: the 3 real pieces of shared/vectors/data_pipeline.json, all 15 augmented keys each.
+Data: the 3 real pieces of tests/vectors/data_pipeline.json, all 15 augmented keys each.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """One piece's life during generation: prompts, settings, results, and the published loop's
 bookkeeping of text and context (no tensors). The engine (`engine.py`) drives many at once.
 
-How a piece grows (shared/spec/model.md, "Generation")
+How a piece grows (docs/spec/model.md, "Generation")
 - The patch-level context starts as BOS patch + one metadata chunk per prompt line. The feature of
   its last complete patch conditions the char-level decoder, which writes the next patch char by
   char ([feature] + chars so far -> next char). When the context ends in an open patch (after a
