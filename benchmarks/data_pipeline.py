@@ -20,7 +20,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from notagen.abc.corpus import corpus_root, find_corpus_pieces, round_robin  # noqa: E402
+from notagen.abc.corpus import round_robin  # noqa: E402
+from notagen.abc.corpus_sources import corpus_root, find_corpus_pieces  # noqa: E402
 from notagen.abc.pipeline import preprocess_folder, xml2abc_folder  # noqa: E402
 
 def musicxml_sample(limit: int, seed: int) -> list[Path]:

@@ -15,4 +15,5 @@ EVAL_SPLIT = 0.1  # share of pieces in <AUGMENTED_FOLDER>_eval.jsonl
 SEED = 0  # seed of the train / eval split
 WORKERS = 0  # worker processes (0 = every core)
 TIMEOUT = 120.0  # seconds one file may take; a file still running then is killed and logged
+METADATA = ""  # prompt lines for the pieces: a CSV (name,period,composer,instrumentation) or JSON-lines file, a folder laid out <period>/<composer>/<instrumentation>/<score> (e.g. stage 1's MusicXML folder), or 'folders' for ORI_FOLDER's own layout ("" = none: prompt lines already in the ABC stay; see docs/own-scores.md)
 FAILURE_LOG = ""  # file listing every failure and its reason ("" = <AUGMENTED_FOLDER>_failures.log)

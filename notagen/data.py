@@ -283,8 +283,10 @@ class NotaGenDataset(Dataset):
                                        f"builder transliterates with unidecode; rebuild this piece)")
             return None
         if self.require_prompt_lines and not is_prompt_header(text.split("\n")[:3]):
-            self._warn_once(str(path), f"{path} does not start with the three prompt lines "
-                                       f"%period / %composer / %instrumentation")
+            # once per dataset: unconditional fine-tuning has many such files (the counts are
+            # printed when fine-tuning starts)
+            self._warn_once("no prompt lines", f"{path} does not start with the three prompt lines "
+                                               f"%period / %composer / %instrumentation (warned once)")
         return text
 
     def prompt_of(self, entry: IndexEntry) -> tuple[str, ...]:
@@ -297,10 +299,15 @@ class NotaGenDataset(Dataset):
                 return tuple(line[1:].strip() for line in head) if is_prompt_header(head) else ()
         return ()
 
+    def prompt_counts(self) -> Counter:
+        """Pieces per (period, composer, instrumentation) of their `%` prompt lines; the key ()
+        counts the pieces without prompt lines."""
+        unique = dict.fromkeys(self.entries)  # a balanced set lists entries several times: read each once
+        return Counter(map(self.prompt_of, unique))
+
     def prompt_triples(self) -> list[tuple[str, str, str]]:
         """The (period, composer, instrumentation) triples of the pieces' `%` prompt lines, sorted."""
-        unique = dict.fromkeys(self.entries)  # a balanced set lists entries several times: read each once
-        return sorted({prompt for prompt in map(self.prompt_of, unique) if prompt})
+        return sorted(prompt for prompt in self.prompt_counts() if prompt)
 
     def _balance_prompts(self, balance: float) -> None:
         """List each prompt's pieces round((n_max / n) ** balance) times (pieces without prompt

@@ -133,6 +133,19 @@ def notagen_compute_loss(patch_sample: int):
     return compute_loss
 
 
+def prompt_count_lines(counts, index) -> list[str]:
+    """What fine-tuning prints at start: pieces per prompt (most first) and how many have none."""
+    pieces, without = sum(counts.values()), counts.get((), 0)
+    prompts = sorted(((n, prompt) for prompt, n in counts.items() if prompt), key=lambda item: (-item[0], item[1]))
+    lines = [f"fine-tuning on {pieces} pieces of {index}: {len(prompts)} prompts, "
+             f"{without} pieces without prompt lines"]
+    lines += [f"  {n:5d}  {' / '.join(prompt)}" for n, prompt in prompts]
+    if not prompts:
+        lines.append("  no piece has prompt lines: the model learns no prompt and no prompts.txt is written "
+                     "(stage 2's --metadata adds them, see docs/own-scores.md)")
+    return lines
+
+
 def run_notagen_training(settings: SimpleNamespace, stage: str) -> TrainResult:
     """Everything `pretrain/train-gen.py` and `finetune/train-gen.py` do, from parsed settings."""
     from .data import NotaGenDataset, collate_patches
@@ -174,8 +187,10 @@ def run_notagen_training(settings: SimpleNamespace, stage: str) -> TrainResult:
         weights_name=f"weights_{kind}_{tag_name}.pth", run_name=f"{kind}_{tag_name}", report_to=report_to)
     check_output_dir(config)  # before prompts.txt is written
     if stage == "finetune" and int(os.environ.get("RANK", "0")) == 0:
+        counts = train_data.prompt_counts()
+        print("\n".join(prompt_count_lines(counts, train_index)), flush=True)
         # the prompts this model knows (data-formats.md s.6), where the inference script looks
-        triples = train_data.prompt_triples()
+        triples = sorted(prompt for prompt in counts if prompt)
         if triples:
             atomic_write_text(Path(config.output_dir) / "prompts.txt",
                               "".join(f"{p}|{c}|{i}\n" for p, c, i in triples))

@@ -9,6 +9,12 @@ Design choices:
   traceback: empty file, corrupted .mxl, wrong encoding, not XML, not MusicXML.
 - In an .mxl archive the score is the first non-META `.xml` member, xml2abc's own rule (it decides
   which text the published data holds); `META-INF/container.xml` is the fallback.
+- MusicXML that xml2abc cannot read though its meaning fits ABC is rewritten first, as little as
+  possible (`xml2abc_readable`; a file without such marks goes in byte for byte): pedal marks of
+  type `discontinue` / `resume` (MuseScore 4 writes them) become `stop` / `start`, a pedal
+  `change` and a wedge or octave-shift `continue` are dropped, the accidentals `natural-sharp` /
+  `natural-flat` become `sharp` / `flat`, and a metronome mark without a tempo number (a metric
+  modulation such as quarter = eighth) is dropped. Each of them stops xml2abc with an exception.
 - ABC inputs may be generated text: prompt lines are dropped, stream prefixes stripped and
   rest-reduced interleaved text is restored (`rest_unreduce`) before abc2xml sees it.
 """
@@ -44,6 +50,34 @@ def _xml2abc_options() -> SimpleNamespace:
 
 
 # ---------------------------------------------------------------- MusicXML -> ABC
+
+# (element, type xml2abc rejects) -> the type it reads with that meaning; None: drop the element
+_DIRECTION_REWRITES = {(b"pedal", b"discontinue"): b"stop", (b"pedal", b"resume"): b"start",
+                       (b"pedal", b"change"): None, (b"wedge", b"continue"): None,
+                       (b"octave-shift", b"continue"): None}
+_DIRECTION = re.compile(rb"""<(pedal|wedge|octave-shift)\b([^>]*?)\btype=(["'])([\w-]+)\3([^>]*?)(/>|>\s*</\1>)""")
+_MIXED_ACCIDENTAL = re.compile(rb"(<accidental\b[^>]*>)\s*natural-(sharp|flat)\s*(</accidental>)")
+_METRONOME = re.compile(rb"<metronome\b[^>]*(?<!/)>.*?</metronome>", flags=re.DOTALL)
+
+
+def _rewrite_direction(match: re.Match) -> bytes:
+    element, before, quote, kind, after, end = match.groups()
+    if (element, kind) not in _DIRECTION_REWRITES:
+        return match.group(0)
+    new_kind = _DIRECTION_REWRITES[element, kind]
+    return b"" if new_kind is None else b"<%s%stype=%s%s%s%s%s" % (element, before, quote, new_kind, quote, after, end)
+
+
+def xml2abc_readable(data: bytes) -> bytes:
+    """MusicXML with the marks that stop xml2abc rewritten (see the module docstring)."""
+    if b"discontinue" in data or b"resume" in data or b"change" in data or b"continue" in data:
+        data = _DIRECTION.sub(_rewrite_direction, data)
+    if b"natural-" in data:
+        data = _MIXED_ACCIDENTAL.sub(rb"\1\2\3", data)
+    if b"<metronome" in data:
+        data = _METRONOME.sub(lambda match: match.group(0) if b"<per-minute" in match.group(0) else b"", data)
+    return data
+
 
 def _limit(max_mb: float) -> int:
     return int(max_mb * 2**20)
@@ -129,7 +163,7 @@ def read_musicxml(path: str | Path, max_mb: float = MAX_INPUT_MB) -> bytes:
 def musicxml_to_abc(data: bytes, name: str = "score.xml") -> str:
     """Uncompressed MusicXML -> standard ABC exactly as `xml2abc -d 8 -c 6 -x` prints it."""
     from abctoolkit import xml2abc
-    data = musicxml_bytes(data)  # a precise reason for bad input rather than an xml2abc traceback
+    data = xml2abc_readable(musicxml_bytes(data))  # a precise reason for bad input rather than an xml2abc traceback
     options = _xml2abc_options()
     output = io.StringIO()
     with captured_output() as chatter:

@@ -1,4 +1,5 @@
-"""Real training data from music21's bundled corpus, built offline: pre-training, fine-tuning, references.
+"""The embedded corpus, built offline from the scores in the repository and in music21: pre-training,
+fine-tuning and reference sets.
 
 Layout under the output folder (default `corpus/` of the repository):
     sources/standard_abc/ interleaved/ augmented/<KEY>/   every chosen piece converted and
@@ -6,25 +7,26 @@ Layout under the output folder (default `corpus/` of the repository):
                                          rebuild only does what is missing)
     pretrain/standard_abc/ interleaved/ augmented/<KEY>/  augmented.jsonl _train _eval
     finetune/...same layout, every file starting with the three prompt lines, + prompts.json
-    reference/bach_chorales/, reference/palestrina/   interleaved ABC, held out of both sets
+    reference/bach_chorales/, palestrina/, art_songs/, string_quartets/   interleaved ABC, held out
     summary.json                          piece counts (also printed)
 
 Design choices:
-- Sources: every .mxl/.musicxml/.xml/.krn/.abc file of the corpus except test material (demos,
-  theory exercises). MusicXML files go straight to xml2abc (the golden path); Humdrum and ABC go
-  through music21 to MusicXML first. A multi-tune ABC collection gives one piece per tune, except
-  for files whose tunes are the voices of one piece (Josquin), which music21 merges. When a piece
-  exists in several formats, MusicXML wins.
-- Prompts (`corpus_prompts.py`): `PROMPT_TABLE` maps corpus folders to (period, composer, instrumentation); for the
-  trecento collection the composer comes from each score's metadata (its MusicXML composer
-  credit), normalised through `TRECENTO_COMPOSERS`. Only pieces with a prompt go into the
-  fine-tuning set; pieces of unknown or unlisted composers stay in pre-training only.
-- References: `reference_pieces` Bach chorales and Palestrina pieces are drawn (seeded) from the
-  full corpus before anything else, so the reference sets do not depend on `max_pieces`, and they
-  are excluded from both training sets.
-- `max_pieces` (per set) picks round-robin across collections (pre-training) or prompts
-  (fine-tuning), each shuffled with the seed, so a small corpus is still varied. Pieces are picked
-  before conversion: a set holds at most `max_pieces`, fewer if some fail to convert.
+- Sources (`corpus_sources.py`, `openscore.py`): music21's bundled corpus and the OpenScore Lieder
+  and String Quartets corpora of `data/openscore/` (`openscore_folder`; "" leaves them out).
+- Prompts: for music21's corpus `corpus_prompts.PROMPT_TABLE` maps folders to (period, composer,
+  instrumentation), the trecento composer coming from each score's composer credit; OpenScore
+  pieces get theirs from their composer (`openscore.py`, NotaGen-X's spelling). Every prompt goes
+  through `metadata.check_prompt` and onto the files through `metadata.with_prompt`, as stage 2's
+  `--metadata` does. Only pieces with a prompt go into the fine-tuning set, and only when their
+  prompt has at least `min_prompt_pieces` pieces outside the references (a prompt seen a few
+  times is not learned); the others stay in pre-training only.
+- References: `reference_pieces` Bach chorales, Palestrina pieces, OpenScore songs and quartet
+  movements are drawn (seeded) from the full corpus before anything else, so the reference sets
+  do not depend on `max_pieces`, and they are excluded from both training sets.
+- `max_pieces` (per set) picks round-robin across collections (pre-training; the OpenScore
+  corpora are the collections `lieder` and `string-quartets`) or prompts (fine-tuning), each
+  shuffled with the seed, so a small corpus is still varied. Pieces are picked before
+  conversion: a set holds at most `max_pieces`, fewer if some fail to convert.
 - `focus` + `focus_pieces`: a small corpus can add more pieces of one prompt to the fine-tuning
   set (the main job adds Bach chorales, the style its CLaMP-DPO step targets), so a tiny model
   sees enough of that style to write it; the round-robin choice above stays as it was. The
@@ -38,80 +40,25 @@ from __future__ import annotations
 import fnmatch
 import json
 import random
-import re
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..io import atomic_write_json, atomic_write_text
 from ..paths import REPO_ROOT
 from .batch import Task, run_batch
-from .convert import musicxml_to_abc, xml_file_to_abc
-from .errors import AbcError, captured_output
+from .corpus_prompts import metadata_composers, prompt_for
+from .corpus_sources import MUSIC21, CorpusPiece, CorpusRoots, corpus_piece_to_abc, corpus_root, find_corpus_pieces
+from .metadata import Prompt, with_prompt
+from .openscore import OPENSCORE, OPENSCORE_FOLDER, find_openscore_pieces
 from .pipeline import PreprocessLayout, preprocess_job, failure_log_beside, write_index_files
-from .corpus_prompts import Prompt, metadata_composers, prompt_for
 from .text import KEYS_15
 
-SOURCE_SUFFIXES = [".mxl", ".musicxml", ".xml", ".krn", ".abc", ".mid", ".midi"]  # preference order for duplicates (MIDI via music21)
-SKIPPED_FOLDERS = ("demos/", "theoryExercises/", "_metadataCache/", "bach/choraleAnalyses/")
-WHOLE_FILE_ABC = ("josquin/",)  # ABC files whose X: tunes are the voices of one piece
-_TUNE_START = re.compile(r"^X:", flags=re.MULTILINE)
-
-REFERENCE_SETS = {"bach_chorales": "bach/*", "palestrina": "palestrina/*"}
-
-
-@dataclass(frozen=True)
-class CorpusPiece:
-    name: str                   # unique file name stem, e.g. "bach_bwv269", "essenFolksong_han1_0003"
-    source: str                 # path inside music21's corpus, e.g. "bach/bwv269.mxl"
-    tune: int | None = None     # 1-based tune of a multi-tune ABC file; None = the whole file
-
-    @property
-    def collection(self) -> str:
-        return self.source.split("/")[0]
-
-
-# ---------------------------------------------------------------- finding pieces
-
-def corpus_root() -> Path:
-    from music21 import common
-    return Path(common.getCorpusFilePath())
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
-
-
-def _read_corpus_text(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")  # a few old ABC collections are Latin-1
-
-
-def find_corpus_pieces(root: Path | None = None) -> list[CorpusPiece]:
-    """Every convertible piece of music21's corpus, one per score file or per ABC tune."""
-    root = root or corpus_root()
-    best: dict[str, Path] = {}  # name stem -> preferred file
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root).as_posix()
-        if path.suffix.lower() not in SOURCE_SUFFIXES or relative.startswith(SKIPPED_FOLDERS):
-            continue
-        stem = _safe(str(Path(relative).with_suffix("")).replace("/", "_"))
-        rank = SOURCE_SUFFIXES.index(path.suffix.lower())
-        if stem not in best or rank < SOURCE_SUFFIXES.index(best[stem].suffix.lower()):
-            best[stem] = path
-    pieces = []
-    for stem, path in sorted(best.items()):
-        relative = path.relative_to(root).as_posix()
-        tunes = len(_TUNE_START.findall(_read_corpus_text(path))) if path.suffix.lower() == ".abc" else 0
-        if tunes <= 1 or relative.startswith(WHOLE_FILE_ABC):
-            pieces.append(CorpusPiece(stem, relative))
-        else:
-            pieces.extend(CorpusPiece(f"{stem}_{tune:04d}", relative, tune) for tune in range(1, tunes + 1))
-    return pieces
+REFERENCE_SETS = {  # set name -> (corpus, pattern of the pieces' source paths)
+    "bach_chorales": (MUSIC21, "bach/*"), "palestrina": (MUSIC21, "palestrina/*"),
+    "art_songs": (OPENSCORE, "lieder/*"), "string_quartets": (OPENSCORE, "string-quartets/*")}
+MIN_PROMPT_PIECES = 10  # the Python API's default of corpus_config.MIN_PROMPT_PIECES
 
 
 # ---------------------------------------------------------------- choosing pieces
@@ -137,6 +84,7 @@ class CorpusPlan:
     pretrain: list[CorpusPiece]
     finetune: dict[CorpusPiece, Prompt]
     references: dict[str, list[CorpusPiece]]
+    rare_prompts: dict[Prompt, int] = field(default_factory=dict)  # left out of fine-tuning: pieces each
 
     def all_pieces(self) -> list[CorpusPiece]:
         everything = {piece.name: piece for piece in self.pretrain}
@@ -148,19 +96,24 @@ class CorpusPlan:
 
 def plan_corpus(pieces: list[CorpusPiece], prompts: dict[str, Prompt], max_pieces: int,
                 reference_pieces: int, seed: int, focus: Prompt | None = None,
-                focus_pieces: int = 0, pretrain: bool = True) -> CorpusPlan:
+                focus_pieces: int = 0, pretrain: bool = True, min_prompt_pieces: int = 1) -> CorpusPlan:
     """Choose the references first, then the training sets (see the module docstring); then add
     up to `focus_pieces` more fine-tuning pieces of the `focus` prompt (seeded choice).
-    `pretrain` False leaves the pre-training set empty; the other sets stay as they would be."""
+    `pretrain` False leaves the pre-training set empty; the other sets stay as they would be.
+    A prompt with fewer than `min_prompt_pieces` pieces outside the references is left out of
+    fine-tuning (its pieces stay in pre-training); a reference set without candidates is left out."""
     rng = random.Random(seed)
     references = {}
-    for set_name, pattern in REFERENCE_SETS.items():
-        candidates = [piece for piece in pieces if fnmatch.fnmatch(piece.source, pattern)]
-        references[set_name] = sorted(rng.sample(candidates, min(reference_pieces, len(candidates))),
-                                      key=lambda piece: piece.name)
+    for set_name, (corpus, pattern) in REFERENCE_SETS.items():
+        candidates = [piece for piece in pieces if piece.corpus == corpus and fnmatch.fnmatch(piece.source, pattern)]
+        if candidates:
+            references[set_name] = sorted(rng.sample(candidates, min(reference_pieces, len(candidates))),
+                                          key=lambda piece: piece.name)
     held_out = {piece.name for chosen in references.values() for piece in chosen}
     trainable = [piece for piece in pieces if piece.name not in held_out]
-    with_prompt = [piece for piece in trainable if piece.name in prompts]
+    counts = Counter(prompts[piece.name] for piece in trainable if piece.name in prompts)
+    rare = {prompt: count for prompt, count in sorted(counts.items()) if count < min_prompt_pieces}
+    with_prompt = [piece for piece in trainable if piece.name in prompts and prompts[piece.name] not in rare]
     if max_pieces > 0:
         by_collection, by_prompt = defaultdict(list), defaultdict(list)
         for piece in trainable:
@@ -177,46 +130,7 @@ def plan_corpus(pieces: list[CorpusPiece], prompts: dict[str, Prompt], max_piece
             with_prompt += random.Random(seed).sample(extra, min(focus_pieces, len(extra)))
     return CorpusPlan(pretrain=sorted(trainable, key=lambda piece: piece.name) if pretrain else [],
                       finetune={piece: prompts[piece.name] for piece in sorted(with_prompt, key=lambda p: p.name)},
-                      references=references)
-
-
-# ---------------------------------------------------------------- converting pieces
-
-def abc_tune(text: str, tune: int) -> str:
-    """The `tune`-th X: tune of an ABC collection, with the collection's preamble before it."""
-    starts = [match.start() for match in _TUNE_START.finditer(text)]
-    if not 1 <= tune <= len(starts):
-        raise AbcError("no such tune", f"tune {tune} of {len(starts)}")
-    end = starts[tune] if tune < len(starts) else len(text)
-    return text[:starts[0]] + text[starts[tune - 1]:end]
-
-
-def music21_score(path: Path, tune: int | None):
-    """music21's reading of a corpus file (or of one tune of an ABC collection) as one Score."""
-    from music21 import converter, stream
-    if path.suffix.lower() == ".abc" and tune is not None:
-        parsed = converter.parseData(abc_tune(_read_corpus_text(path), tune), format="abc")
-    else:
-        parsed = converter.parse(path, forceSource=True)
-    if isinstance(parsed, stream.Opus):
-        parsed = parsed.mergeScores()  # tunes that are the voices of one piece
-    return parsed
-
-
-def corpus_piece_to_abc(piece: CorpusPiece, root: Path) -> str:
-    """Standard ABC of one corpus piece: xml2abc on MusicXML, music21 -> MusicXML -> xml2abc otherwise."""
-    path = root / piece.source
-    if path.suffix.lower() in (".mxl", ".musicxml", ".xml"):
-        return xml_file_to_abc(path)
-    from music21.musicxml.m21ToXml import GeneralObjectExporter
-    try:
-        with captured_output():
-            musicxml = GeneralObjectExporter(music21_score(path, piece.tune)).parse()
-    except AbcError:
-        raise
-    except Exception as exc:
-        raise AbcError("music21 failed", f"{type(exc).__name__}: {exc}") from None
-    return musicxml_to_abc(musicxml, path.name)
+                      references=references, rare_prompts=rare)
 
 
 def _conversion_job(job: tuple[CorpusPiece, Path, Path]):
@@ -224,11 +138,34 @@ def _conversion_job(job: tuple[CorpusPiece, Path, Path]):
     return {target: corpus_piece_to_abc(piece, root)}
 
 
+@dataclass
+class Candidates:
+    """Every piece the corpus can hold, their prompts, and where their corpora lie."""
+    pieces: list[CorpusPiece]
+    prompts: dict[str, Prompt]
+    roots: CorpusRoots
+    notes: dict  # for the summary: pieces per corpus, OpenScore composers without a period
+
+
+def find_candidates(openscore_folder: str | Path | None = REPO_ROOT / OPENSCORE_FOLDER) -> Candidates:
+    """music21's corpus with the prompts of `corpus_prompts.py`, plus the OpenScore corpora in
+    `openscore_folder` with theirs (`openscore.py`; "" or None: music21's corpus alone)."""
+    roots = {MUSIC21: corpus_root()}
+    pieces = find_corpus_pieces(roots[MUSIC21])
+    composers = metadata_composers(pieces, roots[MUSIC21])
+    prompts = {piece.name: prompt for piece in pieces if (prompt := prompt_for(piece, composers))}
+    notes = {MUSIC21: len(pieces)}
+    if openscore_folder:
+        roots[OPENSCORE] = Path(openscore_folder)
+        openscore = find_openscore_pieces(roots[OPENSCORE])
+        pieces += openscore.pieces
+        prompts.update(openscore.prompts)
+        notes[OPENSCORE] = dict(Counter(piece.collection for piece in openscore.pieces))
+        notes["openscore_without_period"] = openscore.without_period
+    return Candidates(pieces, prompts, roots, notes)
+
+
 # ---------------------------------------------------------------- writing the sets
-
-def prompt_header(prompt: Prompt | None) -> str:
-    return "".join(f"%{field}\n" for field in prompt or ())
-
 
 def _index_prefix(folder: Path) -> str:
     try:
@@ -239,7 +176,7 @@ def _index_prefix(folder: Path) -> str:
 
 def _publish(source: Path, target: Path, prompt: Prompt | None) -> None:
     """target = prompt lines + source text, rewritten only where it changed."""
-    text = prompt_header(prompt) + source.read_text(encoding="utf-8")
+    text = with_prompt(source.read_text(encoding="utf-8"), prompt)
     if not target.exists() or target.read_text(encoding="utf-8") != text:
         atomic_write_text(target, text)
 
@@ -314,10 +251,24 @@ def _finished(layout: PreprocessLayout, names) -> list[str]:
     return sorted(name for name in names if all(path.exists() for path in layout.outputs(name)))
 
 
+def _write_references(out_dir: Path, plan: CorpusPlan, interleaved: PreprocessLayout, converted: set[str]) -> dict:
+    """reference/<set>/<name>.abc: the interleaved file of each finished reference piece."""
+    counts = {}
+    for set_name, chosen in plan.references.items():
+        folder = out_dir / "reference" / set_name
+        names = {piece.name for piece in chosen} & set(_finished(interleaved, converted))
+        _prune(folder, names)
+        for name in sorted(names):
+            _publish(interleaved.interleaved(name), folder / f"{name}.abc", None)
+        counts[f"reference_{set_name}"] = {"selected": len(chosen), "pieces": len(names)}
+    return counts
+
+
 def build_corpus(out_dir: str | Path, max_pieces: int = 0, reference_pieces: int = 20,
                  eval_split: float = 0.1, seed: int = 0, workers: int = 0, timeout: float = 180.0,
                  progress: bool = True, focus: Prompt | None = None, focus_pieces: int = 0,
-                 pretrain: bool = True) -> dict:
+                 pretrain: bool = True, openscore_folder: str | Path | None = REPO_ROOT / OPENSCORE_FOLDER,
+                 min_prompt_pieces: int = MIN_PROMPT_PIECES) -> dict:
     """Build (or finish) the embedded corpus under `out_dir`; returns the counts it also writes
     to `<out_dir>/summary.json`.
 
@@ -328,17 +279,15 @@ def build_corpus(out_dir: str | Path, max_pieces: int = 0, reference_pieces: int
     """
     started = time.monotonic()
     out_dir = Path(out_dir)
-    root = corpus_root()
     batch = {"workers": workers, "timeout": timeout, "progress": progress}
 
-    pieces = find_corpus_pieces(root)
-    composers = metadata_composers(pieces, root)
-    prompts = {piece.name: prompt for piece in pieces if (prompt := prompt_for(piece, composers))}
-    plan = plan_corpus(pieces, prompts, max_pieces, reference_pieces, seed, focus, focus_pieces, pretrain)
+    found = find_candidates(openscore_folder)
+    plan = plan_corpus(found.pieces, found.prompts, max_pieces, reference_pieces, seed, focus, focus_pieces,
+                       pretrain, min_prompt_pieces)
 
     standard = out_dir / "sources" / "standard_abc"
     conversion = run_batch(
-        [Task(piece.source + (f"#{piece.tune}" if piece.tune else ""), (piece, root, standard / f"{piece.name}.abc"),
+        [Task(piece.label, (piece, found.roots[piece.corpus], standard / f"{piece.name}.abc"),
               (standard / f"{piece.name}.abc",)) for piece in plan.all_pieces()],
         _conversion_job, failure_log=failure_log_beside(standard), desc="convert", **batch)
     converted = {piece.name for piece in plan.all_pieces() if (standard / f"{piece.name}.abc").exists()}
@@ -347,14 +296,17 @@ def build_corpus(out_dir: str | Path, max_pieces: int = 0, reference_pieces: int
     references_only = PreprocessLayout(cache.interleaved_folder, None)
     training = {piece.name for piece in plan.pretrain} | {piece.name for piece in plan.finetune}
     preprocessing = run_batch(
-        [Task(name, (standard / f"{name}.abc", name, cache if name in training else references_only),
+        [Task(name, (standard / f"{name}.abc", name, cache if name in training else references_only, None),
               (cache if name in training else references_only).outputs(name)) for name in sorted(converted)],
         preprocess_job, failure_log=failure_log_beside(cache.augmented_folder), desc="preprocess", **batch)
 
     summary = {"max_pieces": max_pieces, "focus": list(focus or ()), "focus_pieces": focus_pieces,
+               "candidates": found.notes,
                "sources": {"selected": len(plan.all_pieces()), "converted": len(converted),
                            "preprocessed": len(_finished(references_only, converted)),
-                           "failed": dict(conversion.reason_counts() + preprocessing.reason_counts())}}
+                           "failed": dict(conversion.reason_counts() + preprocessing.reason_counts())},
+               "rare_prompts": {"min_pieces": min_prompt_pieces, "prompts": len(plan.rare_prompts),
+                                "pieces": sum(plan.rare_prompts.values())}}
     sets = [("finetune", plan.finetune)]
     if pretrain:  # without it, an earlier build's pre-training set in out_dir is left as it was
         sets.insert(0, ("pretrain", {piece: None for piece in plan.pretrain}))
@@ -376,14 +328,7 @@ def build_corpus(out_dir: str | Path, max_pieces: int = 0, reference_pieces: int
                 summary[set_name]["focus_index"] = write_focus_index(
                     layout.augmented_folder, {name for name, prompt in chosen.items() if prompt == tuple(focus)})
 
-    for set_name, chosen in plan.references.items():
-        folder = out_dir / "reference" / set_name
-        names = {piece.name for piece in chosen} & set(_finished(references_only, converted))
-        _prune(folder, names)
-        for name in sorted(names):
-            _publish(references_only.interleaved(name), folder / f"{name}.abc", None)
-        summary[f"reference_{set_name}"] = {"selected": len(chosen), "pieces": len(names)}
-
+    summary.update(_write_references(out_dir, plan, references_only, converted))
     summary["seconds"] = round(time.monotonic() - started, 1)
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
@@ -392,9 +337,19 @@ def build_corpus(out_dir: str | Path, max_pieces: int = 0, reference_pieces: int
 def summary_lines(summary: dict) -> list[str]:
     """What `data/build_corpus.py` prints: pieces per set and per fine-tuning prompt."""
     sources = summary["sources"]
-    lines = [f"sources: {sources['converted']} of {sources['selected']} converted, "
-             f"{sources['preprocessed']} preprocessed"
-             + (f" (failed: {sources['failed']})" if sources["failed"] else "")]
+    candidates = summary["candidates"]
+    lines = [f"candidates: {candidates[MUSIC21]} pieces of music21's corpus"
+             + "".join(f", {count} OpenScore {collection}" for collection, count in candidates.get(OPENSCORE, {}).items())]
+    if candidates.get("openscore_without_period"):
+        lines.append(f"OpenScore composers without a period (pre-training only): "
+                     f"{'; '.join(candidates['openscore_without_period'])}")
+    lines.append(f"sources: {sources['converted']} of {sources['selected']} converted, "
+                 f"{sources['preprocessed']} preprocessed"
+                 + (f" (failed: {sources['failed']})" if sources["failed"] else ""))
+    rare = summary["rare_prompts"]
+    if rare["prompts"]:
+        lines.append(f"prompts with fewer than {rare['min_pieces']} pieces (pre-training only): "
+                     f"{rare['prompts']} prompts, {rare['pieces']} pieces")
     for set_name in ("pretrain", "finetune"):
         built = summary[set_name].get("built", True)
         lines.append(f"{set_name}: {summary[set_name]['pieces']} pieces" if built

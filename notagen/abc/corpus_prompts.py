@@ -12,16 +12,19 @@ from pathlib import Path
 
 from .convert import read_musicxml
 from .errors import AbcError
-
-Prompt = tuple  # (period, composer, instrumentation)
+from .metadata import Prompt, check_prompt
 
 
 def _prompt_table(text: str) -> list[tuple[str, Prompt]]:
-    """`pattern | period | composer | instrumentation` rows (a `# note` may follow); composer "-": None."""
+    """`pattern | period | composer | instrumentation` rows (a `# note` may follow); composer "-": None.
+    Each row is checked as a user's metadata is (`metadata.check_prompt`)."""
     table = []
     for line in text.strip().splitlines():
         pattern, period, composer, instrumentation = (f.strip() for f in line.split("#")[0].split("|"))
-        table.append((pattern, (period, None if composer == "-" else composer, instrumentation)))
+        if composer == "-":
+            table.append((pattern, (period, None, instrumentation)))
+        else:
+            table.append((pattern, check_prompt((period, composer, instrumentation), f"PROMPT_TABLE {pattern}")))
     return table
 
 
@@ -97,5 +100,5 @@ def prompt_for(piece, composers: dict[str, str]) -> Prompt | None:
     for pattern, (period, composer, instrumentation) in PROMPT_TABLE:
         if fnmatch.fnmatch(piece.source, pattern):
             composer = composer or composers.get(piece.source)
-            return (period, composer, instrumentation) if composer else None
+            return check_prompt((period, composer, instrumentation), piece.source) if composer else None
     return None

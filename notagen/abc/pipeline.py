@@ -22,9 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from unidecode import unidecode
+
 from ..io import atomic_write_text
 from .batch import BatchReport, Task, run_batch
+from .errors import AbcError
 from .convert import MAX_INPUT_MB, SCORE_SUFFIXES, abc_to_musicxml, read_abc_file, xml_file_to_abc
+from .metadata import PromptAssignment, assign_prompts, read_metadata, with_prompt
 from .preprocess import preprocess_abc
 from .text import KEYS_15, original_key, split_prompt_lines, text_to_lines
 
@@ -146,9 +150,10 @@ def augmented_file(entry_path: str | Path, key: str) -> Path:
     return entry_path.parent / key / f"{entry_path.name}_{key}.abc"
 
 
-def preprocess_job(job: tuple[Path, str, PreprocessLayout]):
-    source, name, layout = job
-    piece = preprocess_abc(read_abc_file(source), augment=layout.augmented_folder is not None)
+def preprocess_job(job: tuple[Path, str, PreprocessLayout, tuple | None]):
+    """One piece's stage-2 files; a prompt (not None) replaces the source's own prompt lines."""
+    source, name, layout, prompt = job
+    piece = preprocess_abc(with_prompt(read_abc_file(source), prompt), augment=layout.augmented_folder is not None)
     outputs = {layout.interleaved(name): piece.interleaved}
     outputs.update({layout.augmented(name, key): text for key, text in piece.augmented.items()})
     return outputs
@@ -187,27 +192,57 @@ def write_index_files(names: list[str], layout: PreprocessLayout, eval_split: fl
     return counts
 
 
+def redo_other_prompts(named_sources: dict[str, Path], layout: PreprocessLayout, prompts: dict) -> list[str]:
+    """Remove the interleaved file of each finished piece whose prompt lines are not those it gets
+    now (its metadata entry, else its source's own lines), so this run writes the piece again."""
+    redone = []
+    for name, source in named_sources.items():
+        done = layout.interleaved(name)
+        if not done.is_file():
+            continue
+        if name in prompts:
+            wanted = [f"%{value}" for value in prompts[name]]
+        else:
+            try:
+                wanted = [unidecode(line) for line in split_prompt_lines(read_abc_file(source))[0]]
+            except AbcError:
+                continue  # the run reports the unreadable source
+        if split_prompt_lines(done.read_text(encoding="utf-8"))[0] != wanted:
+            done.unlink()
+            redone.append(name)
+    return redone
+
+
 def preprocess_files(named_sources: dict[str, Path], layout: PreprocessLayout, *, workers: int = 0,
                      timeout: float = 120.0, failure_log=None, known_failures=(), progress: bool = True,
-                     desc: str = "preprocess", unknown=()) -> BatchReport:
-    """Stage 2's conversions on {piece name: standard ABC file} (no index files)."""
-    tasks = [Task(str(source), (source, name, layout), layout.outputs(name))
+                     desc: str = "preprocess", unknown=(), prompts: dict | None = None) -> BatchReport:
+    """Stage 2's conversions on {piece name: standard ABC file} (no index files); `prompts`
+    {name: (period, composer, instrumentation)} go on top of those pieces' outputs."""
+    prompts = prompts or {}
+    tasks = [Task(str(source), (source, name, layout, prompts.get(name)), layout.outputs(name))
              for name, source in named_sources.items()]
     return run_batch(tasks, preprocess_job, workers=workers, timeout=timeout, failure_log=failure_log,
                      known_failures=known_failures, desc=desc, progress=progress, unknown=unknown)
 
 
 def preprocess_folder(ori_folder, interleaved_folder, augmented_folder, *, eval_split: float = 0.1,
-                      seed: int = 0, **options) -> tuple[BatchReport, dict[str, int]]:
+                      seed: int = 0, metadata: str | Path = "",
+                      **options) -> tuple[BatchReport, dict[str, int], PromptAssignment | None]:
     """Every .abc under `ori_folder` -> interleaved folder, 15 augmented key folders, index files;
-    returns the batch report and the number of pieces in each index file."""
+    returns the batch report, the number of pieces in each index file and, with `metadata` (a CSV
+    or JSON-lines file, a folder, or "folders": see `metadata.py`), which pieces got prompt lines.
+    Bad metadata stops the stage before anything is written."""
     ori_folder = Path(ori_folder)
     check_folders_apart(ori_folder, interleaved_folder, augmented_folder)
     sources, others = find_inputs(ori_folder, ABC_SUFFIXES)
     named, clashes = name_inputs(sources, ori_folder)
+    assignment = assign_prompts(read_metadata(metadata, ori_folder), named) if str(metadata).strip() else None
+    prompts = assignment.prompts if assignment is not None else {}
     layout = PreprocessLayout(Path(interleaved_folder), Path(augmented_folder))
-    report = preprocess_files(named, layout, known_failures=clashes, unknown=[str(p) for p in others], **options)
-    return report, write_index_files(list(named), layout, eval_split, seed)
+    redo_other_prompts(named, layout, prompts)
+    report = preprocess_files(named, layout, known_failures=clashes, unknown=[str(p) for p in others],
+                              prompts=prompts, **options)
+    return report, write_index_files(list(named), layout, eval_split, seed), assignment
 
 
 # ---------------------------------------------------------------- stage 3: ABC -> MusicXML

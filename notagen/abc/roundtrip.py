@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..paths import REPO_ROOT
 from .batch import BatchReport, Task, run_batch
 from .convert import abc_to_musicxml, musicxml_to_score
-from .corpus import CorpusPiece, corpus_root, find_corpus_pieces, music21_score
+from .corpus import find_candidates
+from .corpus_sources import CorpusPiece, music21_score
 from .errors import AbcError, captured_output
+from .openscore import OPENSCORE_FOLDER
 
 
 def score_shape(score) -> tuple[int, int]:
@@ -45,21 +48,24 @@ def check_piece(interleaved_text: str, expected: tuple[int, int]) -> tuple[int, 
     return got
 
 
-def _roundtrip_job(job: tuple[CorpusPiece, Path, Path]):
+def _roundtrip_job(job: tuple[CorpusPiece, Path, Path]):  # (piece, its corpus folder, interleaved file)
     piece, root, interleaved_path = job
     check_piece(interleaved_path.read_text(encoding="utf-8"), original_shape(piece, root))
     return {}
 
 
 def check_corpus_roundtrip(set_folder: str | Path, *, workers: int = 0, timeout: float = 300.0,
-                           failure_log=None, progress: bool = True) -> BatchReport:
+                           failure_log=None, progress: bool = True,
+                           openscore_folder: str | Path | None = REPO_ROOT / OPENSCORE_FOLDER) -> BatchReport:
     """Round-trip every interleaved piece of a built corpus set (`corpus/finetune`, or a reference
-    folder such as `corpus/reference/bach_chorales` that holds the interleaved files itself)."""
-    root = corpus_root()
-    pieces = {piece.name: piece for piece in find_corpus_pieces(root)}
+    folder such as `corpus/reference/bach_chorales` that holds the interleaved files itself);
+    the originals are looked up in music21's corpus and the OpenScore corpora (`openscore_folder`)."""
+    found = find_candidates(openscore_folder)
+    pieces = {piece.name: piece for piece in found.pieces}
     folder = Path(set_folder, "interleaved") if Path(set_folder, "interleaved").is_dir() else Path(set_folder)
     interleaved = sorted(folder.glob("*.abc"))
-    tasks = [Task(path.stem, (pieces[path.stem], root, path)) for path in interleaved if path.stem in pieces]
+    tasks = [Task(path.stem, (pieces[path.stem], found.roots[pieces[path.stem].corpus], path))
+             for path in interleaved if path.stem in pieces]
     unknown = [(path.stem, "not a corpus piece: no original to compare with")
                for path in interleaved if path.stem not in pieces]
     return run_batch(tasks, _roundtrip_job, workers=workers, timeout=timeout, failure_log=failure_log,
