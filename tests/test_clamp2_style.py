@@ -30,7 +30,7 @@ def corpus(tmp_path_factory) -> Path:
         return Path(os.environ["NOTAGEN_CORPUS"])
     out = tmp_path_factory.mktemp("corpus")
     command = [sys.executable, str(REPO_ROOT / "data" / "build_corpus.py"), "--out_dir", str(out),
-               "--max_pieces", "20", "--reference_pieces", "10"]
+               "--max_pieces", "20", "--reference_pieces", "10", "--openscore_folder", ""]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     return out

@@ -20,7 +20,7 @@ from test_data_support import run_script
 def tiny_corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("corpus") / "corpus"
     stdout = run_script("build_corpus.py", "--out_dir", out, "--max_pieces", 3, "--reference_pieces", 2,
-                        "--workers", 2)
+                        "--workers", 2, "--openscore_folder", "")  # OpenScore: test_data_openscore.py
     return out, stdout
 
 
@@ -78,7 +78,7 @@ def test_a_build_without_the_pretraining_set_leaves_an_earlier_one_alone(tiny_co
     out = shutil.copytree(tiny_corpus[0], tmp_path / "corpus")
     before = {path: path.read_bytes() for path in (out / "pretrain").rglob("*") if path.is_file()}
     stdout = run_script("build_corpus.py", "--out_dir", out, "--max_pieces", 3, "--reference_pieces", 2,
-                        "--workers", 2, "--pretrain_set", "false")
+                        "--workers", 2, "--pretrain_set", "false", "--openscore_folder", "")
     assert "pretrain: not built (an earlier one in this folder is left as it was)" in stdout
     assert "finetune: 3 pieces" in stdout
     after = {path: path.read_bytes() for path in (out / "pretrain").rglob("*") if path.is_file()}

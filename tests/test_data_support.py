@@ -7,6 +7,7 @@ music21 (which takes seconds).
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +33,24 @@ def summary_line(stdout: str) -> str:
 def files_under(folder: Path) -> list[str]:
     """Every file below `folder`, relative, hidden temporaries included."""
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+
+
+# a handful of the OpenScore scores of data/openscore/, small ones (tests never build from all of them)
+OPENSCORE_SAMPLE = [
+    "lieder/scores/Brahms,_Johannes/5_Poems,_Op.19/2_Scheiden_und_Meiden/lc5069028.mxl",  # a pedal "discontinue"
+    "lieder/scores/Brahms,_Johannes/6_Songs,_Op.7/5_Die_Trauernde/lc5098625.mxl",
+    "lieder/scores/Brahms,_Johannes/5_Poems,_Op.19/4_Der_Schmied/lc5654485.mxl",
+    "lieder/scores/Schröter,_Corona/25_Lieder/3_An_Laura/lc6019054.mxl",
+    "lieder/scores/Faisst,_Clara_Mathilda/4_Lieder,_Op.11/1_Wanderlied/lc6258870.mxl",
+    "string-quartets/scores/Mozart,_Wolfgang_Amadeus/String_Quartet_No.18_in_A_major,_K.464_(Op._10,_No._5)/sq7070781.mxl",
+    "string-quartets/scores/Mozart,_Wolfgang_Amadeus/String_Quartet_No.18_in_A_major,_K.464_(Op._10,_No._5)/sq7093885.mxl",
+]
+
+
+def openscore_sample(folder: Path) -> Path:
+    """`folder` laid out like data/openscore/ with the OPENSCORE_SAMPLE scores and both composer tables."""
+    source = REPO_ROOT / "data" / "openscore"
+    for relative in OPENSCORE_SAMPLE + ["lieder/data/composers.tsv", "string-quartets/data/composers.tsv"]:
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / relative, folder / relative)
+    return folder

@@ -15,7 +15,7 @@ from torch import nn
 from conftest import REPO_ROOT, VECTORS, write_corpus
 from notagen.checkpoint import CheckpointError, load_model, read_checkpoint
 from notagen.settings import parse_settings
-from notagen.stages import find_weights_file, run_notagen_training
+from notagen.stages import find_weights_file, prompt_count_lines, run_notagen_training
 from notagen.training import TrainConfig, WarmupSchedule, resolve_trackers, train
 
 
@@ -118,9 +118,12 @@ def _finetune_settings(tmp_path, corpus, *extra):
         "--progress_bar", "false", "--cpu", "true", "--num_threads", "1", *extra])
 
 
-def test_finetune_from_the_published_checkpoint_takes_sizes_from_the_file(tmp_path):
+def test_finetune_from_the_published_checkpoint_takes_sizes_from_the_file(tmp_path, capsys):
     corpus = write_corpus(tmp_path / "corpus", prompts=True, eval_piece=2)
     result = run_notagen_training(_finetune_settings(tmp_path, corpus), stage="finetune")
+    assert capsys.readouterr().out.startswith(  # what it learns, said at the start
+        f"fine-tuning on 3 pieces of {corpus / 'augmented_train.jsonl'}: 1 prompts, 0 pieces without prompt lines\n"
+        f"      3  Baroque / Bach, Johann Sebastian / Choral\n")
     name = result.weights_path.name
     assert name == "weights_notagen_finetune_p_size_16_p_length_64_p_layers_2_c_layers_2_h_size_128_lr_0.0005_batch_1.pth"
     steps = [json.loads(line) for line in result.log_path.with_suffix(".steps.jsonl").read_text().splitlines()]
@@ -135,6 +138,17 @@ def test_finetune_from_the_published_checkpoint_takes_sizes_from_the_file(tmp_pa
 
     with pytest.raises(ValueError, match="hidden_size=256"):  # a size that does not fit the file
         run_notagen_training(_finetune_settings(tmp_path, corpus, "--hidden_size", "256"), stage="finetune")
+
+
+def test_the_prompt_counts_fine_tuning_prints():
+    counts = {("Romantic", "Lang, Josephine", "Art Song"): 2, (): 3, ("Baroque", "Bach, Johann Sebastian", "Choral"): 5,
+              ("Romantic", "Brahms, Johannes", "Art Song"): 2}
+    assert prompt_count_lines(counts, "train.jsonl") == [
+        "fine-tuning on 12 pieces of train.jsonl: 3 prompts, 3 pieces without prompt lines",
+        "      5  Baroque / Bach, Johann Sebastian / Choral",
+        "      2  Romantic / Brahms, Johannes / Art Song",
+        "      2  Romantic / Lang, Josephine / Art Song"]
+    assert prompt_count_lines({(): 4}, "x")[1].startswith("  no piece has prompt lines: the model learns no prompt")
 
 
 def test_pretrained_path_errors(tmp_path):

@@ -88,6 +88,11 @@ def with_prompt(text: str, prompt: Prompt | None) -> str:
 
 # ---------------------------------------------------------------- reading
 
+def piece_name(path: Path, folder: Path) -> str:
+    """A piece's name in the stages: its path below `folder` without suffix, folders joined by `_`."""
+    return "_".join(path.relative_to(folder).with_suffix("").parts)
+
+
 def _decoded(path: Path) -> str:
     data = path.read_bytes()
     try:
@@ -168,10 +173,10 @@ def read_folder_metadata(folder: str | Path, suffixes=SCORE_SUFFIXES + (".abc",)
     for path in sorted(folder.rglob("*")):
         if not path.is_file() or path.name.startswith(".") or path.suffix.lower() not in suffixes:
             continue
-        parts = path.relative_to(folder).with_suffix("").parts
+        parts = path.relative_to(folder).parts
         if len(parts) >= 4:
             where = str(folder.joinpath(*parts[:3]))
-            entries["_".join(parts)] = Entry(check_prompt(parts[:3], where), where, strict=False)
+            entries[piece_name(path, folder)] = Entry(check_prompt(parts[:3], where), where, strict=False)
     return entries
 
 

@@ -28,7 +28,7 @@ from ..io import atomic_write_text
 from .batch import BatchReport, Task, run_batch
 from .errors import AbcError
 from .convert import MAX_INPUT_MB, SCORE_SUFFIXES, abc_to_musicxml, read_abc_file, xml_file_to_abc
-from .metadata import PromptAssignment, assign_prompts, read_metadata, with_prompt
+from .metadata import PromptAssignment, assign_prompts, piece_name, read_metadata, with_prompt
 from .preprocess import preprocess_abc
 from .text import KEYS_15, original_key, split_prompt_lines, text_to_lines
 
@@ -84,10 +84,6 @@ def print_stage_result(report: BatchReport, failure_log: str | Path, *extra_line
     if report.failures:
         print(f"failures are listed in {failure_log}")
     return 1 if report.failures and not (report.converted or report.skipped) else 0
-
-
-def piece_name(path: Path, folder: Path) -> str:
-    return "_".join(path.relative_to(folder).with_suffix("").parts)
 
 
 def name_inputs(paths: list[Path], folder: Path) -> tuple[dict[str, Path], list[tuple[str, str]]]:
