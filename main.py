@@ -1,4 +1,4 @@
-"""The main job on the embedded default: music21's corpus -> pre-train -> fine-tune -> generate -> CLaMP-DPO.
+"""The main job on the embedded default: music21's corpus and OpenScore -> pre-train -> fine-tune -> generate -> CLaMP-DPO.
 
 `bash run.sh` runs this after installing; `python main.py --help` lists the settings below, each
 overridable as `--name value`. Every step runs the real stage script (as a user would) and is
@@ -14,7 +14,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent
 
 CORPUS_DIR = "corpus"  # where data/build_corpus.py writes the embedded corpus
-CORPUS_MAX_PIECES = 100  # pieces per training set (0 = every piece music21 ships that converts)
+CORPUS_MAX_PIECES = 100  # pieces per training set (0 = every piece of the embedded corpus, music21 and OpenScore, that converts)
 FOCUS_PIECES = 400  # extra fine-tuning pieces of PROMPT's style (Bach chorales), so a tiny model learns to write it
 RUNS_DIR = "runs/main"  # weights, generated pieces and logs of this job
 FRESH = False  # start the runs over (the corpus is kept)

@@ -9,6 +9,9 @@ published scripts do). Output folders are flat. Two inputs that would get the sa
 example `x.xml` and `x.mxl`) are not both converted: the first in sorted order wins and the other
 is logged as a "name clash" failure instead of silently overwriting it.
 
+Stage 2's `metadata` (`metadata.py`) puts each listed piece's prompt lines on top of its outputs;
+a finished piece whose prompt lines are not those it gets now is written again.
+
 Index files (spec section 5) are written after stage 2 from what is on disk, so pieces finished by
 an earlier (interrupted) run are listed too. Their `path` is `<augmented folder>/<name>` with the
 folder written as given (or as `index_prefix`), like the published files.
@@ -26,8 +29,8 @@ from unidecode import unidecode
 
 from ..io import atomic_write_text
 from .batch import BatchReport, Task, run_batch
-from .errors import AbcError
 from .convert import MAX_INPUT_MB, SCORE_SUFFIXES, abc_to_musicxml, read_abc_file, xml_file_to_abc
+from .errors import AbcError
 from .metadata import PromptAssignment, assign_prompts, piece_name, read_metadata, with_prompt
 from .preprocess import preprocess_abc
 from .text import KEYS_15, original_key, split_prompt_lines, text_to_lines
