@@ -111,7 +111,7 @@ def test_each_baseline_trains_saves_reloads_generates_and_takes_dpop_steps(tmp_p
     assert model.config == tiny(model_type)
 
     # a piece through the engine's events, the bar check on
-    events = list(engine_for(model).stream([CHORALE], GenerationSettings(seed=1, max_chars=500, bar_retries=2,
+    events = list(engine_for(model).stream([CHORALE], GenerationSettings.published(seed=1, max_chars=500, bar_retries=2,
                                                                          temperature=1.0)))
     piece = events[-1].result
     assert piece.text.startswith(CORPUS_PROMPT) and "".join(e.text for e in events) == piece.text
@@ -151,8 +151,8 @@ def test_pieces_do_not_depend_on_the_batch_through_rebuilds_and_rewinds(model_ty
     text = load_vector("data_pipeline.json")["items"][0]["augmented"]["C"]
     prompt = Prompt.from_abc("".join(text.splitlines(keepends=True)[:12]))
     settings = dict(seed=5, max_chars=len(prompt.prompt_text) + 400, bar_retries=2, top_k=0, top_p=1.0)
-    one = engine_for(model).generate([prompt] * 3, GenerationSettings(batch_size=1, **settings))
-    together = engine_for(model).generate([prompt] * 3, GenerationSettings(batch_size=2, **settings))
+    one = engine_for(model).generate([prompt] * 3, GenerationSettings.published(batch_size=1, **settings))
+    together = engine_for(model).generate([prompt] * 3, GenerationSettings.published(batch_size=2, **settings))
     assert [r.text for r in one] == [r.text for r in together]
     assert len({r.text for r in one}) == 3  # each piece its own random stream
     assert any(r.stream_events for r in one) and any(r.resampled_lines for r in one)

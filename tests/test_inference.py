@@ -11,7 +11,8 @@ import torch
 from conftest import REPO_ROOT, VECTORS, load_vector, torch_threads
 from notagen.generation import Prompt, PromptError
 from notagen.generation.piece import PieceResult
-from notagen.generation.run import (SetupError, main, output_folder_name, parse_prompt, resolve_device,
+from notagen.generation.piece import GenerationSettings
+from notagen.generation.run import (SetupError, generation_settings, main, output_folder_name, parse_prompt, resolve_device,
                                     resolve_dtype, resolve_weights, run_inference, write_piece)
 from notagen.settings import parse_settings
 
@@ -30,6 +31,17 @@ def one_thread():
 def settings(tmp_path, *extra):
     return parse_settings(CONFIG, ["--inference_weights_path", str(WEIGHTS), "--output_dir", str(tmp_path),
                                    "--device", "cpu", "--stream", "false", *extra])
+
+
+def test_the_python_api_generates_as_inference_py_does():
+    """GenerationSettings() is inference/config.py at its defaults (bar and header checks on);
+    GenerationSettings.published() is the published sampler, without them."""
+    cfg = parse_settings(CONFIG, [])
+    assert generation_settings(cfg, seed=3) == GenerationSettings(seed=3)
+    assert (cfg.bar_retries, cfg.header_retries) == (32, 32)
+    published = GenerationSettings.published(seed=3)
+    assert (published.bar_retries, published.header_retries) == (0, 0)
+    assert published == GenerationSettings(seed=3, bar_retries=0, header_retries=0)
 
 
 def test_greedy_run_keeps_the_exact_text_of_pieces_stopped_by_the_char_limit(tmp_path):

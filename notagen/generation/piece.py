@@ -58,7 +58,7 @@ from ..patchilizer import Patchilizer, split_lines
 
 R0_TRIGGER = [ord(c) for c in "[r:"]  # first three chars of the first tune-body patch ...
 R0_FORCED = [ord(c) for c in "0/"]  # ... are followed by these, so the body starts at line 0
-CHECKED_BAR_RETRIES = 32  # this project's stage configs check bar lines; GenerationSettings keeps the published 0
+CHECKED_BAR_RETRIES = 32  # default retries of the bar and header checks (GenerationSettings.published(): 0, no check)
 _VOICE_TAG = re.compile(r"\[V:([^\]]*)\]")
 _INLINE_METER = re.compile(r"\[M:([^\]]*)\]")
 REBUILT, REWOUND = "rebuilt", "rewound"  # what `Piece.add_patch` did to the context besides appending
@@ -129,6 +129,8 @@ class Prompt:
 
 @dataclass
 class GenerationSettings:
+    """How pieces are sampled; the defaults are inference/config.py's (the published sampling with
+    this project's bar and header checks). `GenerationSettings.published()` is the published sampler."""
     top_k: int = 9  # published defaults
     top_p: float = 0.9
     temperature: float = 1.2
@@ -139,9 +141,15 @@ class GenerationSettings:
     max_empty_patches: int = 64  # patches in a row without text -> stalled
     max_patches: int | None = None  # a piece fails after this many generated patches (None: no limit)
     batch_size: int = 1  # pieces generated together
-    bar_retries: int = 0  # resample a misaligned bar line up to this many times (0: the published loop)
-    header_retries: int = 0  # rewrite a header line that declares a voice again up to this many times, then the header (as often) (0: the published loop)
+    bar_retries: int = CHECKED_BAR_RETRIES  # resample a misaligned bar line up to this many times (0: the published loop)
+    header_retries: int = CHECKED_BAR_RETRIES  # rewrite a header line that declares a voice again up to this many times, then the header (as often) (0: the published loop)
     guidance: float = 1.0  # classifier-free guidance on the prompt lines: logits = free + g * (prompted - free); 1 = off (published)
+
+    @classmethod
+    def published(cls, **overrides) -> "GenerationSettings":
+        """The published sampler: the same defaults without the bar and header checks (what the
+        golden vectors record); `overrides` as for the constructor."""
+        return cls(**{"bar_retries": 0, "header_retries": 0, **overrides})
 
     def __post_init__(self):
         if self.batch_size < 1:
