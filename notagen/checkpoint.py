@@ -8,18 +8,30 @@ Design choices
 - A file that does not fit gets an error naming the missing and unexpected keys and the first
   mismatched shapes, instead of PyTorch's wall of text or, worse, a silent partial load.
 - Writes are atomic (`notagen.io.atomic_torch_save`): a crash mid-save keeps the previous file.
+- A checkpoint can also be a folder in the Hugging Face style (`save_pretrained`): `config.json`
+  (sizes and model type), `model.safetensors` (the same state dict: no pickle at all), the
+  `prompts.txt` the model knows and a model card `README.md`. Every loader takes the folder or its
+  `model.safetensors` wherever it takes a `.pth` file.
 """
 from __future__ import annotations
 
+import json
+import os
 import pickle
+import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import NotaGenConfig, config_from_state_dict
 from .io import atomic_torch_save
+
+FOLDER_WEIGHTS, FOLDER_CONFIG = "model.safetensors", "config.json"  # a checkpoint folder's files
 
 # GPT-2's causal-mask buffers: older transformers saved them, none are parameters
 IGNORED_KEY_SUFFIXES = (".attn.bias", ".attn.masked_bias")
@@ -30,8 +42,11 @@ class CheckpointError(ValueError):
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint dict safely, with a clear error for anything that is not one."""
+    """Load a checkpoint dict safely, with a clear error for anything that is not one; a checkpoint
+    folder (or its model.safetensors) gives {"model": ..., "config": ...} as a .pth file does."""
     path = Path(path)
+    if path.is_dir() or path.suffix == ".safetensors":
+        return read_checkpoint_folder(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
@@ -50,6 +65,26 @@ def read_checkpoint(path: str | Path) -> dict:
     found = sorted(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
     raise CheckpointError(f"{path} holds no model weights: expected a dict with a 'model' state dict, "
                           f"found {found}")
+
+
+def read_checkpoint_folder(path: Path) -> dict:
+    """The checkpoint dict of a folder written by `save_pretrained` (or of its model.safetensors)."""
+    folder, weights = (path, path / FOLDER_WEIGHTS) if path.is_dir() else (path.parent, path)
+    if not weights.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {weights}")
+    try:
+        checkpoint = {"model": load_file(weights)}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{weights} is not a readable safetensors file: {error}") from error
+    config = folder / FOLDER_CONFIG
+    if config.is_file():  # without it, sizes are read off the tensor shapes as for a published file
+        try:
+            checkpoint["config"] = json.loads(config.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise CheckpointError(f"{config}: not valid JSON ({error})") from None
+        if not isinstance(checkpoint["config"], dict):
+            raise CheckpointError(f"{config}: expected a JSON object of model sizes")
+    return checkpoint
 
 
 def strip_ignored_keys(state_dict: dict) -> dict:
@@ -163,3 +198,59 @@ def export_weights(source: str | Path, destination: str | Path, **extra) -> Path
     kept = {key: checkpoint[key] for key in ("stage", "settings", "epoch", "min_eval_loss") if key in checkpoint}
     save_checkpoint(destination, model, **kept, exported_from=Path(source).name, **extra)
     return Path(destination)
+
+
+def save_pretrained(source, folder: str | Path, prompts: str | Path | None = None, card: str = "",
+                    overwrite: bool = False) -> Path:
+    """A model, or the checkpoint file/folder `source`, as a Hugging Face style folder: config.json,
+    model.safetensors, prompts.txt (copied from `prompts` when given) and README.md (`card`, or a
+    short generated card). The folder is written beside its place and renamed into it whole; an
+    existing folder is replaced only with `overwrite`."""
+    folder = Path(folder)
+    if folder.exists() and not overwrite:
+        raise FileExistsError(f"{folder} exists: give another folder, or overwrite=True (--overwrite true)")
+    model = load_model(source) if isinstance(source, (str, Path)) else getattr(source, "module", source)
+    state = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in model.state_dict().items()}
+    config = {"model_type": "notagen", **model.config.to_dict()}
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        save_file(state, staging / FOLDER_WEIGHTS, metadata={"format": "pt"})  # clones: no shared storage
+        (staging / FOLDER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        if prompts:
+            shutil.copyfile(prompts, staging / "prompts.txt")
+        if card and not card.startswith("---"):
+            card = CARD_METADATA + card
+        (staging / "README.md").write_text(card or model_card(config, sum(t.numel() for t in state.values()),
+                                                              source, bool(prompts)))
+        readable(staging)
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+CARD_METADATA = "---\nlicense: mit\nlibrary_name: notagen\ntags: [music, symbolic-music, abc-notation, notagen]\n---\n"
+
+
+def readable(folder: Path) -> None:
+    """The modes a plain write would have given (temporary folders and files are private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.iterdir():
+        path.chmod(0o666 & ~umask)
+
+
+def model_card(config: dict, parameters: int, source, has_prompts: bool) -> str:
+    """A short model card for a checkpoint folder: what it is and how to load it."""
+    sizes = ", ".join(f"{name} {value}" for name, value in config.items())
+    origin = f"Converted from `{Path(source).name}`. " if isinstance(source, (str, Path)) else ""
+    prompts = ("`prompts.txt` lists the period_composer_instrumentation prompts it was fine-tuned on.\n"
+               if has_prompts else "")
+    return (CARD_METADATA + f"# {config.get('model_type', 'notagen')} checkpoint\n\n"
+            f"{origin}{parameters / 1e6:.2f}M parameters ({sizes}).\n{prompts}\n"
+            "Load it with `notagen.load_model(\"<this folder>\")`, or give the folder to "
+            "`inference/inference.py --inference_weights_path` or `gradio/demo.py --weights_path`.\n")

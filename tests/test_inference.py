@@ -68,6 +68,22 @@ def test_greedy_run_keeps_the_exact_text_of_pieces_stopped_by_the_char_limit(tmp
     assert any(str(tmp_path / "failed" / folder) in line for line in logged)
 
 
+def test_inference_from_a_checkpoint_folder_writes_the_golden_text(tmp_path):
+    """The tiny checkpoint exported as a Hugging Face style folder generates the published greedy text."""
+    from notagen.checkpoint import save_pretrained
+
+    case = TINY["greedy_generation"][0]
+    prompt = "|".join(line.strip().lstrip("%") for line in case["prompt_lines"])
+    folder = save_pretrained(WEIGHTS, tmp_path / "tiny_folder")
+    cfg = parse_settings(CONFIG, ["--inference_weights_path", str(folder), "--output_dir", str(tmp_path / "out"),
+                                  "--device", "cpu", "--stream", "false", "--prompt", prompt, "--greedy", "true",
+                                  "--max_chars", str(case["char_limit"]), "--num_samples", "1", "--seed", "7",
+                                  "--bar_retries", "0", "--header_retries", "0", "--convert", "false"])
+    (piece,) = run_inference(cfg, log=lambda line: None)["pieces"]
+    assert Path(piece["files"]["failed"]).read_text() == case["text"]
+    assert Path(piece["files"]["failed"]).parent.name == "tiny_folder_k_9_p_0.9_temp_1.2"
+
+
 def test_a_finished_piece_gets_original_interleaved_musicxml_and_midi(tmp_path):
     text = "%Classical\n%Mozart, Wolfgang Amadeus\n%Choral\n" + PIECE["text"]
     result = PieceResult(3, Prompt(), text, "finished", seconds=1.5, patches=120)

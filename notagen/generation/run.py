@@ -48,8 +48,10 @@ OUTPUT_FOLDERS = {"musicxml": "xml", "midi": "midi", "svg": "svg", "audio": "aud
 
 
 def output_folder_name(weights: str | Path, top_k, top_p, temperature) -> str:
-    """Published: weights file stem + `_k_<k>_p_<p>_temp_<T>`."""
-    return f"{Path(weights).stem}_k_{top_k}_p_{top_p}_temp_{temperature}"
+    """Published: weights file stem + `_k_<k>_p_<p>_temp_<T>` (a checkpoint folder's name for its model.safetensors)."""
+    weights = Path(weights)
+    name = weights.parent.name if weights.name == "model.safetensors" else weights.stem
+    return f"{name}_k_{top_k}_p_{top_p}_temp_{temperature}"
 
 
 def prompt_slug(prompt: Prompt, source: str = "") -> str:
