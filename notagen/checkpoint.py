@@ -30,6 +30,7 @@ from torch import nn
 
 from .config import NotaGenConfig, config_from_state_dict
 from .io import atomic_torch_save
+from .paths import resolve_weights_path
 
 FOLDER_WEIGHTS, FOLDER_CONFIG = "model.safetensors", "config.json"  # a checkpoint folder's files
 
@@ -134,12 +135,15 @@ def retie_shared_weights(module: nn.Module, state_dict: dict) -> None:
             setattr(module.get_submodule(owner), name, module.get_parameter(embedding))
 
 
-def load_model(path: str | Path, device: str | torch.device | None = None,
+def load_model(path: str | Path = "", device: str | torch.device | None = None,
                dtype: torch.dtype | None = None, config=None):
     """The model of a published or project checkpoint, sized from the file itself: NotaGen, or a
-    baseline of `notagen.baselines` where the file's stored config names one.
+    baseline of `notagen.baselines` where the file's stored config names one. `path` "" is the
+    shipped checkpoint; a folder is a checkpoint folder or the one weights_*.pth in it.
 
     `config` is only needed to force sizes (its fields are checked against the file)."""
+    if not str(path).strip() or Path(path).is_dir():
+        path = resolve_weights_path(path)
     from .baselines.config import FlatConfig
     from .model import NotaGenLMHeadModel
 
