@@ -27,36 +27,36 @@ RUNS_DIR = "runs/main"  # weights, generated pieces and logs of this job
 FRESH = False  # start the runs over (the corpus is kept)
 QUICK = False  # every step at a toy size (a few minutes on 2 cores, runs/quick/): shows the whole pipeline, not music worth keeping
 DEVICE = "auto"  # device of generation and CLaMP-DPO: auto (cuda, then mps, then cpu), cpu, cuda; training uses a GPU where there is one
-NUM_THREADS = 1  # CPU threads for torch (1 is far faster than 2 when anything else uses the CPU)
+NUM_THREADS = 1  # CPU threads for torch (1 avoids oversubscription when anything else uses the CPU)
 BATCH_SIZE = 4  # pieces per training batch
-PRETRAIN_STEPS = 450  # optimizer steps of tiny pre-training (about 7 min on 1 thread)
+PRETRAIN_STEPS = 450  # optimizer steps of tiny pre-training
 PRETRAIN_LEARNING_RATE = 2e-3  # peak learning rate of pre-training (cosine decay)
-FINETUNE_STEPS = 800  # optimizer steps of fine-tuning with prompt lines (about 13 min)
+FINETUNE_STEPS = 800  # optimizer steps of fine-tuning with prompt lines
 FINETUNE_LEARNING_RATE = 1e-3  # peak learning rate of fine-tuning (cosine decay)
-FOCUS_FINETUNE_STEPS = 1700  # then fine-tune on PROMPT's pieces alone for this many steps (about 21 min; 0 = skip): the chorale model of the inference step and of the demo without a shipped checkpoint
+FOCUS_FINETUNE_STEPS = 1700  # then fine-tune on PROMPT's pieces alone for this many steps (0 = skip): the chorale model of the inference step and of the demo without a shipped checkpoint
 PROMPT = "Baroque|Bach, Johann Sebastian|Choral"  # period|composer|instrumentation to generate (and to optimise with RL)
-NUM_PIECES = 8  # pieces generated from the fine-tuned model at the end of training (about half are usable)
-TEMPERATURE = 1.0  # sampling temperature of every generation step (published 1.2, for a far stronger model: the tiny one then writes 1 usable piece in 8)
+NUM_PIECES = 8  # pieces generated from the fine-tuned model at the end of training
+TEMPERATURE = 1.0  # sampling temperature of every generation step (the published 1.2 suits a far stronger model; the tiny one writes few usable pieces at it)
 MAX_CHARS = 6000  # a generated piece stops (as failed, partial text kept) past this many characters
 RL = True  # CLaMP-DPO: RL_ITERATIONS iterations from a model that has seen little of PROMPT's style, toward its held-out real pieces, with the before/after table
 RL_START_FOCUS_PIECES = 20  # pieces of PROMPT in the set the model CLaMP-DPO starts from is fine-tuned on last (beside the round robin over the other prompts), so it starts far from the target
-RL_START_STEPS = 300  # fine-tuning steps of that model, from the fine-tuned weights (before the focus fine-tuning): their bars hold, so most of its pieces are usable (about 5 min)
+RL_START_STEPS = 300  # fine-tuning steps of that model, from the fine-tuned weights (before the focus fine-tuning): their bars hold, so most of its pieces are usable
 M3_STEPS = 150  # optimizer steps of the tiny M3 feature extractor
 RL_ITERATIONS = 3  # CLaMP-DPO iterations; every model of the chain generates RL_SAMPLES pieces and is scored
 RL_SAMPLES = 1024  # pieces generated per model (published 1,000): fewer leave standard errors that hide a real gain
 RL_GENERATION_BATCH_SIZE = 64  # pieces generated together during CLaMP-DPO
 RL_BAR_RETRIES = 32  # bar-checked generation during CLaMP-DPO (the start model un-interleaves few pieces without it; the pairs then compare styles, not broken bars)
-RL_HEADER_RETRIES = 0  # header lines are not checked during CLaMP-DPO (inference checks them): with the check the start model writes better pieces (0.51 against 0.41) and the chain has less room; its third iteration stalled at both seeds tried (docs/clamp2.md)
+RL_HEADER_RETRIES = 0  # header lines are not checked during CLaMP-DPO (inference checks them): with the check the start model starts closer to the target and leaves the chain less room (docs/clamp2.md)
 RL_MAX_PATCHES = 1200  # a piece written during CLaMP-DPO fails past this many patches, rewritten lines included (about 3x the longest piece MAX_CHARS allows): one piece cannot hold up a batch for many minutes
 RL_PORTION = 0.1  # share of usable pieces chosen / rejected (published 0.1)
 RL_COPY_THRESHOLD = 0.0  # 0 = calibrated on the reference set: the tiny M3 puts distinct chorales above the published 0.95
 RL_REJECTED_USABLE_SHARE = 0.5  # half of the rejected pieces are the lowest-scoring well-formed ones, half the lowest of all: once the model stops writing broken pieces the pairs still teach style (0 = published)
-RL_STEPS = 200  # DPOP optimizer steps per iteration (about 1 min, each pair drawn at most once)
-RL_LEARNING_RATE = 1e-6  # DPOP learning rate (published 1e-6 for 516M parameters); from the start model fine-tuned from the fine-tuned weights, 2e-6 overshoots by the third iteration (0.24 -> 0.43 -> 0.64 -> 0.75: variety 0.61, near copies 8.3%; docs/clamp2.md)
+RL_STEPS = 200  # DPOP optimizer steps per iteration (each pair drawn at most once)
+RL_LEARNING_RATE = 1e-6  # DPOP learning rate (published 1e-6 for 516M parameters); from this start model a larger one overshoots the real chorales' score by the third iteration and makes the pieces alike (docs/clamp2.md)
 RL_BETA = 0.1  # DPOP beta (published 0.1)
-RL_NUM_PROCESSES = 2  # CPU processes of the CLaMP-DPO chain, NUM_THREADS torch threads each: each writes half of every model's pieces, and each DPOP step takes one pair on each (on one process the chain takes 45 min on this 2-core CPU)
+RL_NUM_PROCESSES = 2  # CPU processes of the CLaMP-DPO chain, NUM_THREADS torch threads each: each writes half of every model's pieces, and each DPOP step takes one pair on each (one process per core: the chain's time is mostly generation)
 RL_SEED = 0  # seed of CLaMP-DPO's generation and pair order; its runs go to rl/ (seed 0) or rl_seed<N>/
-EVAL_PIECES = 200  # pieces of each model's CLaMP-DPO generation that clamp2/evaluate.py reports on (0 = skip; about 1 min each)
+EVAL_PIECES = 200  # pieces of each model's CLaMP-DPO generation that clamp2/evaluate.py reports on (0 = skip)
 
 
 class StepChanged(ValueError):

@@ -128,7 +128,7 @@ def retie_shared_weights(module: nn.Module, state_dict: dict) -> None:
     it in TIED_WEIGHTS: tie it again where the file's two tensors are equal, as they are when saved
     tied; a pair trained apart stays apart. (NotaGen lists none: its loaded char-level head and
     embedding stay two parameters over one storage, as fine-tuning runs have always had them, so
-    their resume files keep fitting; docs/history.md.)"""
+    their resume files keep fitting; docs/model.md.)"""
     for head, embedding in getattr(module, "TIED_WEIGHTS", ()):
         if head in state_dict and embedding in state_dict and torch.equal(state_dict[head], state_dict[embedding]):
             owner, _, name = head.rpartition(".")
