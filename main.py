@@ -31,6 +31,7 @@ NUM_THREADS = 1  # CPU threads for torch (1 avoids oversubscription when anythin
 BATCH_SIZE = 4  # pieces per training batch
 PRETRAIN_STEPS = 450  # optimizer steps of tiny pre-training
 PRETRAIN_LEARNING_RATE = 2e-3  # peak learning rate of pre-training (cosine decay)
+FINETUNE_FROM = ""  # checkpoint fine-tuning starts from ("" = this job's pre-training; --quick: the shipped checkpoint, whose pieces are usable after a few steps)
 FINETUNE_STEPS = 800  # optimizer steps of fine-tuning with prompt lines
 FINETUNE_LEARNING_RATE = 1e-3  # peak learning rate of fine-tuning (cosine decay)
 FOCUS_FINETUNE_STEPS = 1700  # then fine-tune on PROMPT's pieces alone for this many steps (0 = skip): the chorale model of the inference step and of the demo without a shipped checkpoint
@@ -138,9 +139,9 @@ def weights_in(folder: Path) -> Path:
 # --quick: each of these replaces the constant above (settings given on the command line still win)
 _QUICK_SETTINGS = {
     "runs_dir": "runs/quick", "corpus_dir": "runs/quick/corpus", "corpus_max_pieces": 20, "focus_pieces": 20,
-    "pretrain_steps": 60, "finetune_steps": 60, "focus_finetune_steps": 60, "num_pieces": 2,
-    "rl_start_focus_pieces": 5, "rl_start_steps": 30, "m3_steps": 20, "rl_iterations": 1, "rl_samples": 32,
-    "rl_generation_batch_size": 16, "rl_steps": 10, "eval_pieces": 0,
+    "pretrain_steps": 40, "finetune_from": "weights/embedded", "finetune_steps": 40, "finetune_learning_rate": 2e-4, "focus_finetune_steps": 0,
+    "num_pieces": 2, "rl_start_focus_pieces": 5, "rl_start_steps": 20, "m3_steps": 20, "rl_iterations": 1,
+    "rl_samples": 32, "rl_generation_batch_size": 16, "rl_steps": 10, "eval_pieces": 0,
 }
 
 
@@ -167,7 +168,7 @@ def main(cfg) -> None:
                      "--learning_rate", str(cfg.pretrain_learning_rate), "--max_steps", str(cfg.pretrain_steps),
                      "--output_dir", str(runs / "pretrain")], runs, runs / "pretrain")
     run("finetune", ["finetune/train-gen.py", *training,
-                     "--pretrained_path", str(weights_in(runs / "pretrain")),
+                     "--pretrained_path", str(REPO / cfg.finetune_from if cfg.finetune_from else weights_in(runs / "pretrain")),
                      "--data_train_index_path", str(corpus / "finetune/augmented_train.jsonl"),
                      "--data_eval_index_path", str(corpus / "finetune/augmented_eval.jsonl"),
                      "--learning_rate", str(cfg.finetune_learning_rate), "--max_steps", str(cfg.finetune_steps),

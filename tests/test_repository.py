@@ -42,3 +42,31 @@ def test_the_readme_python_example_generates_a_piece():
         exec(compile(example, "README.md", "exec"), {})
     status, text = printed.getvalue().split(" ", 1)
     assert status == "finished" and text.startswith("%Baroque\n%Bach, Johann Sebastian\n%Choral\n")
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of a page's headings (lower case, punctuation dropped, spaces -> '-',
+    repeats numbered) and its explicit <a name> anchors."""
+    text = re.sub(r"```.*?```", "", markdown, flags=re.S)
+    anchors, seen = set(re.findall(r'<a (?:name|id)="([^"]+)"', text)), {}
+    for heading in re.findall(r"^#{1,6} +(.+?) *#*$", text, flags=re.M):
+        slug = re.sub(r"[^\w\- ]", "", re.sub(r"<[^>]+>", "", heading).strip().lower()).replace(" ", "-")
+        anchors.add(slug if slug not in seen else f"{slug}-{seen[slug]}")
+        seen[slug] = seen.get(slug, 0) + 1
+    return anchors
+
+
+def test_every_relative_link_of_the_docs_resolves():
+    pages = [REPO_ROOT / name for name in tracked_files() if name.endswith(".md")]
+    broken = []
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            destination = (page.parent / path).resolve() if path else page
+            if not destination.exists() or (anchor and destination.suffix == ".md"
+                                             and anchor not in heading_anchors(destination.read_text())):
+                broken.append(f"{page.relative_to(REPO_ROOT)}: {target}")
+    assert broken == [], broken
