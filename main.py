@@ -139,8 +139,8 @@ def weights_in(folder: Path) -> Path:
 # --quick: each of these replaces the constant above (settings given on the command line still win)
 _QUICK_SETTINGS = {
     "runs_dir": "runs/quick", "corpus_dir": "runs/quick/corpus", "corpus_max_pieces": 20, "focus_pieces": 20,
-    "pretrain_steps": 40, "finetune_from": "weights/embedded", "finetune_steps": 40, "finetune_learning_rate": 2e-4, "focus_finetune_steps": 0,
-    "num_pieces": 2, "rl_start_focus_pieces": 5, "rl_start_steps": 20, "m3_steps": 20, "rl_iterations": 1,
+    "pretrain_steps": 40, "finetune_from": "weights/embedded", "finetune_steps": 20, "finetune_learning_rate": 2e-4, "focus_finetune_steps": 0,
+    "num_pieces": 2, "rl_start_focus_pieces": 5, "rl_start_steps": 10, "m3_steps": 20, "rl_iterations": 1,
     "rl_samples": 32, "rl_generation_batch_size": 16, "rl_steps": 10, "eval_pieces": 0,
 }
 
