@@ -44,7 +44,7 @@ def test_a_marker_without_settings_is_skipped_as_before(tmp_path, capsys):
 
 def test_quick_sets_toy_sizes_and_the_command_line_still_wins():
     cfg = parse_settings(MAIN, main_job.quick_argv(["--rl_samples", "64"]))
-    assert (cfg.runs_dir, cfg.pretrain_steps, cfg.rl_iterations, cfg.rl_samples) == ("runs/quick", 60, 1, 64)
+    assert (cfg.runs_dir, cfg.pretrain_steps, cfg.rl_iterations, cfg.rl_samples) == ("runs/quick", 40, 1, 64)
     assert parse_settings(MAIN, []).pretrain_steps == 450  # the full job is untouched
 
 
