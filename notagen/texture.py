@@ -23,7 +23,8 @@ Design choices
   a choir); piano 0, harpsichord or continuo 6, organ 19; a few winds, brass and plucked
   instruments their GM program; unknown 0 (piano).
 - Adherence rules, per instrumentation (the prompt's third line):
-  * Choral: at least two sung parts; any other part a keyboard (continuo, organ, piano reduction);
+  * Choral: at least two sung parts, and no more other parts than sung ones (a continuo, a piano
+    reduction, the horns or oboes doubling a Bach chorale's voices);
   * Art Song: exactly one sung part, accompanied by keyboard or plucked parts (unknown-named staves
     count as the accompaniment: a piano's lower staff is often unnamed), at least one;
   * Chamber: at least two parts, none sung, at least one a bowed string or another non-keyboard
@@ -63,7 +64,8 @@ _INSTRUMENT_WORDS: dict[str, tuple[str, int]] = {
     **dict.fromkeys(("clarinet", "clarinets", "klarinette", "clarinetto", "clarinette"), ("instrument", 71)),
     **dict.fromkeys(("bassoon", "bassoons", "fagott", "fagotto", "basson"), ("instrument", 70)),
     **dict.fromkeys(("horn", "horns", "corno", "corni", "cor"), ("instrument", 60)),
-    **dict.fromkeys(("trumpet", "trumpets", "tromba", "trombe", "trompete", "trompette"), ("instrument", 56)),
+    **dict.fromkeys(("trumpet", "trumpets", "tromba", "trombe", "trompete", "trompette", "cornet", "cornett",
+                     "cornetto", "zink"), ("instrument", 56)),
     **dict.fromkeys(("trombone", "trombones", "posaune"), ("instrument", 57)),
     **dict.fromkeys(("tuba",), ("instrument", 58)),
     **dict.fromkeys(("saxophone", "sax"), ("instrument", 65)),
@@ -234,7 +236,7 @@ def adheres(instrumentation: str, parts: list[Part]) -> bool | None:
     others = [f for f in families if f != "voice"]
     rule = instrumentation.strip().lower()
     if rule == "choral":
-        return sung >= 2 and all(f == "keyboard" for f in others)
+        return sung >= 2 and len(others) <= sung
     if rule == "art song":
         return sung == 1 and bool(others) and all(f in ("keyboard", "plucked", "unknown") for f in others)
     if rule == "chamber":

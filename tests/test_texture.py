@@ -87,7 +87,8 @@ def test_voice_names_sing_as_a_choir_or_a_solo_voice(name):
 def test_generated_headers():
     # no %%score: every voice is a part; a broken name is unknown
     no_score = 'V:1 treble nm="Soprano"\nV:2 treble nm="Qnor"\nV:3 bass nm="Tenor"\nV:4 bass nm="Bass"\n'
-    assert texture(no_score, "Choral") == ("voice x3 + unknown", False)
+    assert texture(no_score, "Choral") == ("voice x3 + unknown", True)  # three singers are a choir still
+    assert texture(no_score, "Art Song") == ("voice x3 + unknown", False)
     # prompt lines, stream prefixes and the body's [V:n] bars are ignored
     generated = ('%Romantic\n%Schumann, Robert\n%Art Song\n%%score 1 { 2 | 3 }\nL:1/8\nK:G\n'
                  'V:1 treble nm="Voice"\nV:2 treble nm="Piano"\nV:3 bass\n[r:0/3][V:1]G8|[V:2]B8|[V:3]G,8|\n')
@@ -105,7 +106,8 @@ def test_rules_of_each_instrumentation():
 
     assert adheres("Choral", parts("Soprano", "Alto", "Tenor", "Bass")) is True
     assert adheres("Choral", parts("Voice")) is False  # one singer is not a choir
-    assert adheres("Choral", parts("Soprano", "Alto", "Violin")) is False
+    assert adheres("Choral", parts("Horn", "Soprano", "Alto", "Tenor", "Bass")) is True  # colla parte, as Bach
+    assert adheres("Choral", parts("Soprano", "Alto", "Violin", "Viola", "Cello")) is False
     assert adheres("Art Song", parts("Soprano", "Alto", "Piano")) is False  # a duet
     assert adheres("Art Song", parts("Voice")) is False  # no accompaniment
     assert adheres("Chamber", parts("Soprano", "Alto", "Tenor", "Bass")) is False
