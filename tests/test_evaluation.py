@@ -247,3 +247,26 @@ def test_composer_log_probabilities_are_the_classifiers_own(composers):
     order = np.argsort(-probabilities, axis=1)
     expected_rank = [list(model.classes_[order[i]]).index(c) if c in model.classes_ else np.nan for i, c in enumerate(asked)]
     assert np.allclose(rank, expected_rank, equal_nan=True)
+
+
+def test_texture_adherence_per_prompt_with_the_real_ceiling():
+    choir = '%%score 1 2 3 4\nV:1 nm="Soprano"\nV:2 nm="Alto"\nV:3 nm="Tenor"\nV:4 nm="Bass"\n'
+    piano = '%%score { 1 | 2 }\nV:1 nm="Piano"\nV:2\n'
+    bach, chopin = ("Baroque", "Bach, Johann Sebastian", "Choral"), ("Romantic", "Chopin, Frederic", "Keyboard")
+    generated = [evaluation.Piece("a", choir, prompt=bach), evaluation.Piece("b", piano, prompt=bach),
+                 evaluation.Piece("c", choir, prompt=chopin + ("Clamferina", "Choral")),  # % lines the model wrote on
+                 evaluation.Piece("d", piano, prompt=chopin),
+                 evaluation.Piece("e", choir, prompt=("Romantic", "Brahms, Johannes", "Orchestral")),  # no rule
+                 evaluation.Piece("f", choir)]  # no prompt lines
+    real = [evaluation.Piece("r", choir, prompt=bach), evaluation.Piece("s", choir, prompt=chopin)]
+    result = evaluation.texture_adherence(generated, real)
+    assert result["pieces"] == 4 and result["adherence"] == 0.5
+    assert result["real_pieces"] == 2 and result["real_adherence"] == 0.5
+    assert result["by_prompt"] == {
+        "Baroque|Bach, Johann Sebastian|Choral": {"pieces": 2, "rated": 2, "adherence": 0.5, "real_adherence": 1.0,
+                                                 "textures": {"voice x4": 1, "keyboard": 1}},
+        "Romantic|Brahms, Johannes|Orchestral": {"pieces": 1, "rated": 0, "adherence": pytest.approx(float("nan"), nan_ok=True),
+                                                "real_adherence": pytest.approx(float("nan"), nan_ok=True),
+                                                "textures": {"voice x4": 1}},
+        "Romantic|Chopin, Frederic|Keyboard": {"pieces": 2, "rated": 2, "adherence": 0.5, "real_adherence": 0.0,
+                                              "textures": {"voice x4": 1, "keyboard": 1}}}

@@ -45,8 +45,9 @@ class Piece:
 
     @property
     def prompt_name(self) -> str:
-        """Its prompt as one line, `period|composer|instrumentation` ("" without prompt lines)."""
-        return "|".join(self.prompt)
+        """Its prompt as one line, `period|composer|instrumentation` ("" without prompt lines); `%`
+        lines a model wrote after its three prompt lines are not part of it."""
+        return "|".join(self.prompt[:3])
 
 
 def read_pieces(folder: str | Path) -> list[Piece]:
