@@ -195,6 +195,13 @@ def make_preference_file(settings) -> Preferences:
     candidates, incomplete = collect_candidates(settings.generated_original_dir,
                                                 settings.generated_interleaved_dir,
                                                 settings.generated_feature_dir, ground_truth)
+    if not candidates and not incomplete:
+        raise ValueError(f"no generated features (.npy) under {settings.generated_feature_dir}: "
+                         f"extract them from the generated pieces first (clamp2/extract_clamp2.py)")
+    if not candidates:
+        raise ValueError(f"none of the {len(incomplete)} features under {settings.generated_feature_dir} has its "
+                         f"text in both {settings.generated_original_dir} and {settings.generated_interleaved_dir}, "
+                         f"e.g. {incomplete[0]}.abc")
     if incomplete:
         print(f"warning: {len(incomplete)} features have no matching original/interleaved text, "
               f"e.g. {incomplete[0]}")

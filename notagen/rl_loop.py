@@ -256,6 +256,9 @@ def run_loop(settings) -> list[dict]:
     from .rl_stats import features_and_texts, reference_statistics
     from .settings import apply_num_threads, record_settings
 
+    if not settings.reference_dir:
+        raise ValueError("--reference_dir is required: a folder of real pieces of the target style (.abc), "
+                         "e.g. corpus/reference/bach_chorales from data/build_corpus.py")
     apply_num_threads(settings)
     procs = processes(settings)
     main = procs.rank == 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +45,13 @@ def load_feature_folder(folder: str | Path) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"feature folder {folder} does not exist")
     features = {path.relative_to(folder).with_suffix("").as_posix(): load_feature(path)
                 for path in sorted(folder.rglob("*.npy"))}
-    sizes = {feature.shape[1] for feature in features.values()}
+    sizes = Counter(feature.shape[1] for feature in features.values())
     if len(sizes) > 1:
-        raise FeatureError(f"features of different sizes {sorted(sizes)} under {folder}: made by different extractors")
+        common = sizes.most_common(1)[0][0]
+        odd = [f"{name}.npy ({feature.shape[1]})" for name, feature in features.items() if feature.shape[1] != common]
+        shown = ", ".join(odd[:5]) + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
+        raise FeatureError(f"features of different sizes under {folder}: {sizes[common]} files have {common} values, "
+                           f"but {shown}: made by different extractors, re-extract them")
     return features
 
 
