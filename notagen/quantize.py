@@ -3,8 +3,8 @@
 Design choices
 - Library: `torch.ao.nn.quantized.dynamic.Linear` (PyTorch's fbgemm / oneDNN x86 kernels, VNNI
   where the CPU has it). Weights are int8 with one scale per output channel; each call quantizes its
-  float32 input to 8 bits with one scale for the whole call (dynamic quantization), multiplies in
-  int8 with int32 sums, and returns float32. At batch 1 a char step is a matrix-vector product over
+  float32 input with one scale for the whole call (dynamic quantization; 7-bit steps, the kernels'
+  `reduce_range`), multiplies in int8 with int32 sums, and returns float32. At batch 1 a char step is a matrix-vector product over
   the char decoder's weights, bound by memory bandwidth: int8 reads a quarter of the bytes.
   torchao 0.18's int8 configs (weight-only and dynamic) run several times slower than float32 on a
   CPU without its kernel library or torch.compile (docs/history.md), so torch.ao it is. PyTorch has
@@ -19,8 +19,10 @@ Design choices
   engine's logits differ from the uncached loop's by quantization noise, not by rounding.
 - Memory: the float32 model never exists whole. Each block is materialised in float32 (from a
   checkpoint read with mmap, or random), quantized, and its float weights dropped; on Linux the
-  file pages of a converted block are given back (`madvise`) and so is the heap's free memory
-  (`malloc_trim`), so the peak is about one float32 block over the int8 model.
+  file pages of a converted block are given back (`madvise`), and allocations of 1 MiB and more
+  are mapped on their own (`mallopt`, process-wide from the first int8 load) so that freed blocks
+  and the prefill's activations go back to the system. The peak is about one float32 block over
+  the int8 model.
 - CPU only: `--dtype int8` on a GPU is refused (`notagen.generation.setup.resolve_dtype`).
 """
 from __future__ import annotations
@@ -41,7 +43,6 @@ from .model import NotaGenLMHeadModel
 
 INT8 = torch.int8  # the generation `dtype` that means int8 products with float32 everything else
 BLOCK_PRODUCTS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # GPT-2 block submodules
-LM_HEAD = "char_level_decoder.base.lm_head"
 # PyTorch's deprecation of quantized tensors, printed at every quantization (not at generation)
 _DEPRECATION = r"torch\.quantize_per_tensor, torch\.quantize_per_channel .* are deprecated"
 
@@ -113,6 +114,7 @@ def int8_model(config, tensor: Callable[[str, torch.Tensor], torch.Tensor],
     (key: a state-dict key; like: the meta tensor of its shape). `release(tensors)` is called with
     the tensors `tensor` gave for a block once the block is converted (`release_pages` for a
     checkpoint read with mmap). Every float tensor the model keeps is a copy."""
+    map_large_allocations()
     with torch.device("meta"):
         model = NotaGenLMHeadModel(config)
     for prefix, block in decoder_blocks(model):
@@ -123,7 +125,6 @@ def int8_model(config, tensor: Callable[[str, torch.Tensor], torch.Tensor],
         if release is not None:
             release(list(given.values()))
         del given
-        trim_heap()
     in_blocks = tuple(prefix for prefix, _ in decoder_blocks(model))
     for name, module in model.named_modules():
         own = dict(module.named_parameters(recurse=False), **dict(module.named_buffers(recurse=False)))
@@ -133,7 +134,6 @@ def int8_model(config, tensor: Callable[[str, torch.Tensor], torch.Tensor],
             _own_copies(module)
     char_model = model.char_level_decoder.base
     char_model.lm_head = quantize_module(char_model.lm_head)
-    trim_heap()
     return model.eval()
 
 
@@ -164,12 +164,14 @@ def random_int8_model(config, seed: int = 0) -> NotaGenLMHeadModel:
     return int8_model(config, random_tensor(torch.Generator().manual_seed(seed)))
 
 
-def trim_heap() -> None:
-    """Hand the C heap's free memory back to the system (glibc `malloc_trim`; elsewhere nothing).
-    Freed float blocks leave holes between the int8 weights that glibc keeps otherwise."""
+def map_large_allocations() -> None:
+    """From now on this process gets every allocation of 1 MiB or more as its own memory map, given
+    back to the system when freed (glibc `mallopt(M_MMAP_THRESHOLD)`; elsewhere nothing). glibc's
+    own threshold grows with each freed large block up to 32 MiB, and then keeps the freed float
+    blocks and the prefill's activations in a heap that cannot shrink past the int8 weights."""
     if sys.platform.startswith("linux"):
         try:
-            ctypes.CDLL(None).malloc_trim(0)
+            ctypes.CDLL(None).mallopt(-3, 1 << 20)  # -3 = M_MMAP_THRESHOLD
         except AttributeError:  # a C library without it (musl)
             pass
 
