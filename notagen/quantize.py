@@ -19,9 +19,10 @@ Design choices
   engine's logits differ from the uncached loop's by quantization noise, not by rounding.
 - Memory: the float32 model never exists whole. Each block is materialised in float32 (from a
   checkpoint read with mmap, or random), quantized, and its float weights dropped; on Linux the
-  file pages of a converted block are given back (`madvise`), and allocations of 1 MiB and more
-  are mapped on their own (`mallopt`, process-wide from the first int8 load) so that freed blocks
-  and the prefill's activations go back to the system. The peak is about one float32 block over
+  file pages of a converted block are given back (`madvise`). For a large model (`LARGE_MODEL`)
+  allocations of 1 MiB and more are then mapped on their own (`mallopt`, process-wide from its
+  load on) so that freed blocks and the prefill's activations go back to the system; small models
+  leave the process's allocator alone. The peak is about one float32 block over
   the int8 model.
 - CPU only: `--dtype int8` on a GPU is refused (`notagen.generation.setup.resolve_dtype`).
 """
@@ -43,6 +44,7 @@ from .model import NotaGenLMHeadModel
 
 INT8 = torch.int8  # the generation `dtype` that means int8 products with float32 everything else
 BLOCK_PRODUCTS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # GPT-2 block submodules
+LARGE_MODEL = 50_000_000  # parameters from which loading int8 also maps large allocations on their own
 # PyTorch's deprecation of quantized tensors, printed at every quantization (not at generation)
 _DEPRECATION = r"torch\.quantize_per_tensor, torch\.quantize_per_channel .* are deprecated"
 
@@ -114,9 +116,10 @@ def int8_model(config, tensor: Callable[[str, torch.Tensor], torch.Tensor],
     (key: a state-dict key; like: the meta tensor of its shape). `release(tensors)` is called with
     the tensors `tensor` gave for a block once the block is converted (`release_pages` for a
     checkpoint read with mmap). Every float tensor the model keeps is a copy."""
-    map_large_allocations()
     with torch.device("meta"):
         model = NotaGenLMHeadModel(config)
+    if sum(p.numel() for p in model.parameters()) >= LARGE_MODEL:
+        map_large_allocations()
     for prefix, block in decoder_blocks(model):
         given = {key: tensor(prefix + key, like) for key, like in block.state_dict().items()}
         block.load_state_dict({key: value.float() for key, value in given.items()}, assign=True)
@@ -150,10 +153,9 @@ def random_tensor(generator: torch.Generator) -> Callable[[str, torch.Tensor], t
     """Random weights for benchmarks, GPT-2's initialisation: N(0, 0.02) weights, zero biases, unit
     layer-norm scales."""
     def tensor(key: str, like: torch.Tensor) -> torch.Tensor:
-        name = key.rsplit(".", 2)
         if key.endswith(".bias"):
             return torch.zeros(like.shape)
-        if name[-2].startswith("ln"):
+        if key.split(".")[-2].startswith("ln"):  # ln_1, ln_2, ln_f
             return torch.ones(like.shape)
         return torch.empty(like.shape).normal_(0.0, 0.02, generator=generator)
     return tensor
