@@ -6,7 +6,7 @@ from notagen.generation.piece import GenerationSettings as _defaults  # the one 
 WEIGHTS_PATH = ""  # checkpoint to generate from (published NotaGen-X or a project file; sizes are read from it); "" = the shipped one (weights/embedded/), else the main job's under runs/main/
 PROMPT_LIST = ""  # the period_composer_instrumentation combinations the checkpoint knows; "" = prompts.txt next to the weights, else gradio/prompts.txt (NotaGen-X's 112)
 DEVICE = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps
-DTYPE = "auto"  # auto (bfloat16 on CUDA, float32 elsewhere), float32, bfloat16 or float16
+DTYPE = "auto"  # auto (bfloat16 on CUDA, float32 elsewhere), float32, bfloat16, float16, or int8 (CPU only: int8 linear layers, the rest float32; faster and smaller for large models, docs/inference.md)
 NUM_THREADS = 0  # CPU threads for torch (0 = torch default)
 HOST = "127.0.0.1"  # address to serve on; 0.0.0.0 opens the page to the network (only when you ask for it)
 PORT = 7860  # port to serve on (0 = the first free one from 7860 on)

@@ -17,7 +17,7 @@ BATCH_SIZE = 1  # pieces generated together (more = higher throughput, more memo
 SEED = -1  # random seed for reproducible pieces; -1 picks one (it is printed and kept in the summary)
 DEVICE = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps
 NUM_THREADS = 0  # CPU threads for torch (0 = torch default; 1 avoids oversubscription on busy CPUs)
-DTYPE = "auto"  # auto (bfloat16 on CUDA, float32 elsewhere), float32, bfloat16 or float16
+DTYPE = "auto"  # auto (bfloat16 on CUDA, float32 elsewhere), float32, bfloat16, float16, or int8 (CPU only: int8 linear layers, the rest float32; faster and smaller for large models, docs/inference.md)
 MAX_CHARS = _defaults.max_chars  # a piece fails once its text is longer than this (published 102400)
 MAX_SECONDS = _defaults.max_seconds  # a piece fails after this many seconds (published 20 minutes)
 MAX_EMPTY_PATCHES = _defaults.max_empty_patches  # a piece fails as stalled after this many patches in a row without text

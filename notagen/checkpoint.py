@@ -12,6 +12,8 @@ Design choices
   (sizes and model type), `model.safetensors` (the same state dict: no pickle at all), the
   `prompts.txt` the model knows and a model card `README.md`. Every loader takes the folder or its
   `model.safetensors` wherever it takes a `.pth` file.
+- `dtype=torch.int8` (`notagen.quantize`) reads the file with mmap and quantizes block by block, so
+  the whole float32 model is never in memory.
 """
 from __future__ import annotations
 
@@ -42,16 +44,23 @@ class CheckpointError(ValueError):
     """A file that is not a checkpoint, or whose tensors do not fit the model."""
 
 
-def read_checkpoint(path: str | Path) -> dict:
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     """Load a checkpoint dict safely, with a clear error for anything that is not one; a checkpoint
-    folder (or its model.safetensors) gives {"model": ..., "config": ...} as a .pth file does."""
+    folder (or its model.safetensors) gives {"model": ..., "config": ...} as a .pth file does.
+
+    mmap: tensors stay on the file's pages until read (files of the legacy, non-zip format load whole)."""
     path = Path(path)
     if path.is_dir() or path.suffix == ".safetensors":
         return read_checkpoint_folder(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError as error:
+            if not (mmap and "mmap" in str(error)):
+                raise
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError,
             ValueError, AttributeError, IndexError, KeyError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -141,17 +150,24 @@ def load_model(path: str | Path = "", device: str | torch.device | None = None,
     baseline of `notagen.baselines` where the file's stored config names one. `path` "" is the
     shipped checkpoint; a folder is a checkpoint folder or the one weights_*.pth in it.
 
-    `config` is only needed to force sizes (its fields are checked against the file)."""
+    `config` is only needed to force sizes (its fields are checked against the file). `dtype`
+    torch.int8: NotaGen's linear layers in int8 for CPU generation (`notagen.quantize`)."""
     if not str(path).strip() or Path(path).is_dir():
         path = resolve_weights_path(path)
     from .baselines.config import FlatConfig
     from .model import NotaGenLMHeadModel
 
-    checkpoint = read_checkpoint(path)
+    int8 = dtype == torch.int8
+    if int8 and torch.device(device or "cpu").type != "cpu":
+        raise ValueError(f"int8 weights are for CPU generation, not {device}")
+    checkpoint = read_checkpoint(path, mmap=int8)
     state_dict = strip_ignored_keys(checkpoint["model"])
     stored = checkpoint.get("config")
     if isinstance(config, FlatConfig) or (config is None and isinstance(stored, dict)
                                           and stored.get("model_type", "notagen") != "notagen"):
+        if int8:
+            raise CheckpointError(f"{path} is a {stored.get('model_type') if stored else 'baseline'} baseline: "
+                                  f"int8 generation is for NotaGen checkpoints (use float32)")
         return _load_flat_model(path, state_dict, config or FlatConfig.from_dict(stored), device, dtype)
     if config is None:
         try:
@@ -159,10 +175,27 @@ def load_model(path: str | Path = "", device: str | torch.device | None = None,
         except KeyError as error:
             raise CheckpointError(f"{path} is not a NotaGen checkpoint: {error.args[0]}") from None
         config = NotaGenConfig.from_dict(stored) if isinstance(stored, dict) else detected
+    if int8:
+        return _load_int8_model(path, state_dict, config)
     with torch.device("meta"):
         model = NotaGenLMHeadModel(config)
     load_state_dict_checked(model, state_dict, source=str(path))
     return model.to(device=device or "cpu", dtype=dtype).eval()
+
+
+def _load_int8_model(path, state_dict: dict, config):
+    """NotaGen with int8 linear layers, converted block by block from the (mmap) state dict."""
+    from .model import NotaGenLMHeadModel
+    from .quantize import int8_model, release_pages
+
+    with torch.device("meta"):
+        problem = describe_mismatch(NotaGenLMHeadModel(config), state_dict)
+    if problem:
+        raise CheckpointError(f"{path} does not fit NotaGenLMHeadModel: {problem}")
+    mapped = zipfile.is_zipfile(path)  # read with mmap (`read_checkpoint`): its pages can be given back
+    model = int8_model(config, lambda key, like: state_dict[key], release_pages if mapped else None)
+    state_dict.clear()  # the last references to the file's pages
+    return model
 
 
 def _load_flat_model(path, state_dict: dict, config, device, dtype):

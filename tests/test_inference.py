@@ -147,7 +147,7 @@ def test_bad_settings_get_clear_errors(tmp_path, capsys, monkeypatch):
     with pytest.raises(SetupError, match="float16 is for GPUs"):
         resolve_dtype("float16", torch.device("cpu"))
     with pytest.raises(SetupError, match="unknown dtype"):
-        resolve_dtype("int8", torch.device("cpu"))
+        resolve_dtype("int4", torch.device("cpu"))
     not_a_checkpoint = tmp_path / "junk.pth"
     not_a_checkpoint.write_text("hello")
     monkeypatch.chdir(REPO_ROOT / "inference")  # the script's folder: paths still resolve

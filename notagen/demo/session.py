@@ -149,7 +149,8 @@ class DemoBackend:
         with self.lock:
             run_dir = self.new_run_dir(seed)
             progress = Progress(run_dir, seed, [Variation(i) for i in range(request.variations)], time.monotonic())
-            record = {"weights": str(self.weights), "device": str(self.device), "seed": seed,
+            record = {"weights": str(self.weights), "device": str(self.device),
+                      "dtype": str(self.dtype).replace("torch.", ""), "seed": seed,
                       "prompt": prompt.prompt_text, "settings": vars(settings) | {"variations": request.variations}}
             atomic_write_json(run_dir / "settings.json", record)
             yield from self._stream(prompt, settings, progress, stop)

@@ -55,14 +55,20 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """"auto": bfloat16 on a CUDA GPU that supports it (as published), float32 elsewhere."""
+    """"auto": bfloat16 on a CUDA GPU that supports it (as published), float32 elsewhere. "int8":
+    torch.int8, int8 linear layers for CPU generation (`notagen.quantize`), refused on other devices."""
     name = (name or "auto").strip().lower()
     if name == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float32
+    if name == "int8":
+        if device.type != "cpu":
+            raise SetupError(f"dtype int8 is for CPU generation (PyTorch's int8 kernels run on the CPU only), "
+                             f"not {device}: use --device cpu, or bfloat16 / float16 on a GPU")
+        return torch.int8
     if name not in DTYPES:
-        raise SetupError(f"unknown dtype {name!r}: use auto, float32, bfloat16 or float16")
+        raise SetupError(f"unknown dtype {name!r}: use auto, float32, bfloat16, float16 or int8")
     dtype = DTYPES[name]
     if dtype == torch.float16 and device.type == "cpu":
         raise SetupError("float16 is for GPUs; on cpu use float32 (or bfloat16)")
