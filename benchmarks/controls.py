@@ -33,6 +33,7 @@ def arguments(argv=None):
     parser.add_argument("--num_samples", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--summary", default="", help="check this run summary instead of running inference")
+    parser.add_argument("--output_dir", default="", help="keep the run's files here (default: a temporary folder)")
     return parser.parse_args(argv)
 
 
@@ -74,7 +75,8 @@ def check_piece(musicxml: Path, key: str, meter: str, bars: int) -> list[str]:
 
 def main(argv=None) -> int:
     args = arguments(argv)
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = args.output_dir or scratch
         summary_path = Path(args.summary)
         if not args.summary:
             command = [sys.executable, str(REPO / "inference" / "inference.py"), "--prompt", args.prompt,
@@ -83,7 +85,7 @@ def main(argv=None) -> int:
                        "--stream", "false", "--output_dir", folder]
             print(" ".join(command[1:]), flush=True)
             subprocess.run(command, check=True)
-            summary_path = next(Path(folder, "summary").glob("*.json"))
+            summary_path = max(Path(folder, "summary").glob("*.json"), key=lambda path: path.stat().st_mtime)
         summary = json.loads(summary_path.read_text())
         passed = 0
         for piece in summary["pieces"]:

@@ -141,8 +141,11 @@ def test_a_pickup_bar_comes_on_top_of_the_chosen_bars():
     piece = make_piece(Prompt.from_lines(list(BACH.lines) + ["L:1/8", "M:3/4", "K:C", "V:1 treble"]),
                        meter="3/4", bars=2, bar_retries=2)
     assert forced_prefix(piece, "[r:") == "[r:0/1]"  # not known yet
-    feed(piece, "[r:0/1][V:1]a2|\n")  # 2 eighths of 6: a pickup
-    assert piece.controls.pickup and forced_prefix(piece) == "[r:1/1]"
+    outcomes = feed(piece, "[r:0/1][V:1]a2|\n")  # 2 eighths of 6: a pickup, counted in its prefix
+    assert outcomes[-1] == ("[r:0/2][V:1]a2|\n", "rebuilt") and piece.controls.pickup
+    assert piece.text.endswith("K:C\nV:1 treble\n[r:0/2][V:1]a2|\n") and piece.released == len(piece.text)
+    assert piece.context[-1] == Patchilizer(16).patch_to_ids("[r:0/2][V:1]a2|\n")  # as training encodes it (16 chars)
+    assert forced_prefix(piece) == "[r:1/1]"
     feed(piece, "[r:1/1][V:1]a6|\n")
     assert not piece.done and forced_prefix(piece) == "[r:2/0]"
     assert feed(piece, "[r:2/0][V:1]a8|]\n")[-1][1] == "rewound"  # with a pickup the last bar may be short
@@ -188,10 +191,11 @@ def test_only_the_voice_whose_bar_breaks_the_meter_is_written_again():
     assert piece.add_patch(ids("|[V:2]C6") + [EOS_ID]) == ("", "")
     assert piece.add_patch(ids("|\n") + [EOS_ID])[0] == "[r:1/8][V:1]a6|[V:2]C6|\n"
     assert piece.resampled_lines == 1
-    for _ in range(3):  # the retries are per line: then the bar stays, and the whole line is judged
+    for _ in range(3):  # bar_retries rewrites in a try at the line: then the bar stays, and the whole line is judged
         assert feed(piece, "[r:2/7][V:1]a8")[-1][1] == "rewound"
     assert feed(piece, "[r:2/7][V:1]a8")[-1][1] == ""
     assert piece.add_patch(ids("|[V:2]C8|\n") + [EOS_ID])[1] == "rewound" and piece.line_retries == 1
+    assert feed(piece, "[r:2/7][V:1]a8")[-1][1] == "rewound"  # the next try at the line rewrites its bars again
 
 
 # -- the stall limit ---------------------------------------------------------------------------

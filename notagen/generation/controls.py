@@ -1,7 +1,8 @@
 """Musical controls of a piece: key, meter, tempo and length in bars (`GenerationSettings.key`,
 `.meter`, `.tempo`, `.bars`; `--key`, `--meter`, `--tempo`, `--bars` of inference.py; the demo's
 fields beside the prompt). `Piece` asks a `PieceControls` at four points: which char is forced,
-which chars are allowed, what a finished header line becomes, and whether a body line stands.
+which chars are allowed, what a finished header line becomes, and whether a body line stands;
+`ControlledPiece` (a mixin of `Piece`) does the bookkeeping that follows.
 
 Design choices
 - Key, meter and tempo become the piece's own header lines (`K:`, `M:`, `Q:1/4=<tempo>`), written
@@ -19,19 +20,22 @@ Design choices
   lines (N + 1). Every body line's stream prefix `[r:i/j]` is written for the model (j = lines still
   to come, as training data counts them), so it knows the piece's length from its first bar; the
   end-of-piece patch is not allowed before the last line, and the piece ends once its last line
-  stands. With the bar check the last line must close the piece: a final barline (`|]`, `||`) or a
+  stands. A first bar that turns out to be a pickup gets its prefix written again (`[r:0/N]`, N
+  lines to come), as training data counts a pickup. With the bar check the last line must close the piece: a final barline (`|]`, `||`) or a
   repeat end (`:|`).
 - With the bar check (bar_retries > 0) the chosen meter is checked too: every bar of every voice
   lasts the meter, except a pickup first bar (shorter) and, in a piece with a pickup, the last bar
   (not longer); a change of meter or key inside the body (`[M:...]`, `[K:...]`) is refused. The
   check runs on each voice's bar as soon as the model ends its chunk (a patch ended by EOS: chunks
-  end where a voice's bar does), and only that bar is written again (`bar_problem`): a whole line
-  written again until all its voices last the meter at once rarely gets there.
+  end where a voice's bar does), and only that bar is written again (`bar_problem`), up to
+  bar_retries times in each try at the line: a whole line written again until all its voices last
+  the meter at once rarely gets there.
 - Impossible values (an unknown key, meter `0/4`, bars 0, a tempo of 5000) raise `ControlError`, a
   ValueError, so scripts print one `error:` line.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -41,6 +45,7 @@ from abctoolkit.utils import Barline_regexPattern
 from ..abc.text import strip_stream_prefixes
 from ..abc.unreduce import bar_duration, voice_bars
 from ..config import BOS_ID, EOS_ID, NUM_CHARS
+from ..patchilizer import Patchilizer
 
 TEMPO_RANGE = (20, 400)  # quarter notes per minute a `Q:` line may ask for
 MAX_BARS = 1000  # longest piece in bars (the longest fine-tuning pieces have a few hundred)
@@ -104,9 +109,12 @@ def whole_number(value, what: str, low: int, high: int) -> int | None:
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
         return None
     try:
-        number = int(str(value).strip()) if not isinstance(value, int) else value
+        number = float(str(value).strip()) if not isinstance(value, int) else value  # a page's number field sends floats
     except ValueError:
         raise ControlError(f"{what} {value!r}: not a whole number") from None
+    if not math.isfinite(number) or number != int(number):
+        raise ControlError(f"{what} {value!r}: not a whole number")
+    number = int(number)
     if isinstance(value, bool) or not low <= number <= high:
         raise ControlError(f"{what} {value!r}: must be {low} to {high}")
     return number
@@ -253,6 +261,15 @@ class PieceControls:
             return None
         return self._meter_problem(duration, index, bar)
 
+    def recount(self, line: str) -> str | None:
+        """The line with a stream prefix that counts the lines still to come, when its own does not
+        (a first bar found to be a pickup after its prefix was written); else None."""
+        match = _PREFIX.match(line)
+        if self.bars is None or not match:
+            return None
+        right = f"[r:{match[1]}/{max(self.total_lines - 1 - int(match[1]), 0)}]"
+        return None if match[0] == right else right + line[match.end():]
+
     def line_stood(self, line: str, bar: Fraction | None) -> bool:
         """A body line stands: True when it is the piece's last. Its first line tells whether the
         piece has a pickup (a first bar shorter than the meter)."""
@@ -261,3 +278,62 @@ class PieceControls:
             duration = bar_duration(bars[0][1])
             self.pickup = duration is not None and 0 < duration < bar
         return self.bars is not None and index is not None and index + 1 >= self.total_lines
+
+
+# ---------------------------------------------------------------------------------------------
+# What a Piece does for its controls
+# ---------------------------------------------------------------------------------------------
+class ControlledPiece:
+    """`Piece`'s bookkeeping for its controls (`self.controls`, a PieceControls): a voice's bar written
+    again, header lines replaced, the piece ended after its last bar, a pickup's line recounted. A
+    mixin of `Piece`: it works on Piece's text, context and line marks (`_cut_back`,
+    `_mark_line_start`, `_last_line`, `_bar`), and keeps the controls' part of them in this module."""
+
+    def _rejects_bar(self, new: list[int]) -> bool:
+        """With a chosen meter and the bar check: a voice's bar whose chunk the model has just ended
+        and that does not last the meter is written again (cut back to the chunk's start), up to
+        bar_retries times in each try at the line."""
+        start = self._chunk
+        if not (self.controls and self.in_body and start and new[-1] == EOS_ID) or (
+                self.bar_rewrites >= self.settings.bar_retries or start.rebuilds != len(self.stream_events)):
+            return False
+        if self.controls.bar_problem(self._last_line(), self._bar(self._last_line())) is None:
+            return False
+        self._cut_back(start)
+        self.bar_rewrites += 1
+        self.resampled_lines += 1
+        return True
+
+    def _edit_header(self, lines: list[str]) -> bool:
+        """The model's latest header text gives way to `lines` (`PieceControls.header_edit`): True when
+        the context is to be encoded again, False when the header no longer fits it (the piece fails)."""
+        self._cut_back(self._line)
+        self.text, self.metadata = self.text + "".join(lines), self.metadata + "".join(lines)
+        self.context += self.patchilizer.encode_metadata(lines)
+        self._mark_line_start()
+        if len(self.context) >= self.patch_length:
+            self._finish("failed", "metadata_overflow")
+            return False
+        return True
+
+    def _ends_piece(self) -> bool:
+        """A body line stands: after the last chosen bar the piece is finished."""
+        if not self.controls.line_stood(self._last_line(), self._bar(self._last_line())):
+            return False
+        self._mark_line_start()
+        self._finish("finished")
+        return True
+
+    def _recounted(self) -> bool:
+        """A first bar found to be a pickup gets the stream prefix that counts it (its chunks encoded
+        as training encodes them): True when the context is to be encoded again."""
+        line = self._last_line()
+        fixed = self.controls.recount(line)
+        if fixed is None or len(self.context) >= self.patch_length:
+            return False
+        self.text, self.body = self.text[:-len(line)] + fixed, self.body[:-len(line)] + fixed
+        self.context = self.context[:self._line.context] + [
+            self.patchilizer.patch_to_ids(patch) for bar in Patchilizer.split_bars([fixed])
+            for patch in self.patchilizer.chunk_to_patches(bar)]
+        self._mark_line_start()
+        return True

@@ -59,7 +59,7 @@ from ..abc.text import is_prompt_line
 from ..abc.unreduce import bar_length, declared_voices, header_line_problem, line_problem
 from ..config import BOS_ID, EOS_ID, PAD_ID
 from ..patchilizer import Patchilizer, split_lines
-from .controls import PieceControls, normal_controls
+from .controls import ControlledPiece, PieceControls, normal_controls
 
 R0_TRIGGER = [ord(c) for c in "[r:"]  # first three chars of the first tune-body patch ...
 R0_FORCED = [ord(c) for c in "0/"]  # ... are followed by these, so the body starts at line 0
@@ -226,7 +226,7 @@ class _LineStart(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 # One piece's text and context (the published loop's bookkeeping, no tensors)
 # ---------------------------------------------------------------------------------------------
-class Piece:
+class Piece(ControlledPiece):
     def __init__(self, index: int, prompt: Prompt, patchilizer: Patchilizer, patch_length: int,
                  settings: GenerationSettings):
         self.index, self.prompt, self.settings = index, prompt, settings
@@ -373,12 +373,11 @@ class Piece:
         if self.controls and (began_body or "\n" in text and not self.in_body) and (
                 (lines := self.controls.header_edit(self.metadata[:self._line.metadata], self.text[self._line.text:]))
                 is not None):
-            return self._edit_header(lines)
+            return REBUILT if self._edit_header(lines) else ""
         if text.endswith("\n"):
+            if self.in_body and self.controls and (self._ends_piece() or self._recounted()):
+                return "" if self.done else REBUILT  # the last chosen bar, or a pickup's line recounted
             self._mark_line_start()
-            if self.in_body and self.controls and self.controls.line_stood(self._last_line(), self._bar(self._last_line())):
-                self._finish("finished")  # the last of the chosen bars
-                return ""
         if self._check_limits():
             return ""
         if len(self.context) >= self.patch_length:
@@ -404,20 +403,6 @@ class Piece:
         self.line_retries = self.bar_rewrites = 0
         self._line, self._chunk = self._snapshot(), None
 
-    def _rejects_bar(self, new: list[int]) -> bool:
-        """With a chosen meter and the bar check: a voice's bar whose chunk the model has just ended
-        and that does not last the meter (controls.py) is written again, up to bar_retries times a line."""
-        start = self._chunk
-        if not (self.controls and self.in_body and start and new[-1] == EOS_ID) or (
-                self.bar_rewrites >= self.settings.bar_retries or start.rebuilds != len(self.stream_events)):
-            return False
-        if self.controls.bar_problem(self._last_line(), self._bar(self._last_line())) is None:
-            return False
-        self._cut_back(start)
-        self.bar_rewrites += 1
-        self.resampled_lines += 1
-        return True
-
     def _rejects_line(self, line_ended: bool) -> bool:
         """Lines completed since the line start with a problem (a misaligned body line, a header
         line that declares a voice again): cut back to the line start while it has retries left;
@@ -432,6 +417,7 @@ class Piece:
         if retry_line:
             self._cut_back(self._line)
             self.line_retries += 1
+            self.bar_rewrites = 0  # each try at the line may write its bars again (controls.py)
         else:  # the header so far leaves no good next line: write it again
             self._cut_back(self._header_start)
             self._line, self.line_retries = self._header_start, 0
@@ -465,17 +451,6 @@ class Piece:
         _, _, meter, unit = self._read_header()
         meter = ([self._meter or meter] + _INLINE_METER.findall(line))[-1]
         return bar_length(meter, unit) if meter else None
-
-    def _edit_header(self, lines: list[str]) -> str:
-        """The model's latest header text gives way to `lines` (controls.py); the context is encoded again."""
-        self._cut_back(self._line)
-        self.text, self.metadata = self.text + "".join(lines), self.metadata + "".join(lines)
-        self.context += self.patchilizer.encode_metadata(lines)
-        self._mark_line_start()
-        if len(self.context) >= self.patch_length:
-            self._finish("failed", "metadata_overflow")
-            return ""
-        return REBUILT
 
     def _release(self) -> str:
         """Text that can no longer be taken back: all of it without the bar check or once done,
