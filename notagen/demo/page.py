@@ -184,6 +184,7 @@ class DemoPage:
                        gr.update(), gr.update(), progress, progress.seed,
                        gr.update(choices=[str(i + 1) for i in range(len(progress.variations))], value="1"))
         except ValueError as error:  # a prompt, setting or control that cannot work
+            yield (f"**not started**: {html.escape(str(error))}", *(gr.update(),) * 7)
             raise gr.Error(str(error)) from None
         yield self.show_variation("1", progress)[:-1] + (progress, progress.seed, gr.update())
 

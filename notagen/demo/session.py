@@ -254,7 +254,7 @@ class DemoBackend:
 
         def watch(piece) -> None:  # after each patch: the line being written, and its tries
             variation = progress.variations[piece.index]
-            variation.draft, variation.line_tries = piece.draft, piece.line_retries + piece.bar_rewrites
+            variation.draft, variation.line_tries = piece.draft, piece.resampled_lines - piece.resampled_at_line
 
         stream = self.engine.stream([prompt] * len(progress.variations), settings, watch=watch)
         try:
@@ -266,7 +266,6 @@ class DemoBackend:
                     variation.patches += 1
                     progress.patches += 1
                 variation.text += event.text
-                variation.draft = variation.draft[len(event.text):] if variation.draft.startswith(event.text) else ""
                 if event.result is not None:
                     self.finish(variation, event.result, progress.run_dir)
                     yield progress

@@ -401,6 +401,7 @@ class Piece(ControlledPiece):
             self.progressed = time.monotonic()
         self._meter = ([self._meter] + _INLINE_METER.findall(self._last_line()))[-1]
         self.line_retries = self.bar_rewrites = 0
+        self.resampled_at_line = self.resampled_lines  # the line's rewrites: resampled_lines - this
         self._line, self._chunk = self._snapshot(), None
 
     def _rejects_line(self, line_ended: bool) -> bool:
