@@ -9,6 +9,10 @@ TOP_K = _defaults.top_k  # sample among the k most probable chars (published 9; 
 TOP_P = _defaults.top_p  # then among the most probable chars whose probabilities sum past p (published 0.9)
 TEMPERATURE = _defaults.temperature  # then sharpen (<1) or flatten (>1) the distribution (published 1.2)
 PROMPT = "Romantic|Chopin, Frederic|Keyboard"  # period|composer|instrumentation, or prompt lines separated by \n, or an .abc file to continue; "all" = NUM_SAMPLES pieces for every prompt of PROMPT_LIST, in one stream
+KEY = ""  # key of the piece, written as its K: line: an ABC key such as C, Dm, Eb, F#min, Ador ("" = the model chooses)
+METER = ""  # time signature, written as its M: line: 3/4, 6/8, 2+3/8, C or C| ("" = the model chooses); with the bar check every bar of every voice lasts it (a pickup first bar may be shorter)
+TEMPO = None  # quarter notes per minute, 20 to 400, written as the Q:1/4=<tempo> line (none = the model chooses)
+BARS = None  # full bars of the piece in every voice, 1 to 1000 (a pickup bar comes on top); it ends after them and not before (none = the model decides)
 CONTINUE_FROM = ""  # a music file to continue (standard, interleaved or generated ABC, MusicXML .xml/.musicxml/.mxl, MIDI .mid/.midi); PROMPT's lines go in front ("" PROMPT: none)
 CONTINUE_BARS = 8  # bars of CONTINUE_FROM the model continues from (a pickup bar is bar 1; 0 = all of them)
 PROMPT_LIST = ""  # file of known period_composer_instrumentation lines to check the prompt against (default: prompts.txt next to the weights, or gradio/prompts.txt)
@@ -23,6 +27,7 @@ MAX_SECONDS = _defaults.max_seconds  # a piece fails after this many seconds (pu
 MAX_EMPTY_PATCHES = _defaults.max_empty_patches  # a piece fails as stalled after this many patches in a row without text
 BAR_RETRIES = _defaults.bar_retries  # a finished bar line whose voices disagree (a voice twice, unequal durations) is written again, up to this many times (0 = the published sampler; text then streams line by line)
 HEADER_RETRIES = _defaults.header_retries  # a header line that declares a voice again, leaves a quote open or names a voice twice in %%score is written again up to this many times, then the whole header as often (0 = the published sampler)
+STALL_SECONDS = _defaults.stall_seconds  # a piece that writes no new bar for this many seconds ends (failed, reason no_new_bar; its text is kept); 0 = no limit
 GUIDANCE = _defaults.guidance  # classifier-free guidance on the prompt's style lines: each char is drawn from free + g * (prompted - free) logits, the free ones from the same piece without its %period/%composer/%instrumentation lines; > 1 follows the prompt more, at twice the compute (1 = off, published)
 GREEDY = _defaults.greedy  # always take the most probable char (ignores top_k, top_p, temperature)
 CONVERT = True  # also write MusicXML and MIDI for every finished piece

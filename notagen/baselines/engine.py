@@ -12,7 +12,7 @@
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -59,7 +59,8 @@ class FlatEngine:
 
     @torch.inference_mode()
     def stream(self, prompts: Iterable[Prompt], settings: GenerationSettings | None = None,
-               indices: Iterable[int] | None = None) -> Iterator[GenerationEvent]:
+               indices: Iterable[int] | None = None, watch: Callable[[Piece], None] | None = None
+               ) -> Iterator[GenerationEvent]:
         settings, seed, queue = stream_setup(prompts, settings, indices)
         slots = min(settings.batch_size, len(queue))
         if not slots:
@@ -97,6 +98,8 @@ class FlatEngine:
                 forced = piece.forced(new[row])
                 char = chars[row] if forced is None else forced
                 texts, outcome = self._write(piece, new[row], char)
+                if watch is not None and outcome is not None:
+                    watch(piece)
                 for text in texts:
                     yield GenerationEvent(piece.index, text)
                 if outcome is not None:  # the chunk went to the piece

@@ -24,7 +24,7 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Generator, Iterable, Iterator
+from typing import Callable, Generator, Iterable, Iterator
 
 import torch
 
@@ -164,10 +164,13 @@ class Engine:
     # -- the generator ---------------------------------------------------------------------------
     @torch.inference_mode()
     def stream(self, prompts: Iterable[Prompt], settings: GenerationSettings | None = None,
-               indices: Iterable[int] | None = None) -> Iterator[GenerationEvent]:
+               indices: Iterable[int] | None = None, watch: Callable[[Piece], None] | None = None
+               ) -> Iterator[GenerationEvent]:
         """Generate one piece per prompt; yields GenerationEvent(piece, text, result) as text appears.
 
-        The first event of a piece carries its prompt text; the last one its PieceResult. `indices`
+        The first event of a piece carries its prompt text; the last one its PieceResult. `watch`
+        is called with each piece after each of its patches, before its event (the demo reads the
+        draft line and its retries there). `indices`
         numbers the pieces (default 0, 1, ...): a piece's random stream follows its number, so a
         process given every other number writes those pieces of a one-process run (on CPU up to the
         rounding of packed against unpacked float32 products, which depend on the live rows)."""
@@ -213,6 +216,8 @@ class Engine:
             advance_rows, advance_patches = [], []
             for row, piece in enumerate(pieces):
                 text, outcome = piece.add_patch(new[row])
+                if watch is not None:
+                    watch(piece)
                 yield GenerationEvent(piece.index, text)
                 if piece.done:
                     yield GenerationEvent(piece.index, "", piece.result())

@@ -36,6 +36,10 @@ How a piece grows (docs/spec/model.md, "Generation")
   `header_retries` times): a header that has gone wrong (a fifth voice after a four-voice
   `%%score`) often leaves the model no good next line. The header is then released only once a
   body line stands.
+- Controls (`key`, `meter`, `tempo`, `bars`; none by default): the chosen header lines, the stream
+  prefixes of a piece of N bars, its end, and the meter check are `controls.py`'s (`PieceControls`);
+  with controls, text is released line by line as with the checks. A stall limit (`stall_seconds`)
+  ends a piece that has had no new body line for that long (reason `no_new_bar`).
 - Guidance (`guidance` g != 1; not in the published loop): every piece has a twin context without
   its leading `%` style lines (`Piece.free_context`), and each char is drawn from
   free + g * (prompted - free) logits (classifier-free guidance): g > 1 follows the prompt more.
@@ -55,6 +59,7 @@ from ..abc.text import is_prompt_line
 from ..abc.unreduce import bar_length, declared_voices, header_line_problem, line_problem
 from ..config import BOS_ID, EOS_ID, PAD_ID
 from ..patchilizer import Patchilizer, split_lines
+from .controls import ControlledPiece, PieceControls, normal_controls
 
 R0_TRIGGER = [ord(c) for c in "[r:"]  # first three chars of the first tune-body patch ...
 R0_FORCED = [ord(c) for c in "0/"]  # ... are followed by these, so the body starts at line 0
@@ -144,6 +149,11 @@ class GenerationSettings:
     bar_retries: int = CHECKED_BAR_RETRIES  # resample a misaligned bar line up to this many times (0: the published loop)
     header_retries: int = CHECKED_BAR_RETRIES  # rewrite a header line that declares a voice again up to this many times, then the header (as often) (0: the published loop)
     guidance: float = 1.0  # classifier-free guidance on the prompt lines: logits = free + g * (prompted - free); 1 = off (published)
+    stall_seconds: float = 0.0  # a piece with no new body line for this long ends (reason no_new_bar); 0 = no limit
+    key: str = ""  # K: of the piece, e.g. Dm, Eb, F#min ("" = the model chooses); controls.py
+    meter: str = ""  # M: of the piece, e.g. 3/4, 6/8, C ("" = the model chooses)
+    tempo: int | None = None  # Q:1/4=<tempo>, quarter notes per minute (None = the model chooses)
+    bars: int | None = None  # full bars of the piece (a pickup comes on top); None = the model ends it
 
     @classmethod
     def published(cls, **overrides) -> "GenerationSettings":
@@ -166,6 +176,9 @@ class GenerationSettings:
             raise ValueError(f"header_retries must be >= 0 (0 = no header check), not {self.header_retries}")
         if self.guidance < 0:
             raise ValueError(f"guidance must be >= 0 (1 = off, > 1 follows the prompt more), not {self.guidance}")
+        if self.stall_seconds < 0:
+            raise ValueError(f"stall_seconds must be >= 0 (0 = no limit), not {self.stall_seconds}")
+        self.key, self.meter, self.tempo, self.bars = normal_controls(self.key, self.meter, self.tempo, self.bars)
 
 
 @dataclass
@@ -174,7 +187,7 @@ class PieceResult:
     prompt: Prompt
     text: str  # everything: prompt text + generated text
     status: str  # "finished" (EOS patch) or "failed"
-    reason: str = ""  # why it failed: max_chars, max_seconds, stalled, metadata_overflow
+    reason: str = ""  # why it failed: max_chars, max_seconds, stalled, no_new_bar, metadata_overflow, max_patches
     seconds: float = 0.0
     patches: int = 0  # patches generated
     stream_events: list[int] = field(default_factory=list)  # text length at each context rebuild
@@ -221,13 +234,14 @@ class _LineStart(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 # One piece's text and context (the published loop's bookkeeping, no tensors)
 # ---------------------------------------------------------------------------------------------
-class Piece:
+class Piece(ControlledPiece):
     def __init__(self, index: int, prompt: Prompt, patchilizer: Patchilizer, patch_length: int,
                  settings: GenerationSettings):
         self.index, self.prompt, self.settings = index, prompt, settings
         self.patchilizer, self.patch_length = patchilizer, patch_length
         self.patch_size = patchilizer.patch_size
-        self.started = time.monotonic()
+        self.started = self.progressed = time.monotonic()  # progressed: when the last body line stood
+        self.controls = PieceControls.of(settings)
         self.patches = 0
         self.empty_run = 0
         self.cut: int | None = None  # c: body lines kept by a rebuild, fixed at the first one
@@ -255,6 +269,8 @@ class Piece:
         self.resampled_lines = 0
         self._mark_line_start()
         self._header_start, self.header_restarts = self._line, 0  # where a header that went wrong starts over
+        if self.controls and (first := re.search(r"^\[r:0/.*\n", self.text, re.M)):  # continued: a pickup?
+            self.controls.line_stood(first[0], self._bar(first[0]))
         self._check_limits()
 
     @property
@@ -271,12 +287,25 @@ class Piece:
         return list(self.partial)
 
     def forced(self, new: list[int]) -> int | None:
-        """A char that must come next, given the new chars of the patch so far (the `[r:0/` rule)."""
+        """A char that must come next, given the new chars of the patch so far (the `[r:0/` rule;
+        with controls, the stream prefix of a line that starts with this patch)."""
+        typed = "".join(map(chr, new))
+        if self.controls and not self.partial and "\n" not in typed and self.text.endswith("\n") and (
+                (char := self.controls.forced(self.text, typed, self.in_body)) is not None):
+            return char
         if not self.in_body and not self.partial and new[:3] == R0_TRIGGER and 3 <= len(new) < 5:
             return R0_FORCED[len(new) - 3]
         return None
 
     def allowed(self, new: list[int]) -> list[int] | None:
+        """Chars allowed next, given the new chars so far (None: any char): the voice-order rule's,
+        else, at a fresh patch of a piece with a bar count, any but the end of the piece."""
+        voices = self._voice_order(new)
+        if voices is None and self.controls and not new and not self.partial:
+            return self.controls.allowed_first()
+        return voices
+
+    def _voice_order(self, new: list[int]) -> list[int] | None:
         """Chars the voice-order rule allows next, given the new chars so far (None: any char).
 
         Only with the bar check, inside a body line, after `[V:`: the voices declared after the
@@ -329,9 +358,11 @@ class Piece:
         if new[:2] == [BOS_ID, EOS_ID]:
             self._finish("finished")
             return ""
+        if self.controls and self.in_body and (not self.context or EOS_ID in self.context[-1]):
+            self._chunk = self._snapshot()  # a chunk (a voice's bar) starts: what `_rejects_bar` cuts back to
         text = Patchilizer.patch_text(new)
-        if not self.in_body and text.startswith("[r:"):
-            self.in_body = True
+        began_body = not self.in_body and text.startswith("[r:")
+        self.in_body = self.in_body or began_body
         self.text += text
         if self.in_body:
             self.body += text
@@ -342,11 +373,19 @@ class Piece:
         self.context.append(patch)
         self.partial = []
         self.empty_run = 0 if text else self.empty_run + 1
+        if self._rejects_bar(new):
+            return "" if self._check_limits() else REWOUND
         if "\n" in text:  # a line ended (a header line may end inside a patch, after a stray newline)
             if self._rejects_line(text.endswith("\n")):
-                return REWOUND
-            if text.endswith("\n"):
-                self._mark_line_start()
+                return "" if self._check_limits() else REWOUND
+        if self.controls and (began_body or "\n" in text and not self.in_body) and (
+                (lines := self.controls.header_edit(self.metadata[:self._line.metadata], self.text[self._line.text:]))
+                is not None):
+            return REBUILT if self._edit_header(lines) else ""
+        if text.endswith("\n"):
+            if self.in_body and self.controls and (self._ends_piece() or self._recounted()):
+                return "" if self.done else REBUILT  # the last chosen bar, or a pickup's line recounted
+            self._mark_line_start()
         if self._check_limits():
             return ""
         if len(self.context) >= self.patch_length:
@@ -358,11 +397,20 @@ class Piece:
         return ""
 
     # -- bar check -------------------------------------------------------------------------------
+    def _last_line(self) -> str:
+        return self.text[self.text.rfind("\n", 0, len(self.text) - 1) + 1:]
+
+    def _snapshot(self) -> _LineStart:
+        return _LineStart(len(self.text), len(self.metadata), len(self.body), len(self.context), list(self.partial),
+                          self.in_body, self.empty_run, len(self.stream_events))
+
     def _mark_line_start(self) -> None:
-        self._meter = ([self._meter] + _INLINE_METER.findall(self.text[self.text.rfind("\n", 0, len(self.text) - 1) + 1:]))[-1]
-        self.line_retries = 0
-        self._line = _LineStart(len(self.text), len(self.metadata), len(self.body), len(self.context),
-                                list(self.partial), self.in_body, self.empty_run, len(self.stream_events))
+        if self.in_body:
+            self.progressed = time.monotonic()
+        self._meter = ([self._meter] + _INLINE_METER.findall(self._last_line()))[-1]
+        self.line_retries = self.bar_rewrites = 0
+        self.resampled_at_line = self.resampled_lines  # the line's rewrites: resampled_lines - this
+        self._line, self._chunk = self._snapshot(), None
 
     def _rejects_line(self, line_ended: bool) -> bool:
         """Lines completed since the line start with a problem (a misaligned body line, a header
@@ -378,6 +426,7 @@ class Piece:
         if retry_line:
             self._cut_back(self._line)
             self.line_retries += 1
+            self.bar_rewrites = 0  # each try at the line may write its bars again (controls.py)
         else:  # the header so far leaves no good next line: write it again
             self._cut_back(self._header_start)
             self._line, self.line_retries = self._header_start, 0
@@ -401,17 +450,22 @@ class Piece:
             offset += len(line)
         if not (self.in_body and line_ended):
             return None
-        line = self.text[self.text.rfind("\n", 0, len(self.text) - 1) + 1:]
-        _, declared, meter, unit = self._read_header()
+        line = self._last_line()
+        bar = self._bar(line)
+        problem = line_problem(line, self._read_header()[1] or None, bar if len(self.body) > len(line) else None)  # not line 0
+        return problem or (self.controls.line_problem(line, bar) if self.controls else None)
+
+    def _bar(self, line: str):
+        """The meter's bar (units of L) at a body line: the header's, or the last inline one; None if unknown."""
+        _, _, meter, unit = self._read_header()
         meter = ([self._meter or meter] + _INLINE_METER.findall(line))[-1]
-        bar = bar_length(meter, unit) if meter and len(self.body) > len(line) else None  # not line 0
-        return line_problem(line, declared or None, bar)
+        return bar_length(meter, unit) if meter else None
 
     def _release(self) -> str:
         """Text that can no longer be taken back: all of it without the bar check or once done,
         else up to the start of the line being written, the header only once a body line stands
         (until then the header may start over)."""
-        if self.done or not (self.settings.bar_retries or self.settings.header_retries):
+        if self.done or not (self.settings.bar_retries or self.settings.header_retries or self.controls):
             end = len(self.text)
         elif self._line.in_body or not self.settings.header_retries:
             end = self._line.text
@@ -429,6 +483,8 @@ class Piece:
             self._finish("failed", "stalled")
         elif self.settings.max_patches is not None and self.patches >= self.settings.max_patches:
             self._finish("failed", "max_patches")
+        elif self.settings.stall_seconds and time.monotonic() - self.progressed > self.settings.stall_seconds:
+            self._finish("failed", "no_new_bar")
         return self.status is not None
 
     def _finish(self, status: str, reason: str = "") -> None:
@@ -437,6 +493,11 @@ class Piece:
     @property
     def done(self) -> bool:
         return self.status is not None
+
+    @property
+    def draft(self) -> str:
+        """Text written but not yet released: the line being written, which a check may take back."""
+        return self.text[self.released:]
 
     def result(self) -> PieceResult:
         return PieceResult(self.index, self.prompt, self.text, self.status or "failed", self.reason,

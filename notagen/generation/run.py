@@ -182,7 +182,9 @@ def generation_settings(cfg: SimpleNamespace, seed: int) -> GenerationSettings:
     return GenerationSettings(top_k=cfg.top_k, top_p=cfg.top_p, temperature=cfg.temperature, greedy=cfg.greedy,
                               seed=seed, max_chars=cfg.max_chars, max_seconds=cfg.max_seconds,
                               max_empty_patches=cfg.max_empty_patches, batch_size=cfg.batch_size,
-                              bar_retries=cfg.bar_retries, header_retries=cfg.header_retries, guidance=cfg.guidance)
+                              bar_retries=cfg.bar_retries, header_retries=cfg.header_retries, guidance=cfg.guidance,
+                              stall_seconds=cfg.stall_seconds, key=cfg.key, meter=cfg.meter, tempo=cfg.tempo,
+                              bars=cfg.bars)
 
 
 def run_inference(cfg: SimpleNamespace, log=print) -> dict:
@@ -208,6 +210,9 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
         prompts, slugs = [prompt], [prompt_slug(prompt, continuation.source if continuation else cfg.prompt)]
     seed = shared_seed(cfg.seed, procs)
     settings = generation_settings(cfg, seed)
+    if any(p.text is not None for p in prompts) and (settings.key or settings.meter or settings.tempo):
+        raise SetupError("--key, --meter and --tempo write a new piece's header; a continued piece keeps its "
+                         "own (--bars works)")
     out = resolve_output_dir(cfg.output_dir)
     folder = output_folder_name(weights, cfg.top_k, cfg.top_p, cfg.temperature)
     render = render_settings(cfg)
