@@ -26,7 +26,7 @@ def reference_folder(tmp_path: Path) -> Path:
 
 def test_one_iteration_of_the_loop_and_its_pieces_equal_inference(tmp_path):
     from notagen.generation import run_inference
-    from notagen.rl_loop import run_loop
+    from notagen.rl.loop import run_loop
 
     # the shipped model's unchecked pieces rarely rest-unreduce: the bar check gives the pairs usable pieces
     sampling = ["--temperature", "1.0", "--max_chars", "3000", "--seed", "4", "--bar_retries", "8"]
@@ -57,7 +57,7 @@ def test_one_iteration_of_the_loop_and_its_pieces_equal_inference(tmp_path):
     summary = json.loads((generated / "summary" / "pieces.json").read_text())
     assert len(summary["pieces"]) == 16
     # a later run with other generation settings does not take these pieces as its own
-    from notagen.rl_loop import generate_pieces
+    from notagen.rl.loop import generate_pieces
 
     more = parse_settings(REPO_ROOT / "RL" / "config.py", [*args, "--loop_dir", str(tmp_path / "rl"), "--num_samples", "32"])
     with pytest.raises(RuntimeError, match="num_samples 16, now 32"):
@@ -96,7 +96,7 @@ def test_one_iteration_of_the_loop_and_its_pieces_equal_inference(tmp_path):
 def test_a_patch_cap_ends_long_pieces_the_same_way_on_every_run(tmp_path):
     """MAX_PATCHES counts every generated patch, rewritten lines included: a piece past it fails as
     'max_patches' and takes part with its complete lines, and two runs write the same files."""
-    from notagen.rl_loop import generate_pieces
+    from notagen.rl.loop import generate_pieces
 
     settings = parse_settings(REPO_ROOT / "RL" / "config.py", [
         "--num_samples", "4", "--generation_batch_size", "4", "--temperature", "1.0", "--seed", "4",
@@ -117,7 +117,7 @@ def test_a_patch_cap_ends_long_pieces_the_same_way_on_every_run(tmp_path):
 
 
 def test_table_names_weights_by_their_iteration_folder(tmp_path):
-    from notagen.rl_loop import _where
+    from notagen.rl.loop import _where
 
     inside = tmp_path / "iter_2" / "dpo" / "weights_notagen_x.pth"
     assert _where(inside, tmp_path) == "iter_2/dpo/weights_notagen_x.pth"

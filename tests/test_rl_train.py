@@ -132,7 +132,7 @@ def test_preference_file_problems_are_clear(tmp_path):
 def test_loop_refuses_pieces_generated_by_other_weights(tmp_path):
     """RL/loop.py skips a finished generation step only when the same weights made its pieces."""
     from notagen.io import atomic_write_json
-    from notagen.rl_loop import generate_pieces
+    from notagen.rl.loop import generate_pieces
 
     out = tmp_path / "iter_1" / "generated"
     old = tmp_path / "runs" / "old" / "weights.pth"
@@ -148,7 +148,7 @@ def test_score_summary_gives_mean_standard_error_and_count(tmp_path):
     """The loop's table: mean CLaMP 2 score +- its standard error, checked by hand."""
     import numpy as np
 
-    from notagen.rl_loop import score_summary
+    from notagen.rl.loop import score_summary
 
     (tmp_path / "ref").mkdir(), (tmp_path / "gen").mkdir()
     np.save(tmp_path / "ref" / "a.npy", np.array([[1.0, 0.0]]))
@@ -164,7 +164,7 @@ def test_score_summary_gives_mean_standard_error_and_count(tmp_path):
 
 def test_each_iteration_row_gains_the_evaluation_columns(tmp_path):
     """RL/loop.py's table: usable (strict), bar alignment, critic AUC, adherence from clamp2/evaluate.py."""
-    from notagen.rl_loop import evaluate_pieces
+    from notagen.rl.loop import evaluate_pieces
 
     chorale = pipeline_item("bach/bwv269.mxl")["interleaved"]
     generated, reference = tmp_path / "generated", tmp_path / "reference"
