@@ -24,9 +24,9 @@ _EXPORTS = {
                      "target_counts"), "train"),
     **dict.fromkeys(("chain_row", "evaluate_pieces", "generate_pieces", "run_loop", "sampling_settings",
                      "score_summary"), "loop"),
-    **dict.fromkeys(("PhraseIndex", "copy_rate", "leave_one_out_scores", "mean_pairwise_cosine", "model_statistics",
-                     "near_copy_share", "phrases", "prompt_texts", "real_copy_rate", "reference_statistics",
-                     "repeated_lines", "welch"), "stats"),
+    **dict.fromkeys(("PhraseIndex", "copy_rate", "features_and_texts", "leave_one_out_scores", "mean_pairwise_cosine",
+                     "model_statistics", "near_copy_share", "phrases", "prompt_texts", "real_copy_rate",
+                     "reference_statistics", "repeated_lines", "welch"), "stats"),
 }
 
 __all__ = sorted(_EXPORTS)

@@ -188,7 +188,8 @@ def evaluate_pieces(settings, generated_dir: Path, out: Path) -> dict:
     if not (report := _done(report_path)):
         style = settings.style_train_dir and str(resolve_input_path(settings.style_train_dir))
         written = evaluate_folder(generated_dir, resolve_input_path(settings.reference_dir),
-                           str(resolve_input_path(settings.clamp2_weights_path)), style or "", settings.eval_pieces)
+                                  str(resolve_input_path(settings.clamp2_weights_path)), style or "",
+                                  settings.eval_pieces)
         write_report(written, out)
         report = written.to_dict()
     classifier = report["style"].get("classifier", {})
