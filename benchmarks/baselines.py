@@ -105,7 +105,7 @@ def step_seconds(models: list[str], preset: str, index_path: Path, batches: int 
     import statistics
     import time
 
-    from notagen.stages import stage_model
+    from notagen.training.stages import stage_model
     from types import SimpleNamespace
 
     torch.set_num_threads(1)

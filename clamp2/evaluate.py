@@ -17,7 +17,7 @@ _HERE = Path(__file__).resolve().parent
 if Path(sys.path[0]).resolve() == _HERE:  # this folder's statistics.py would shadow the standard library's
     del sys.path[0]
 
-from notagen.evaluation import evaluate, write_report  # noqa: E402
+from notagen.evaluation import evaluate_folder, write_report  # noqa: E402
 from notagen.settings import (apply_num_threads, load_config_module, parse_settings, record_settings,  # noqa: E402
                               run_stage)
 from notagen.paths import resolve_input_path, resolve_output_dir  # noqa: E402
@@ -51,8 +51,8 @@ def main(argv=None):
             raise ValueError(f"--{name} is required: {what}")
     weights = feature_weights(cfg.clamp2_weights_path)
     style = str(resolve_input_path(cfg.style_train_dir)) if cfg.style_train_dir else ""
-    report = evaluate(resolve_input_path(cfg.generated_dir), resolve_input_path(cfg.reference_dir), weights, style,
-                      cfg.max_pieces)
+    report = evaluate_folder(resolve_input_path(cfg.generated_dir), resolve_input_path(cfg.reference_dir), weights,
+                             style, cfg.max_pieces)
     paths = write_report(report, resolve_output_dir(cfg.eval_output_dir))
     record_settings(cfg, resolve_output_dir(cfg.eval_output_dir) / "settings.json")  # `--config` repeats the report
     print(report.markdown())

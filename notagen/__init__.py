@@ -17,7 +17,7 @@ _EXPORTS = {
     "CheckpointError": "checkpoint", "load_state_dict_checked": "checkpoint",
     "filter_probs": "sampling", "sample_next": "sampling",
     "parse_settings": "settings",
-    "dpop_loss": "dpo",
+    "dpop_loss": "rl.loss",
 }
 
 __all__ = sorted(_EXPORTS)

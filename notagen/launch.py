@@ -1,10 +1,13 @@
-"""Starting a stage on several processes: the stage script again, under `accelerate launch`.
+"""Several processes: starting a stage script again under `accelerate launch`, and the helpers its
+processes share.
 
 A stage with a `num_processes` setting above 1, started as a plain `python script.py`, runs
 `accelerate launch --multi_gpu --num_processes N script.py <its arguments>` and waits for it:
 torchrun starts the processes, one per GPU where there are GPUs, else a gloo group of CPU
 processes (accelerate 1.x runs `launch --cpu --num_processes N` as one process). Inside the
 launched processes WORLD_SIZE is set, so the script runs its work instead of launching again.
+torch.distributed and accelerate are imported inside the helpers that need them: this module is
+imported by light tools too (every stage's `run_stage`, the tests' conftest).
 """
 from __future__ import annotations
 
@@ -24,11 +27,20 @@ def end_processes() -> None:
     """The end of a launched script's work: every process waits for the others, then closes the
     process group. Left open until the interpreter exits, gloo's threads are torn down unjoined and
     a process can abort ("terminate called without an active exception") after its work is done."""
-    import torch.distributed as dist
+    import torch.distributed as dist  # lazy: see the module docstring
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def wait_for_everyone(procs) -> None:
+    """Every process of `procs` (a `notagen.generation.run.Processes`) reaches this point before any
+    goes on; nothing to wait for alone."""
+    if procs.count > 1:
+        from accelerate import PartialState  # lazy: see the module docstring
+
+        PartialState().wait_for_everyone()
 
 
 def free_port() -> int:

@@ -19,7 +19,7 @@ from notagen.data import NotaGenDataset, collate_patches
 from notagen.generation import GenerationSettings, Prompt, engine_for
 from notagen.rl import run_dpo_training
 from notagen.settings import parse_settings
-from notagen.stages import run_notagen_training
+from notagen.training.stages import run_notagen_training
 
 CHORALE = Prompt.from_triple("Baroque", "Bach, Johann Sebastian", "Choral")
 
@@ -169,7 +169,7 @@ def test_a_loaded_flat_gpt2_keeps_its_output_embedding_tied(tmp_path):
 
 def test_the_model_setting_and_the_pretrained_file_must_agree(tmp_path):
     from notagen.checkpoint import save_checkpoint
-    from notagen.stages import stage_model
+    from notagen.training.stages import stage_model
 
     weights = tmp_path / "weights_folk_rnn_x.pth"
     save_checkpoint(weights, build_flat_model(tiny("folk_rnn")))
@@ -185,7 +185,7 @@ def test_the_model_setting_and_the_pretrained_file_must_agree(tmp_path):
         stage_model(parse_settings(REPO_ROOT / "pretrain" / "config.py", ["--num_layers", "2"]), None)
     with pytest.raises(ValueError, match="unknown model 'lstm'"):
         stage_model(parse_settings(REPO_ROOT / "pretrain" / "config.py", ["--model", "lstm"]), None)
-    from notagen.stages import prepare_for_training
+    from notagen.training.stages import prepare_for_training
     with pytest.raises(ValueError, match="LoRA adapters .* for NotaGen models"):
         prepare_for_training(load_model(weights), parse_settings(REPO_ROOT / "finetune" / "config.py",
                                                                  ["--lora_rank", "4"]))

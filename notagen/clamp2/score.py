@@ -19,6 +19,8 @@ import numpy as np
 
 from notagen.io import atomic_write_text
 
+from .extraction import recorded_extractor
+
 
 class FeatureError(ValueError):
     """A feature file or folder that cannot be scored; the message names it."""
@@ -77,8 +79,6 @@ def score_folder(generated_dir: str | Path, reference_dir: str | Path) -> dict[s
     generated = load_feature_folder(generated_dir)
     if not generated:
         raise FeatureError(f"no .npy features under {generated_dir}")
-    from .extraction import recorded_extractor
-
     made_by = [(recorded_extractor(folder) or {}).get("fingerprint") for folder in (generated_dir, reference_dir)]
     if None not in made_by and made_by[0] != made_by[1]:
         raise FeatureError(f"the features under {generated_dir} and {reference_dir} were extracted by different "

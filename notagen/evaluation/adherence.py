@@ -26,7 +26,7 @@ def tested_pieces(labels: list[str]) -> list[int]:
 def composer_classifier(train_features: np.ndarray, labels: list[str]):
     """Logistic regression (standardised features) on the composers with at least two real pieces
     (a class needs two to be tested); None when fewer than two such composers."""
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # lazy: scikit-learn is heavy; only classifiers need it
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -41,7 +41,7 @@ def composer_log_probabilities(classifier, features: np.ndarray, composers: list
     """Per piece, log p(its own composer) and that composer's rank among the classifier's choices
     (0 = its first); NaN where the classifier does not know the composer. From the linear scores:
     the classifier is so sure that most probabilities round to 0 or 1."""
-    from scipy.special import log_softmax
+    from scipy.special import log_softmax  # lazy: only with a classifier (scikit-learn's)
 
     classes = list(classifier.classes_)
     scores = classifier.decision_function(features)
@@ -62,7 +62,7 @@ def style_classifier(train_features: np.ndarray, labels: list[str], generated: n
     """Composer classifier: held-out accuracy on real pieces (5-fold), chance, and prompt adherence
     (`prompts`: each generated piece's composer; `groups`: each one's whole prompt, for per-prompt
     shares under "by_prompt")."""
-    from sklearn.base import clone
+    from sklearn.base import clone  # lazy: scikit-learn is heavy; only classifiers need it
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     keep = tested_pieces(labels)

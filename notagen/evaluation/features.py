@@ -16,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..abc import full_interleaved, split_prompt_lines, strip_stream_prefixes
+from ..abc.text import is_interleaved
+from ..clamp2 import M3Patchilizer, extract_features_batched, load_clamp2_music
 from .music_statistics import statistics_vector
 
 COPY_COSINE = 0.99  # a generated piece this close to a reference piece is flagged as a copy
@@ -32,18 +35,12 @@ def _extractor(weights_path: str):
 
 @lru_cache(maxsize=2)
 def _load_extractor(weights_path: str, mtime_ns: int, size: int):
-    from ..clamp2 import M3Patchilizer, load_clamp2_music
-
     model = load_clamp2_music(weights_path)
     return model, M3Patchilizer(model.config.patch_size)
 
 
 def features_of(texts: list[str], weights_path: str | Path, batch_size: int = 16) -> np.ndarray:
     """CLaMP 2 / M3 features [N, F] of texts (prompt lines and stream prefixes are dropped first)."""
-    from ..abc import full_interleaved, split_prompt_lines, strip_stream_prefixes
-    from ..abc.text import is_interleaved
-    from ..clamp2 import extract_features_batched
-
     model, patchilizer = _extractor(str(weights_path))
     cleaned = []
     for text in texts:
@@ -86,7 +83,7 @@ def critic_features(features: np.ndarray, scores) -> np.ndarray:
 
 def critic_auc(real: np.ndarray, generated: np.ndarray, folds: int = 5, seed: int = 0) -> float:
     """ROC AUC of real-vs-generated logistic regression, cross-validated with near copies kept in one fold."""
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # lazy: scikit-learn is heavy; only the critic needs it
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold
     from sklearn.pipeline import make_pipeline

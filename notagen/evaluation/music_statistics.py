@@ -59,7 +59,8 @@ def overlap(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.minimum(p, q).sum())
 
 
-def statistics(generated_scores, reference_scores) -> dict[str, float]:
+def histogram_overlaps(generated_scores, reference_scores) -> dict[str, float]:
+    """Each statistic's overlap between the pooled histograms of two sets of scores."""
     generated, reference = histograms(generated_scores), histograms(reference_scores)
     return {name: overlap(generated[name], reference[name]) for name in STATISTICS}
 

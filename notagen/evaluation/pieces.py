@@ -13,11 +13,15 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..abc import abc_to_musicxml, read_abc_file, split_prompt_lines
+from ..abc.convert import musicxml_to_score
+
 MIN_MEASURES = 4
 
 
 @dataclass
-class Piece:
+class EvaluatedPiece:
+    """One piece of an evaluation: its text and prompt as read, then what `check_piece` found."""
     name: str
     text: str
     finished: bool = True
@@ -50,10 +54,8 @@ class Piece:
         return "|".join(self.prompt[:3])
 
 
-def read_pieces(folder: str | Path) -> list[Piece]:
+def read_pieces(folder: str | Path) -> list[EvaluatedPiece]:
     """The pieces of a folder of .abc files, or of an inference output folder (see module notes)."""
-    from ..abc import read_abc_file, split_prompt_lines
-
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no such folder of pieces: {folder}")
@@ -70,18 +72,16 @@ def read_pieces(folder: str | Path) -> list[Piece]:
         for path in sorted(root.rglob("*.abc")) if root.is_dir() else []:
             text = read_abc_file(path)
             prompt, _ = split_prompt_lines(text)
-            pieces.append(Piece(path.stem, text, finished.get(path.stem, True), tuple(l[1:] for l in prompt), path=str(path)))
+            pieces.append(EvaluatedPiece(path.stem, text, finished.get(path.stem, True),
+                                         tuple(line[1:] for line in prompt), path=str(path)))
     if not pieces:
         raise FileNotFoundError(f"no .abc pieces under {folder}")
     return sorted(pieces, key=lambda piece: piece.name)  # finished and failed ones interleaved, by index
 
 
 # -- validity --------------------------------------------------------------------------------------
-def check_piece(piece: Piece) -> Piece:
+def check_piece(piece: EvaluatedPiece) -> EvaluatedPiece:
     """Convert and parse one piece; sets its score, bar counts and (when not usable) its reason."""
-    from ..abc import abc_to_musicxml
-    from ..abc.convert import musicxml_to_score
-
     if not piece.finished:
         piece.reason = "not finished"
         return piece
@@ -110,7 +110,7 @@ def check_piece(piece: Piece) -> Piece:
     return piece
 
 
-def validity(pieces: list[Piece]) -> dict:
+def validity(pieces: list[EvaluatedPiece]) -> dict:
     for piece in pieces:
         if piece.score is None and not piece.reason:
             check_piece(piece)  # once: a parsed or refused piece keeps its result

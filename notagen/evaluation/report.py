@@ -1,7 +1,7 @@
 """The evaluation report: every section on one folder of generated pieces against real ones, as
 report.md, report.json and report.png (`clamp2/evaluate.py` is its command line).
 
-Sections: validity (notagen.evaluation.pieces), statistics (music_statistics), with a feature
+Sections: validity (notagen.evaluation.pieces), statistics (music_statistics' histogram overlaps), with a feature
 extractor the CLaMP 2 score, critic, novelty and FMD (features, frechet), and prompt adherence
 (adherence): the texture each piece's header writes against its prompt's instrumentation, and with
 `style_train_dir` (real pieces with prompt lines) the composer classifier and the texture rule's
@@ -17,8 +17,9 @@ import numpy as np
 from .adherence import style_classifier, texture_adherence
 from .features import clamp2_scores, critic_auc, critic_features, features_of, novelty
 from .frechet import fmd
-from .music_statistics import statistics
-from .pieces import Piece, read_pieces, validity
+from ..io import atomic_open, atomic_write_json, atomic_write_text
+from .music_statistics import histogram_overlaps
+from .pieces import EvaluatedPiece, read_pieces, validity
 
 
 def _value(value) -> str:
@@ -105,8 +106,8 @@ class Report:
                 "adherence": self.adherence, "notes": self.notes, "summary": self.summary_line()}
 
 
-def evaluate(generated_dir, reference_dir, clamp2_weights_path: str = "", style_train_dir: str = "",
-             max_pieces: int = 0) -> Report:
+def evaluate_folder(generated_dir, reference_dir, clamp2_weights_path: str = "", style_train_dir: str = "",
+                    max_pieces: int = 0) -> Report:
     """The whole report; `max_pieces` > 0 evaluates only the first that many generated pieces."""
     generated, reference = read_pieces(generated_dir), read_pieces(reference_dir)
     generated = generated[:max_pieces] if max_pieces > 0 else generated
@@ -115,7 +116,7 @@ def evaluate(generated_dir, reference_dir, clamp2_weights_path: str = "", style_
     usable = [p for p in generated if p.usable]
     real = [p for p in reference if p.usable]
     if usable and real:
-        report.statistics = statistics([p.score for p in usable], [p.score for p in real])
+        report.statistics = histogram_overlaps([p.score for p in usable], [p.score for p in real])
     else:
         report.notes.append("statistics skipped: no usable generated or reference piece")
     train = [p for p in read_pieces(style_train_dir) if len(p.prompt) >= 2] if style_train_dir else []
@@ -142,7 +143,8 @@ def evaluate(generated_dir, reference_dir, clamp2_weights_path: str = "", style_
     return report
 
 
-def _feature_sections(report: Report, usable: list[Piece], reference: list[Piece], weights_path: str) -> np.ndarray:
+def _feature_sections(report: Report, usable: list[EvaluatedPiece], reference: list[EvaluatedPiece],
+                      weights_path: str) -> np.ndarray:
     """CLaMP 2 score, FMD, critic and novelty of the usable generated pieces against the reference;
     returns the generated pieces' features [N, F]."""
     gen_features = features_of([p.text for p in usable], weights_path)
@@ -165,12 +167,10 @@ def _feature_sections(report: Report, usable: list[Piece], reference: list[Piece
 
 def write_report(report: Report, output_dir: str | Path) -> dict[str, Path]:
     """report.md, report.json and report.png (overlaps and validity) in `output_dir`."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is heavy to import, and only the written report needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ..io import atomic_open, atomic_write_json, atomic_write_text
 
     out = Path(output_dir)
     paths = {"markdown": out / "report.md", "json": out / "report.json", "plot": out / "report.png"}
