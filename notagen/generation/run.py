@@ -243,11 +243,8 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
         entries[which].append(entry)
         if show_text:
             print()
-        note = (f" ({entry['reason']})" if entry["reason"] else "") + (
-            f", {entry['resampled_lines']} bar lines written again" if entry["resampled_lines"] else "")
         shown = f"{'|'.join(prompts[which].triple)} " if every else ""
-        log(f"[{sum(map(len, entries))}/{len(mine)}] {shown}piece {k}: {entry['status']}{note}, "
-            f"{entry['chars']} chars, {entry['patches']} patches, {entry['seconds']:.1f} s")
+        log(f"[{sum(map(len, entries))}/{len(mine)}] {shown}piece {k}: {piece_line(entry)}")
     generating = time.monotonic() - generation_started
     summaries = []
     for which, prompt in enumerate(prompts):
@@ -268,6 +265,13 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
     log(f"done in {time.monotonic() - started:.1f} s: " + ", ".join(f"{c} {s}" for s, c in counts.items() if c)
         + f"; a summary per prompt in {out / 'summary'}")
     return {"prompts": len(prompts), "counts": dict(counts), "seconds": round(time.monotonic() - started, 3)}
+
+
+def piece_line(entry: dict) -> str:
+    """How one written piece ended, for the run's log."""
+    note = (f" ({entry['reason']})" if entry["reason"] else "") + (
+        f", {entry['resampled_lines']} bar lines written again" if entry["resampled_lines"] else "")
+    return f"{entry['status']}{note}, {entry['chars']} chars, {entry['patches']} patches, {entry['seconds']:.1f} s"
 
 
 def every_prompt(cfg: SimpleNamespace, known) -> list[Prompt]:
