@@ -30,18 +30,20 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .baselines.config import FlatConfig
+from .baselines.models import build_flat_model
 from .config import NotaGenConfig, config_from_state_dict
+from .errors import CheckpointError
 from .io import atomic_torch_save
+from .lora import adapter_state_dict, has_lora, merged_state_dict
+from .model import NotaGenLMHeadModel
 from .paths import resolve_weights_path
+from .quantize import int8_model, release_pages
 
 FOLDER_WEIGHTS, FOLDER_CONFIG = "model.safetensors", "config.json"  # a checkpoint folder's files
 
 # GPT-2's causal-mask buffers: older transformers saved them, none are parameters
 IGNORED_KEY_SUFFIXES = (".attn.bias", ".attn.masked_bias")
-
-
-class CheckpointError(ValueError):
-    """A file that is not a checkpoint, or whose tensors do not fit the model."""
 
 
 def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
@@ -154,9 +156,6 @@ def load_model(path: str | Path = "", device: str | torch.device | None = None,
     torch.int8: NotaGen's linear layers in int8 for CPU generation (`notagen.quantize`)."""
     if not str(path).strip() or Path(path).is_dir():
         path = resolve_weights_path(path)
-    from .baselines.config import FlatConfig
-    from .model import NotaGenLMHeadModel
-
     int8 = dtype == torch.int8
     if int8 and torch.device(device or "cpu").type != "cpu":
         raise ValueError(f"int8 weights are for CPU generation, not {device}")
@@ -185,9 +184,6 @@ def load_model(path: str | Path = "", device: str | torch.device | None = None,
 
 def _load_int8_model(path, state_dict: dict, config):
     """NotaGen with int8 linear layers, converted block by block from the (mmap) state dict."""
-    from .model import NotaGenLMHeadModel
-    from .quantize import int8_model, release_pages
-
     with torch.device("meta"):
         problem = describe_mismatch(NotaGenLMHeadModel(config), state_dict)
     if problem:
@@ -200,8 +196,6 @@ def _load_int8_model(path, state_dict: dict, config):
 
 def _load_flat_model(path, state_dict: dict, config, device, dtype):
     """A baseline (`notagen.baselines`) from its file: the stored config names its type and sizes."""
-    from .baselines.models import build_flat_model
-
     with torch.device("meta"):
         model = build_flat_model(config)
     load_state_dict_checked(model, state_dict, source=str(path))
@@ -213,8 +207,6 @@ def save_checkpoint(path: str | Path, model, adapter_only: bool = False, **extra
 
     A model with LoRA adapters (`notagen.lora`) is saved merged (published keys, loads anywhere),
     or with `adapter_only` as its adapter weights alone (resume files; the base is the pre-trained file)."""
-    from .lora import adapter_state_dict, has_lora, merged_state_dict
-
     unwrapped = getattr(model, "module", model)
     if has_lora(unwrapped):
         weights = adapter_state_dict(unwrapped) if adapter_only else merged_state_dict(unwrapped)
