@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .generation.piece import Prompt, PromptError
+from .generation.prompt import Prompt, PromptError
 
 from .abc.convert import SCORE_SUFFIXES
 

@@ -190,11 +190,11 @@ def test_only_the_voice_whose_bar_breaks_the_meter_is_written_again():
     assert (len(piece.text), len(piece.context)) == kept and piece.text.endswith("[r:1/8][V:1]a6")
     assert piece.add_patch(ids("|[V:2]C6") + [EOS_ID]) == ("", "")
     assert piece.add_patch(ids("|\n") + [EOS_ID])[0] == "[r:1/8][V:1]a6|[V:2]C6|\n"
-    assert piece.resampled_lines == 1
+    assert piece.lines.resampled_lines == 1
     for _ in range(3):  # bar_retries rewrites in a try at the line: then the bar stays, and the whole line is judged
         assert feed(piece, "[r:2/7][V:1]a8")[-1][1] == "rewound"
     assert feed(piece, "[r:2/7][V:1]a8")[-1][1] == ""
-    assert piece.add_patch(ids("|[V:2]C8|\n") + [EOS_ID])[1] == "rewound" and piece.line_retries == 1
+    assert piece.add_patch(ids("|[V:2]C8|\n") + [EOS_ID])[1] == "rewound" and piece.lines.line_retries == 1
     assert feed(piece, "[r:2/7][V:1]a8")[-1][1] == "rewound"  # the next try at the line rewrites its bars again
 
 

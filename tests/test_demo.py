@@ -210,7 +210,7 @@ def test_pasted_chorale_is_rendered_to_score_audio_and_files(backend, tmp_path):
 
 
 def test_text_that_does_not_convert_gets_its_reason(backend):
-    from notagen.generation.piece import PromptError
+    from notagen.generation.prompt import PromptError
 
     broken = backend.render_edited("<<<>>> ||| ]]]] [[[\n", None)
     assert broken.status == "failed" and broken.reason.startswith("no notes")
@@ -230,7 +230,8 @@ def test_no_checkpoint_names_the_command_that_makes_one(tmp_path, monkeypatch):
 
 # -- inference.py --render ---------------------------------------------------------------------
 def test_inference_render_writes_score_pages_and_audio(tmp_path):
-    from notagen.generation.piece import PieceResult, Prompt
+    from notagen.generation.piece import PieceResult
+    from notagen.generation.prompt import Prompt
     from notagen.generation.run import render_settings, write_piece
 
     cfg = parse_settings(REPO_ROOT / "inference" / "config.py", ["--render", "true", "--synth", "midirenderer"])
@@ -339,7 +340,7 @@ def test_failure_reasons_are_said_in_plain_words(backend, reason, words, has_det
 
 def test_rewrite_keeps_the_first_bars_of_the_piece_on_screen(backend, tmp_path):
     from notagen.demo.session import Variation
-    from notagen.generation.piece import PromptError
+    from notagen.generation.prompt import PromptError
 
     shown = Variation(0, files={"musicxml": str(CHORALE)})
     lines = ("%Baroque", "%Bach, Johann Sebastian", "%Choral")

@@ -316,10 +316,10 @@ def test_a_misaligned_line_is_written_again_and_its_text_held_back():
     assert piece.released == len(piece.text)  # a good line is released once complete
     bad = feed(piece, "[r:1/8][V:1]abcd|[V:2]C8|\n")
     assert [outcome for _, outcome in bad] == ["", "rewound"] and all(text == "" for text, _ in bad)
-    assert (len(piece.text), len(piece.context), piece.released) == start and piece.resampled_lines == 1
+    assert (len(piece.text), len(piece.context), piece.released) == start and piece.lines.resampled_lines == 1
     assert feed(piece, "[r:1/8][V:1]abcd|[V:2]C8|\n")[-1][1] == "rewound"  # the second retry
     kept = feed(piece, "[r:1/8][V:1]abcd|[V:2]C8|\n")  # no retries left: the line stays
-    assert kept[-1] == ("[r:1/8][V:1]abcd|[V:2]C8|\n", "") and piece.resampled_lines == 2
+    assert kept[-1] == ("[r:1/8][V:1]abcd|[V:2]C8|\n", "") and piece.lines.resampled_lines == 2
     feed(piece, "[r:2/7][V:1]a8|\n")  # a voice may rest (left out), and the count starts again
     assert feed(piece, "[r:3/6][V:1]a4|[V:1]b4|\n")[-1][1] == "rewound"
     assert piece.text.endswith("[r:2/7][V:1]a8|\n") and piece.result().resampled_lines == 3
@@ -341,11 +341,11 @@ def test_a_header_line_that_declares_a_voice_again_is_written_again():
     assert [line(text) for text in ["%%score { 1 | 2 }\n", "L:1/8\n", "M:4/4\n", "K:C\n", "V:1 treble\n"]] == [""] * 5
     start = (len(piece.text), len(piece.context))
     assert line("V:1 bass\n") == "rewound" and (len(piece.text), len(piece.context)) == start
-    assert line("V:2 bass\n") == "" and piece.line_retries == 0 and piece.text.endswith("V:1 treble\nV:2 bass\n")
+    assert line("V:2 bass\n") == "" and piece.lines.line_retries == 0 and piece.text.endswith("V:1 treble\nV:2 bass\n")
     prompt_end, prompt_patches = len(piece.prompt.prompt_text), 1 + len(Patchilizer(16).encode_metadata(piece.prompt.lines))
-    assert line("V:2 alto\n") == "rewound" and piece.line_retries == 1  # its one retry
+    assert line("V:2 alto\n") == "rewound" and piece.lines.line_retries == 1  # its one retry
     assert line("V:2 alto\n") == "rewound" and len(piece.text) == prompt_end  # out of retries: the header starts over
-    assert (piece.header_restarts, piece.line_retries, len(piece.context)) == (1, 0, prompt_patches)  # BOS + style lines
+    assert (piece.lines.header_restarts, piece.lines.line_retries, len(piece.context)) == (1, 0, prompt_patches)  # BOS + style lines
     assert [line(text) for text in ["L:1/8\n", "V:1 treble\n", "V:1 bass\n", "V:1 bass\n"]] == ["", "", "rewound", ""]
     assert piece.text.endswith("V:1 treble\nV:1 bass\n")  # header restarts spent too: the line stays
     assert piece.released == prompt_end  # the header is held back until a body line stands ...
@@ -376,7 +376,7 @@ def test_the_published_loop_releases_every_patch_and_never_rewinds():
     piece = make_piece(TWO_VOICES)
     outcomes = feed(piece, "[r:0/9][V:1]abcd|[V:2]C8|\n")
     assert "".join(text for text, _ in outcomes) == "[r:0/9][V:1]abcd|[V:2]C8|\n"
-    assert {outcome for _, outcome in outcomes} == {""} and piece.resampled_lines == 0
+    assert {outcome for _, outcome in outcomes} == {""} and piece.lines.resampled_lines == 0
 
 
 def test_kv_cache_rewind_then_advance_equals_the_other_path():

@@ -30,7 +30,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 import gradio as gr  # noqa: E402
 
 from ..generation.controls import normal_controls  # noqa: E402
-from ..generation.piece import PromptError  # noqa: E402
+from ..generation.prompt import PromptError  # noqa: E402
 from ..settings import apply_num_threads  # noqa: E402
 from .session import DemoBackend, DemoRequest, Progress, Variation, plain_reason  # noqa: E402
 

@@ -39,7 +39,8 @@ from types import SimpleNamespace
 from typing import Iterator
 
 from ..generation.engine import engine_for
-from ..generation.piece import GenerationSettings, Prompt, PromptError, split_header
+from ..generation.piece import GenerationSettings
+from ..generation.prompt import Prompt, PromptError, split_header
 from ..generation.run import (SetupError, default_prompt_list, interleaved_text, load_prompt_list,
                               resolve_device, resolve_dtype, resolve_weights)
 from ..io import atomic_write_json, atomic_write_text
@@ -255,7 +256,7 @@ class DemoBackend:
 
         def watch(piece) -> None:  # after each patch: the line being written, and its tries
             variation = progress.variations[piece.index]
-            variation.draft, variation.line_tries = piece.draft, piece.resampled_lines - piece.resampled_at_line
+            variation.draft, variation.line_tries = piece.draft, piece.lines.line_rewrites
 
         stream = self.engine.stream([prompt] * len(progress.variations), settings, watch=watch)
         try:

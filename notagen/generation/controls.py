@@ -2,7 +2,8 @@
 `.meter`, `.tempo`, `.bars`; `--key`, `--meter`, `--tempo`, `--bars` of inference.py; the demo's
 fields beside the prompt). `Piece` asks a `PieceControls` at four points: which char is forced,
 which chars are allowed, what a finished header line becomes, and whether a body line stands;
-`ControlledPiece` (a mixin of `Piece`) does the bookkeeping that follows.
+`ControlledPiece` (a mixin of `Piece`) does the bookkeeping that follows, and the line check
+(`lines.py`) writes a voice's bar again.
 
 Design choices
 - Key, meter and tempo become the piece's own header lines (`K:`, `M:`, `Q:1/4=<tempo>`), written
@@ -284,33 +285,19 @@ class PieceControls:
 # What a Piece does for its controls
 # ---------------------------------------------------------------------------------------------
 class ControlledPiece:
-    """`Piece`'s bookkeeping for its controls (`self.controls`, a PieceControls): a voice's bar written
-    again, header lines replaced, the piece ended after its last bar, a pickup's line recounted. A
-    mixin of `Piece`: it works on Piece's text, context and line marks (`_cut_back`,
-    `_mark_line_start`, `_last_line`, `_bar`), and keeps the controls' part of them in this module."""
-
-    def _rejects_bar(self, new: list[int]) -> bool:
-        """With a chosen meter and the bar check: a voice's bar whose chunk the model has just ended
-        and that does not last the meter is written again (cut back to the chunk's start), up to
-        bar_retries times in each try at the line."""
-        start = self._chunk
-        if not (self.controls and self.in_body and start and new[-1] == EOS_ID) or (
-                self.bar_rewrites >= self.settings.bar_retries or start.rebuilds != len(self.stream_events)):
-            return False
-        if self.controls.bar_problem(self._last_line(), self._bar(self._last_line())) is None:
-            return False
-        self._cut_back(start)
-        self.bar_rewrites += 1
-        self.resampled_lines += 1
-        return True
+    """`Piece`'s bookkeeping for its controls (`self.controls`, a PieceControls): header lines
+    replaced, the piece ended after its last bar, a pickup's line recounted (a voice's bar written
+    again is the line check's: `LineChecker.rejects_bar`). A mixin of `Piece`: it works on Piece's
+    text, context and line marks (`_cut_back`, `_line_started`, `_last_line`, `self.lines`), and
+    keeps the controls' part of them in this module."""
 
     def _edit_header(self, lines: list[str]) -> bool:
         """The model's latest header text gives way to `lines` (`PieceControls.header_edit`): True when
         the context is to be encoded again, False when the header no longer fits it (the piece fails)."""
-        self._cut_back(self._line)
+        self._cut_back(self.lines.line)
         self.text, self.metadata = self.text + "".join(lines), self.metadata + "".join(lines)
         self.context += self.patchilizer.encode_metadata(lines)
-        self._mark_line_start()
+        self._line_started()
         if len(self.context) >= self.patch_length:
             self._finish("failed", "metadata_overflow")
             return False
@@ -318,9 +305,10 @@ class ControlledPiece:
 
     def _ends_piece(self) -> bool:
         """A body line stands: after the last chosen bar the piece is finished."""
-        if not self.controls.line_stood(self._last_line(), self._bar(self._last_line())):
+        line = self._last_line()
+        if not self.controls.line_stood(line, self.lines.bar(self.metadata, line)):
             return False
-        self._mark_line_start()
+        self._line_started()
         self._finish("finished")
         return True
 
@@ -332,8 +320,8 @@ class ControlledPiece:
         if fixed is None or len(self.context) >= self.patch_length:
             return False
         self.text, self.body = self.text[:-len(line)] + fixed, self.body[:-len(line)] + fixed
-        self.context = self.context[:self._line.context] + [
+        self.context = self.context[:self.lines.line.context] + [
             self.patchilizer.patch_to_ids(patch) for bar in Patchilizer.split_bars([fixed])
             for patch in self.patchilizer.chunk_to_patches(bar)]
-        self._mark_line_start()
+        self._line_started()
         return True

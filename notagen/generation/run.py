@@ -39,7 +39,8 @@ from ..render import RenderSettings, error_reason, export_piece
 from ..settings import apply_num_threads
 from ..patchilizer import Patchilizer
 from .engine import engine_for
-from .piece import GenerationSettings, PieceResult, Prompt
+from .piece import GenerationSettings, PieceResult
+from .prompt import Prompt
 # the settings helpers, also importable from here (the demo and tests do)
 from .setup import (SetupError, default_prompt_list, load_generation_model, load_prompt_list,  # noqa: F401
                     parse_prompt, resolve_device, resolve_dtype, resolve_weights, run_prompt)

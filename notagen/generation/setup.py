@@ -13,7 +13,7 @@ import torch
 
 from ..paths import REPO_ROOT, resolve_input_path, resolve_weights_path
 from ..render import error_reason
-from .piece import Prompt, PromptError
+from .prompt import Prompt, PromptError
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
