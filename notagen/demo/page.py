@@ -29,6 +29,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import gradio as gr  # noqa: E402
 
+from ..continuation import music_to_prompt  # noqa: E402
 from ..generation.controls import normal_controls  # noqa: E402
 from ..generation.prompt import PromptError  # noqa: E402
 from ..settings import apply_num_threads  # noqa: E402
@@ -121,8 +122,6 @@ class DemoPage:
     # -- music to continue -------------------------------------------------------------------------
     @staticmethod
     def continuation(path, lines, bars):
-        from ..continuation import music_to_prompt
-
         try:
             return music_to_prompt(path, lines, int(bars or 0))
         except (PromptError, ValueError) as error:

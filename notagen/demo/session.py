@@ -38,11 +38,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Iterator
 
+from ..abc.convert import abc_to_svg_pages
+from ..checkpoint import load_model
+from ..continuation import music_to_prompt
 from ..generation.engine import engine_for
 from ..generation.piece import GenerationSettings
 from ..generation.prompt import Prompt, PromptError, split_header
-from ..generation.run import (SetupError, default_prompt_list, interleaved_text, load_prompt_list,
-                              resolve_device, resolve_dtype, resolve_weights)
+from ..generation.run import interleaved_text
+from ..generation.setup import (SetupError, default_prompt_list, load_prompt_list, resolve_device, resolve_dtype,
+                                resolve_weights)
 from ..io import atomic_write_json, atomic_write_text
 from ..paths import resolve_output_dir
 from ..render import RenderSettings, error_reason, export_piece
@@ -160,8 +164,6 @@ class DemoRequest:
 
 class DemoBackend:
     def __init__(self, cfg: SimpleNamespace, log=print):
-        from ..checkpoint import load_model
-
         self.cfg, self.log = cfg, log
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
@@ -204,8 +206,6 @@ class DemoBackend:
     def rewrite_prompt(variation: Variation, prompt_lines, bars: int) -> Prompt:
         """The piece on screen with its first `bars` bars kept (`notagen.continuation`, as an upload):
         what "rewrite from bar N" continues."""
-        from ..continuation import music_to_prompt
-
         source = variation.files.get("musicxml") or variation.files.get("abc")
         if not source:
             raise PromptError("this piece has no score to rewrite (its text did not convert); generate a new one")
@@ -294,8 +294,6 @@ class DemoBackend:
 
     def engrave_partial(self, variation: Variation) -> None:
         """Score pages of the complete lines so far (kept as they were if they do not convert yet)."""
-        from ..abc import abc_to_svg_pages
-
         complete = variation.text[:variation.text.rfind("\n") + 1]
         try:
             variation.set_score(abc_to_svg_pages(interleaved_text(complete)))

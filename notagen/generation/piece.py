@@ -136,6 +136,12 @@ class GenerationEvent(NamedTuple):
 # One piece's text and context (the published loop's bookkeeping, no tensors)
 # ---------------------------------------------------------------------------------------------
 class Piece(ControlledPiece):
+    """One piece being generated: its text (prompt + generated), split into metadata and body, and
+    the patch-level context the model reads (`context` + the open `partial` patch). The engine asks
+    it which chars come next (`prefix`, `forced`, `allowed`, `patch_done`) and hands it each patch
+    (`add_patch`); its line check (`self.lines`, a `LineChecker`) says where a rejected line is cut
+    back to, and the controls (`self.controls`, `ControlledPiece`) edit its header and end it."""
+
     def __init__(self, index: int, prompt: Prompt, patchilizer: Patchilizer, patch_length: int,
                  settings: GenerationSettings):
         self.index, self.prompt, self.settings = index, prompt, settings

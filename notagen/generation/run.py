@@ -15,12 +15,11 @@ Design choices
   repository root; a relative output_dir is under the repository root. A weights path may name a
   folder holding one `weights_notagen_*.pth` (the default: the shipped `weights/embedded/`).
   Nothing is downloaded.
-- The ABC converters (`notagen.abc`) are imported only when a piece is written.
+- Under `accelerate launch` each process writes its share of the pieces (`notagen.launch`:
+  `processes`, `shared_seed`, `gathered`); rank 0 writes the summaries.
 """
 from __future__ import annotations
 
-import os
-import random
 import re
 import resource
 import sys
@@ -29,15 +28,17 @@ import warnings
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
-from typing import NamedTuple
 
 import torch
 
-from ..io import atomic_write_json, atomic_write_text
+from ..abc.text import split_prompt_lines
+from ..abc.unreduce import rest_unreduce
+from ..io import DiskFullError, atomic_write_json, atomic_write_text
+from ..launch import end_processes, gathered, processes, shared_seed
+from ..patchilizer import Patchilizer
 from ..paths import resolve_output_dir
 from ..render import RenderSettings, error_reason, export_piece
-from ..settings import apply_num_threads
-from ..patchilizer import Patchilizer
+from ..settings import apply_num_threads, parse_settings
 from .engine import engine_for
 from .piece import GenerationSettings, PieceResult
 from .prompt import Prompt
@@ -80,8 +81,6 @@ def peak_memory(device: torch.device) -> dict:
 # ---------------------------------------------------------------------------------------------
 def interleaved_text(text: str) -> str:
     """Published post-processing: rest-unreduce, drop prompt lines and stream prefixes, `X:1` on top."""
-    from ..abc import rest_unreduce, split_prompt_lines
-
     _, body = split_prompt_lines(text)
     unreduced = rest_unreduce(body)
     return unreduced if unreduced.startswith("X:") else "X:1\n" + unreduced
@@ -132,53 +131,6 @@ def write_piece(result: PieceResult, name: str, out: Path, folder: str, convert:
 # ---------------------------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------------------------
-class Processes(NamedTuple):
-    """This process's place in an `accelerate launch` run (rank 0 of 1 when run alone)."""
-    rank: int
-    count: int
-    device: torch.device
-
-    def share(self, num_samples: int) -> list[int]:
-        """The piece numbers this process writes: every count-th, from its rank."""
-        return list(range(self.rank, num_samples, self.count))
-
-
-def processes(device: torch.device, asked: str) -> Processes:
-    """Alone: rank 0 of 1 on `device`. Under `accelerate launch` / torchrun (WORLD_SIZE > 1): this
-    process's rank, on its own GPU when the device was left to "auto"."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return Processes(0, 1, device)
-    from datetime import timedelta
-
-    from accelerate import PartialState
-
-    # gloo on CPUs, nccl on GPUs; processes wait for the slowest one's share (hours in a big run, far
-    # past NCCL's default timeout) and for rank 0's ranking and reports in RL/loop.py
-    state = PartialState(cpu=device.type == "cpu", timeout=timedelta(hours=24))
-    return Processes(state.process_index, state.num_processes,
-                     state.device if (asked or "auto") == "auto" else device)
-
-
-def shared_seed(seed: int, procs: Processes) -> int:
-    """The run's seed (drawn when < 0), the same in every process."""
-    if seed < 0:
-        seed = random.SystemRandom().randrange(1 << 31)
-    if procs.count > 1:
-        from accelerate.utils import broadcast_object_list
-
-        seed = broadcast_object_list([seed])[0]
-    return seed
-
-
-def gathered(entries: list[dict], procs: Processes) -> list[dict]:
-    """Every process's summary entries, on every process, in piece order."""
-    if procs.count > 1:
-        from accelerate.utils import gather_object
-
-        entries = gather_object(entries)
-    return sorted(entries, key=lambda e: e["index"])
-
-
 def generation_settings(cfg: SimpleNamespace, seed: int) -> GenerationSettings:
     return GenerationSettings(top_k=cfg.top_k, top_p=cfg.top_p, temperature=cfg.temperature, greedy=cfg.greedy,
                               seed=seed, max_chars=cfg.max_chars, max_seconds=cfg.max_seconds,
@@ -325,14 +277,9 @@ def log_outputs(summary: dict, out: Path, folder: str, summary_path: Path, log) 
 
 def main(config_path: str | Path, argv: list[str] | None = None) -> int:
     """Command line entry: settings from `config_path` + `--name value` overrides."""
-    from ..io import DiskFullError
-    from ..settings import parse_settings
-
     cfg = parse_settings(config_path, argv, description="Generate music with a NotaGen checkpoint.")
     warnings.simplefilter("always", UserWarning)
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
-    from ..launch import end_processes
-
     try:
         run_inference(cfg)
         end_processes()

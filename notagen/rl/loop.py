@@ -20,10 +20,9 @@ from types import SimpleNamespace
 from ..clamp2 import run_extraction, score_folder, summarize_scores
 from ..evaluation import evaluate_folder, write_report
 from ..generation import GenerationSettings, engine_for
-from ..generation.run import (gathered, interleaved_text, load_generation_model, parse_prompt, processes,
-                              prompt_slug, resolve_device)
+from ..generation.run import interleaved_text, load_generation_model, parse_prompt, prompt_slug, resolve_device
 from ..io import atomic_write_json, atomic_write_text
-from ..launch import wait_for_everyone
+from ..launch import gathered, processes, wait_for_everyone
 from ..paths import resolve_input_path, resolve_output_dir, resolve_weights_path
 from ..settings import apply_num_threads, record_settings
 from .data import CopyDetector, make_preference_file
