@@ -1,4 +1,4 @@
-"""One piece's life during generation: prompts, settings, results, and the published loop's
+"""One piece's life during generation: its settings, result and events, and the published loop's
 bookkeeping of text and context (no tensors). The engine (`engine.py`) drives many at once.
 
 How a piece grows (docs/spec/model.md, "Generation")
@@ -25,8 +25,8 @@ How a piece grows (docs/spec/model.md, "Generation")
   marks (`LineStart`) and cuts itself back to them.
 - Controls (`key`, `meter`, `tempo`, `bars`; none by default): the chosen header lines, the stream
   prefixes of a piece of N bars, its end, and the meter check are `controls.py`'s (`PieceControls`,
-  `ControlledPiece`); with controls, text is released line by line as with the checks. A stall limit (`stall_seconds`)
-  ends a piece that has had no new body line for that long (reason `no_new_bar`).
+  `ControlledPiece`); with controls, text is released line by line as with the checks. A stall
+  limit (`stall_seconds`) ends a piece that has had no new body line for that long (`no_new_bar`).
 - Guidance (`guidance` g != 1; not in the published loop): every piece has a twin context without
   its leading `%` style lines (`Piece.free_context`), and each char is drawn from
   free + g * (prompted - free) logits (classifier-free guidance): g > 1 follows the prompt more.
@@ -280,7 +280,7 @@ class Piece(ControlledPiece):
         """Where to cut back to when the patch just appended ended a voice's bar or a line that does
         not stand (`LineChecker`); None: it stands."""
         line, rebuilds = self._last_line(), len(self.stream_events)
-        start = self.lines.rejects_bar(self.metadata, line, self.in_body, new[-1] == EOS_ID, rebuilds)
+        start = self.lines.rejects_bar(self.metadata, line, self.in_body, new[-1:] == [EOS_ID], rebuilds)
         if start is None and "\n" in text:  # a line ended (a header line may end inside a patch, after a stray newline)
             start = self.lines.rejects_line(self.metadata, self.body, line, self.in_body, text.endswith("\n"), rebuilds)
         return start
