@@ -1,15 +1,22 @@
 """The main job on the embedded default: music21's corpus and OpenScore -> pre-train -> fine-tune -> generate -> CLaMP-DPO.
 
-`bash run.sh` runs this after installing; `python main.py --help` lists the settings below, each
-overridable as `--name value`. Every step runs the real stage script (as a user would) and is
-skipped when an earlier run finished it, so an interrupted job continues where it stopped
-(`--fresh true` starts the runs over; the corpus is kept). Defaults suit a 2-core CPU.
+`bash run.sh` runs this after installing (about an hour on 2 CPU cores); `bash run.sh quick` (or
+`python main.py --quick true`) runs every step at a toy size in a few minutes, into runs/quick/.
+`python main.py --help` lists the settings below, each overridable as `--name value`. Every step
+runs the real stage script (as a user would) and is skipped when an earlier run finished it with the
+same settings, so an interrupted job continues where it stopped; a finished step asked for with
+other settings stops the job with one line (`--fresh true` starts the runs over; the corpus is
+kept). Defaults suit a 2-core CPU; a GPU is used where there is one.
 """
 import json
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from notagen.abc.corpus import write_mixed_index
+from notagen.io import atomic_write_text
 
 REPO = Path(__file__).resolve().parent
 
@@ -18,58 +25,107 @@ CORPUS_MAX_PIECES = 100  # pieces per training set (0 = every piece of the embed
 FOCUS_PIECES = 400  # extra fine-tuning pieces of PROMPT's style (Bach chorales), so a tiny model learns to write it
 RUNS_DIR = "runs/main"  # weights, generated pieces and logs of this job
 FRESH = False  # start the runs over (the corpus is kept)
-NUM_THREADS = 1  # CPU threads for torch (1 is far faster than 2 when anything else uses the CPU)
+QUICK = False  # every step at a toy size (a few minutes on 2 cores, runs/quick/): shows the whole pipeline, not music worth keeping
+DEVICE = "auto"  # device of generation and CLaMP-DPO: auto (cuda, then mps, then cpu), cpu, cuda; training uses a GPU where there is one
+NUM_THREADS = 1  # CPU threads for torch (1 avoids oversubscription when anything else uses the CPU)
 BATCH_SIZE = 4  # pieces per training batch
-PRETRAIN_STEPS = 450  # optimizer steps of tiny pre-training (about 7 min on 1 thread)
+PRETRAIN_STEPS = 450  # optimizer steps of tiny pre-training
 PRETRAIN_LEARNING_RATE = 2e-3  # peak learning rate of pre-training (cosine decay)
-FINETUNE_STEPS = 800  # optimizer steps of fine-tuning with prompt lines (about 13 min)
+FINETUNE_FROM = ""  # checkpoint fine-tuning starts from ("" = this job's pre-training; --quick: the shipped checkpoint, whose pieces are usable after a few steps)
+FINETUNE_STEPS = 800  # optimizer steps of fine-tuning with prompt lines
 FINETUNE_LEARNING_RATE = 1e-3  # peak learning rate of fine-tuning (cosine decay)
-FOCUS_FINETUNE_STEPS = 1700  # then fine-tune on PROMPT's pieces alone for this many steps (about 21 min; 0 = skip): the chorale model of the inference step and of the demo without a shipped checkpoint
+FOCUS_FINETUNE_STEPS = 1700  # then fine-tune on PROMPT's pieces alone for this many steps (0 = skip): the chorale model of the inference step and of the demo without a shipped checkpoint
 PROMPT = "Baroque|Bach, Johann Sebastian|Choral"  # period|composer|instrumentation to generate (and to optimise with RL)
-NUM_PIECES = 8  # pieces generated from the fine-tuned model at the end of training (about half are usable)
-TEMPERATURE = 1.0  # sampling temperature of every generation step (published 1.2, for a far stronger model: the tiny one then writes 1 usable piece in 8)
+NUM_PIECES = 8  # pieces generated from the fine-tuned model at the end of training
+TEMPERATURE = 1.0  # sampling temperature of every generation step (the published 1.2 suits a far stronger model; the tiny one writes few usable pieces at it)
 MAX_CHARS = 6000  # a generated piece stops (as failed, partial text kept) past this many characters
 RL = True  # CLaMP-DPO: RL_ITERATIONS iterations from a model that has seen little of PROMPT's style, toward its held-out real pieces, with the before/after table
 RL_START_FOCUS_PIECES = 20  # pieces of PROMPT in the set the model CLaMP-DPO starts from is fine-tuned on last (beside the round robin over the other prompts), so it starts far from the target
-RL_START_STEPS = 300  # fine-tuning steps of that model, from the fine-tuned weights (before the focus fine-tuning): their bars hold, so most of its pieces are usable (about 5 min)
+RL_START_STEPS = 300  # fine-tuning steps of that model, from the fine-tuned weights (before the focus fine-tuning): their bars hold, so most of its pieces are usable
 M3_STEPS = 150  # optimizer steps of the tiny M3 feature extractor
 RL_ITERATIONS = 3  # CLaMP-DPO iterations; every model of the chain generates RL_SAMPLES pieces and is scored
 RL_SAMPLES = 1024  # pieces generated per model (published 1,000): fewer leave standard errors that hide a real gain
 RL_GENERATION_BATCH_SIZE = 64  # pieces generated together during CLaMP-DPO
 RL_BAR_RETRIES = 32  # bar-checked generation during CLaMP-DPO (the start model un-interleaves few pieces without it; the pairs then compare styles, not broken bars)
-RL_HEADER_RETRIES = 0  # header lines are not checked during CLaMP-DPO (inference checks them): with the check the start model writes better pieces (0.51 against 0.41) and the chain has less room; its third iteration stalled at both seeds tried (docs/clamp2.md)
+RL_HEADER_RETRIES = 0  # header lines are not checked during CLaMP-DPO (inference checks them): with the check the start model starts closer to the target and leaves the chain less room (docs/clamp2.md)
 RL_MAX_PATCHES = 1200  # a piece written during CLaMP-DPO fails past this many patches, rewritten lines included (about 3x the longest piece MAX_CHARS allows): one piece cannot hold up a batch for many minutes
 RL_PORTION = 0.1  # share of usable pieces chosen / rejected (published 0.1)
 RL_COPY_THRESHOLD = 0.0  # 0 = calibrated on the reference set: the tiny M3 puts distinct chorales above the published 0.95
 RL_REJECTED_USABLE_SHARE = 0.5  # half of the rejected pieces are the lowest-scoring well-formed ones, half the lowest of all: once the model stops writing broken pieces the pairs still teach style (0 = published)
-RL_STEPS = 200  # DPOP optimizer steps per iteration (about 1 min, each pair drawn at most once)
-RL_LEARNING_RATE = 1e-6  # DPOP learning rate (published 1e-6 for 516M parameters); from the start model fine-tuned from the fine-tuned weights, 2e-6 overshoots by the third iteration (0.24 -> 0.43 -> 0.64 -> 0.75: variety 0.61, near copies 8.3%; docs/clamp2.md)
+RL_STEPS = 200  # DPOP optimizer steps per iteration (each pair drawn at most once)
+RL_LEARNING_RATE = 1e-6  # DPOP learning rate (published 1e-6 for 516M parameters); from this start model a larger one overshoots the real chorales' score by the third iteration and makes the pieces alike (docs/clamp2.md)
 RL_BETA = 0.1  # DPOP beta (published 0.1)
-RL_NUM_PROCESSES = 2  # CPU processes of the CLaMP-DPO chain, NUM_THREADS torch threads each: each writes half of every model's pieces, and each DPOP step takes one pair on each (on one process the chain takes 45 min on this 2-core CPU)
+RL_NUM_PROCESSES = 2  # CPU processes of the CLaMP-DPO chain, NUM_THREADS torch threads each: each writes half of every model's pieces, and each DPOP step takes one pair on each (one process per core: the chain's time is mostly generation)
 RL_SEED = 0  # seed of CLaMP-DPO's generation and pair order; its runs go to rl/ (seed 0) or rl_seed<N>/
-EVAL_PIECES = 200  # pieces of each model's CLaMP-DPO generation that clamp2/evaluate.py reports on (0 = skip; about 1 min each)
+EVAL_PIECES = 200  # pieces of each model's CLaMP-DPO generation that clamp2/evaluate.py reports on (0 = skip)
+
+
+class StepChanged(ValueError):
+    """A finished step asked for again with other settings."""
+
+
+def step_marker(runs: Path, step: str) -> Path:
+    return runs / "steps" / f"{step}.done"
+
+
+def portable(args: list[str]) -> list[str]:
+    """A step's arguments as its marker records them: paths inside the checkout relative to it, so a
+    moved checkout still matches its finished steps."""
+    return [arg.replace(f"{REPO}/", "") for arg in args]
+
+
+def finished_earlier(step: str, args: list[str], runs: Path) -> bool:
+    """True when an earlier job finished `step` with these very `args`; StepChanged when it finished
+    it with others (its result is never reused for other settings, nor silently replaced)."""
+    marker = step_marker(runs, step)
+    if not marker.exists():
+        return False
+    try:
+        recorded = json.loads(marker.read_text()).get("args")
+    except (json.JSONDecodeError, AttributeError):  # a marker of a job that recorded no settings
+        recorded = None
+    if recorded is None:
+        print(f"== {step}: done earlier, skipped ({marker}; that job did not record its settings)")
+        return True
+    if recorded != portable(args):
+        changed = [f"{name} {old} -> {new}" for name, old, new in changed_settings(recorded, portable(args))]
+        raise StepChanged(f"step {step} finished earlier in {runs} with other settings "
+                          f"({', '.join(changed) or 'other arguments'}); to run it again, start over with "
+                          f"--fresh true (the corpus is kept) or give another --runs_dir")
+    print(f"== {step}: done earlier with the same settings, skipped ({marker})")
+    return True
+
+
+def changed_settings(old: list[str], new: list[str]) -> list[tuple[str, str, str]]:
+    """(--name, old value, new value) for each `--name value` pair that differs between two command lines."""
+    def pairs(args):
+        return {name: value for name, value in zip(args, args[1:]) if name.startswith("--")}
+    before, after = pairs(old), pairs(new)
+    return [(name, before.get(name, "(unset)"), after.get(name, "(unset)"))
+            for name in dict.fromkeys([*before, *after]) if before.get(name) != after.get(name)]
 
 
 def run(step: str, args: list[str], runs: Path, output_dir: Path | None = None, log: Path | None = None) -> None:
-    """Run one stage script unless an earlier job finished it; a training step that an earlier job
-    left unfinished in `output_dir` continues from its checkpoint. `log`: append its output there."""
-    marker = runs / "steps" / f"{step}.done"
-    if marker.exists():
-        print(f"== {step}: done earlier, skipped ({marker})")
+    """Run one stage script unless an earlier job finished it with the same arguments; a training
+    step that an earlier job left unfinished in `output_dir` continues from its checkpoint.
+    `log`: append its output there. The step's marker records its arguments."""
+    if finished_earlier(step, args, runs):
         return
+    command = args
     if output_dir is not None and any(output_dir.glob("resume_*.pth")):
-        args = [*args, "--load_from_checkpoint", "true"]
+        command = [*args, "--load_from_checkpoint", "true"]
     elif output_dir is not None and output_dir.is_dir():  # killed before its first checkpoint
-        args = [*args, "--overwrite", "true"]
-    print(f"== {step}: python {' '.join(args)}", flush=True)
+        command = [*args, "--overwrite", "true"]
+    print(f"== {step}: python {' '.join(command)}", flush=True)
     started = time.monotonic()
     if log is None:
-        subprocess.run([sys.executable, *args], cwd=REPO, check=True)
+        subprocess.run([sys.executable, *command], cwd=REPO, check=True)
     else:
         with open(log, "a") as output:
-            subprocess.run([sys.executable, *args], cwd=REPO, check=True, stdout=output, stderr=subprocess.STDOUT)
+            subprocess.run([sys.executable, *command], cwd=REPO, check=True, stdout=output, stderr=subprocess.STDOUT)
+    marker = step_marker(runs, step)
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(f"{time.monotonic() - started:.1f} s\n")
+    atomic_write_text(marker, json.dumps({"seconds": round(time.monotonic() - started, 1), "args": portable(args)}) + "\n")
     print(f"== {step}: finished in {time.monotonic() - started:.0f} s", flush=True)
 
 
@@ -80,11 +136,23 @@ def weights_in(folder: Path) -> Path:
     return found[0]
 
 
+# --quick: each of these replaces the constant above (settings given on the command line still win)
+_QUICK_SETTINGS = {
+    "runs_dir": "runs/quick", "corpus_dir": "runs/quick/corpus", "corpus_max_pieces": 20, "focus_pieces": 20,
+    "pretrain_steps": 40, "finetune_from": "weights/embedded", "finetune_steps": 20, "finetune_learning_rate": 2e-4, "focus_finetune_steps": 0,
+    "num_pieces": 2, "rl_start_focus_pieces": 5, "rl_start_steps": 10, "m3_steps": 20, "rl_iterations": 1,
+    "rl_samples": 32, "rl_generation_batch_size": 16, "rl_steps": 10, "eval_pieces": 0,
+}
+
+
+def quick_argv(argv: list[str]) -> list[str]:
+    """The command line of a --quick job: the quick settings first, so that `argv`'s own win."""
+    return [*(item for name, value in _QUICK_SETTINGS.items() for item in (f"--{name}", str(value))), *argv]
+
+
 def main(cfg) -> None:
     runs = REPO / cfg.runs_dir
     if cfg.fresh and runs.exists():
-        import shutil
-
         shutil.rmtree(runs)
     corpus = REPO / cfg.corpus_dir
     threads = ["--num_threads", str(cfg.num_threads)]
@@ -100,7 +168,7 @@ def main(cfg) -> None:
                      "--learning_rate", str(cfg.pretrain_learning_rate), "--max_steps", str(cfg.pretrain_steps),
                      "--output_dir", str(runs / "pretrain")], runs, runs / "pretrain")
     run("finetune", ["finetune/train-gen.py", *training,
-                     "--pretrained_path", str(weights_in(runs / "pretrain")),
+                     "--pretrained_path", str(REPO / cfg.finetune_from if cfg.finetune_from else weights_in(runs / "pretrain")),
                      "--data_train_index_path", str(corpus / "finetune/augmented_train.jsonl"),
                      "--data_eval_index_path", str(corpus / "finetune/augmented_eval.jsonl"),
                      "--learning_rate", str(cfg.finetune_learning_rate), "--max_steps", str(cfg.finetune_steps),
@@ -122,8 +190,6 @@ def main(cfg) -> None:
     if cfg.rl:
         # CLaMP-DPO starts from a model that has somewhere to go: the fine-tuned model, fine-tuned
         # again on the round robin over the other prompts plus only RL_START_FOCUS_PIECES chorales
-        from notagen.abc.corpus import write_mixed_index
-
         start_data = runs / "rl_start_data"
         write_mixed_index(corpus / "finetune", cfg.rl_start_focus_pieces, start_data)
         run("rl_start", ["finetune/train-gen.py", *training, "--pretrained_path", str(weights_in(runs / "finetune")),
@@ -173,10 +239,21 @@ def clamp_dpo_args(cfg, runs: Path, corpus: Path, start: Path) -> list[str]:
         "--copy_threshold", str(cfg.rl_copy_threshold), "--rejected_usable_share", str(cfg.rl_rejected_usable_share),
         "--seed", str(cfg.rl_seed),
         "--optimization_steps", str(cfg.rl_steps), "--learning_rate", str(cfg.rl_learning_rate),
-        "--beta", str(cfg.rl_beta), "--batch_size", "1", "--save_every_steps", "20", "--device", "cpu", "--num_threads", str(cfg.num_threads),
-        "--num_processes", str(cfg.rl_num_processes),
+        "--beta", str(cfg.rl_beta), "--batch_size", "1", "--save_every_steps", "20", "--device", cfg.device,
+        "--num_threads", str(cfg.num_threads), "--num_processes", str(rl_processes(cfg)),
         "--eval_pieces", str(cfg.eval_pieces), "--style_train_dir", str(corpus / "finetune/interleaved"),
         "--copy_source_index", str(corpus / "finetune/augmented_train.jsonl")]  # copies of every chorale the start model saw too
+
+
+def rl_processes(cfg) -> int:
+    """Processes of the CLaMP-DPO chain: one per GPU where the chain runs on CUDA, else RL_NUM_PROCESSES."""
+    from notagen.generation.setup import resolve_device
+
+    if resolve_device(cfg.device).type == "cuda":
+        import torch
+
+        return torch.cuda.device_count()
+    return cfg.rl_num_processes
 
 
 def run_clamp_dpo(cfg, runs: Path, corpus: Path, start: Path) -> None:
@@ -185,6 +262,9 @@ def run_clamp_dpo(cfg, runs: Path, corpus: Path, start: Path) -> None:
 
 
 if __name__ == "__main__":
-    from notagen.settings import parse_settings
+    from notagen.settings import parse_settings, run_stage
 
-    main(parse_settings(Path(__file__), description=__doc__))
+    settings = parse_settings(Path(__file__), description=__doc__)
+    if settings.quick:
+        settings = parse_settings(Path(__file__), quick_argv(sys.argv[1:]), description=__doc__)
+    sys.exit(run_stage(main, settings))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine:
-#   bash run.sh          install (first time) and run the main job on the embedded default
+#   bash run.sh          install (first time) and run the main job on the embedded default (about an hour on 2 cores)
+#   bash run.sh quick    the same job at a toy size (a few minutes), into runs/quick/
 #   bash run.sh test     install (first time, with the browser-test tools) and run the test suite
 #   bash run.sh demo     install (first time) and serve the demo page on http://127.0.0.1:7860/
 # VENV=path chooses the virtual environment (default .venv beside this file).
@@ -25,6 +26,7 @@ export PATH="$VENV/bin:$PATH"
 case "${1:-main}" in
   test) shift || true; install requirements-test.txt; exec python -m pytest -q tests "$@" ;;
   main) shift || true; exec python main.py "$@" ;;
+  quick) shift || true; exec python main.py --quick true "$@" ;;
   demo) shift || true; exec python gradio/demo.py "$@" ;;
-  *) echo "usage: bash run.sh [main|test|demo] [args...]" >&2; exit 2 ;;
+  *) echo "usage: bash run.sh [main|quick|test|demo] [args...]" >&2; exit 2 ;;
 esac

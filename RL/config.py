@@ -47,7 +47,7 @@ REPORT_TO = "none"  # trackers: none, tensorboard, wandb
 # It starts from WEIGHTS_PATH and uses PORTION, BETA, LAMBDA, LEARNING_RATE, OPTIMIZATION_STEPS, BATCH_SIZE above.
 LOOP_DIR = "runs/rl"  # one folder per iteration (iter_1, iter_2, ...) plus the reference features
 ITERATIONS = 1  # CLaMP-DPO iterations; the model after the last one is generated from and scored too
-REFERENCE_DIR = "corpus/reference/bach_chorales"  # interleaved ABC of the target style (the ground truth)
+REFERENCE_DIR = ""  # interleaved ABC of the target style (the ground truth), e.g. corpus/reference/bach_chorales from data/build_corpus.py (required)
 CLAMP2_WEIGHTS_PATH = "runs/m3/weights_m3.pth"  # CLaMP 2 checkpoint, or an M3 from clamp2/train-m3.py
 NUM_SAMPLES = 100  # pieces generated per iteration (published 1,000)
 PROMPT = "Baroque|Bach, Johann Sebastian|Choral"  # period|composer|instrumentation of the target style

@@ -3,7 +3,7 @@ the ground truth (published), or with `--rank_by composer` per prompt by a compo
 import sys
 from pathlib import Path
 
-from notagen.preference import make_preference_file, make_prompt_preference_file  # noqa: E402
+from notagen.rl import make_preference_file, make_prompt_preference_file  # noqa: E402
 from notagen.settings import parse_settings, record_settings, run_stage  # noqa: E402
 
 def main(settings) -> None:

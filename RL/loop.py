@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from notagen.launch import launched, relaunch  # noqa: E402
-from notagen.rl_loop import run_loop  # noqa: E402
+from notagen.rl import run_loop  # noqa: E402
 from notagen.settings import parse_settings, run_stage  # noqa: E402
 
 def main(settings) -> int:

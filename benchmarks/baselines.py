@@ -77,7 +77,7 @@ def pipeline(model_type: str, args) -> dict:
                       "--num_threads", "1", "--output_dir", str(out / "inference")], out, log=log)
     run("evaluate", ["clamp2/evaluate.py", "--generated_dir", str(out / "inference"),
                      "--reference_dir", str(corpus / "reference" / args.reference),
-                     "--eval_clamp2_weights_path", args.clamp2_weights_path,
+                     "--clamp2_weights_path", args.clamp2_weights_path,
                      "--style_train_dir", str(corpus / "finetune/interleaved"),
                      "--eval_output_dir", str(out / "evaluation")], out, log=log)
     return table_row(model_type, weights, out, corpus)
@@ -105,7 +105,7 @@ def step_seconds(models: list[str], preset: str, index_path: Path, batches: int 
     import statistics
     import time
 
-    from notagen.stages import stage_model
+    from notagen.training.stages import stage_model
     from types import SimpleNamespace
 
     torch.set_num_threads(1)

@@ -72,7 +72,7 @@ def main() -> None:
     for batch in (1, 8):
         rates = {}
         prompts = [context_prompt(args.context - i, i) for i in range(batch)]
-        settings = GenerationSettings(seed=0, max_patches=args.rounds + 2, max_empty_patches=0, batch_size=batch)
+        settings = GenerationSettings.published(seed=0, max_patches=args.rounds + 2, max_empty_patches=0, batch_size=batch)
         for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             engine = Engine(copy.deepcopy(model).to(dtype).eval())  # the same weights in each precision
             rates[name] = patches_per_second(engine.stream(prompts, settings), batch)

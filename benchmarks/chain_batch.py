@@ -27,9 +27,9 @@ import torch  # noqa: E402
 import main as main_job  # noqa: E402  (the main job's settings: one home for the chain's values)
 from notagen.checkpoint import load_model  # noqa: E402
 from notagen.generation import GenerationSettings, Prompt, engine_for  # noqa: E402
-from notagen.generation.run import Processes  # noqa: E402
+from notagen.launch import Processes  # noqa: E402
 from notagen.paths import REPO_ROOT, resolve_weights_path  # noqa: E402
-from notagen.rl_loop import sampling_settings  # noqa: E402
+from notagen.rl import sampling_settings  # noqa: E402
 from notagen.settings import parse_settings  # noqa: E402
 
 START_MODEL = "runs/main/rl_start"  # the main job's CLaMP-DPO start model

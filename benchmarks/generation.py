@@ -55,7 +55,7 @@ def patches_per_second(events, pieces: int) -> float:
     return pieces / statistics.median(round_seconds(events, pieces))
 
 def settings(patches: int, batch: int, seed: int) -> GenerationSettings:
-    return GenerationSettings(top_k=9, top_p=0.9, temperature=1.2, seed=seed, batch_size=batch,
+    return GenerationSettings.published(top_k=9, top_p=0.9, temperature=1.2, seed=seed, batch_size=batch,
                               max_patches=patches, max_chars=10**9, max_seconds=10**9,
                               max_empty_patches=10**9)
 

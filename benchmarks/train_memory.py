@@ -45,7 +45,7 @@ def run_variant(args) -> dict:
     import torch
 
     from notagen.config import resolve_config
-    from notagen.dpo import dpop_loss
+    from notagen.rl import dpop_loss
     from notagen.lora import LoraSettings, add_lora, adapters_disabled, enable_gradient_checkpointing
     from notagen.model import NotaGenLMHeadModel
     from train_step import real_batch

@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from notagen.settings import parse_settings, run_stage  # noqa: E402
-from notagen.stages import run_notagen_training  # noqa: E402
+from notagen.training.stages import run_notagen_training  # noqa: E402
 
 if __name__ == "__main__":
     settings = parse_settings(Path(__file__).with_name("config.py"), sys.argv[1:],

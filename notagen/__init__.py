@@ -14,10 +14,10 @@ _EXPORTS = {
     "Patchilizer": "patchilizer",
     "NotaGenLMHeadModel": "model", "build_model": "model",
     "load_model": "checkpoint", "save_checkpoint": "checkpoint", "read_checkpoint": "checkpoint",
-    "CheckpointError": "checkpoint", "load_state_dict_checked": "checkpoint",
+    "CheckpointError": "errors", "load_state_dict_checked": "checkpoint",
     "filter_probs": "sampling", "sample_next": "sampling",
     "parse_settings": "settings",
-    "dpop_loss": "dpo",
+    "dpop_loss": "rl.loss",
 }
 
 __all__ = sorted(_EXPORTS)

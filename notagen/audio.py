@@ -11,6 +11,8 @@ Design choices
   to a short release tail, peak normalised to -1 dBFS (the synths' own gains differ a lot), then
   written by `soundfile` (libsndfile encodes MP3 itself: no ffmpeg), atomically.
 - `AudioError` carries the reason; nothing here retries.
+- The audio libraries (pretty_midi, midirenderer, soundfile) are imported when audio is made, not
+  with this module: a run without `--render` never loads them, and a missing one is an `AudioError`.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
 
 from .io import atomic_open
 
@@ -54,7 +58,7 @@ class Audio:
 def packaged_soundfont() -> Path | None:
     """pretty_midi's TimGM6mb.sf2 (General MIDI, installed with the requirements)."""
     try:
-        import pretty_midi
+        import pretty_midi  # lazy: see the module docstring
     except ImportError:
         return None
     path = Path(pretty_midi.__file__).resolve().parent / "TimGM6mb.sf2"
@@ -88,7 +92,7 @@ def find_synth(name: str = "auto", soundfont: str | Path | None = None) -> Synth
         raise AudioError("no soundfont: pretty_midi (which ships TimGM6mb.sf2) is not installed; "
                          "pip install -r requirements.txt, or give one with --soundfont")
     try:
-        import midirenderer  # noqa: F401
+        import midirenderer  # noqa: F401 - lazy: see the module docstring
     except ImportError:
         raise AudioError("the midirenderer package is not installed (pip install -r requirements.txt)") from None
     return Synth("midirenderer", font)
@@ -100,7 +104,7 @@ def _soundfont_bytes(path: Path) -> bytes:
 
 
 def _render_fluidsynth(synth: Synth, midi_path: Path, sample_rate: int):
-    import soundfile
+    import soundfile  # lazy: see the module docstring
 
     with tempfile.TemporaryDirectory(prefix="notagen-audio-") as tmp:
         wav = Path(tmp) / "out.wav"
@@ -118,7 +122,7 @@ def _render_fluidsynth(synth: Synth, midi_path: Path, sample_rate: int):
 
 
 def _render_midirenderer(synth: Synth, midi_path: Path, sample_rate: int):
-    import midirenderer
+    import midirenderer  # lazy: see the module docstring
     import soundfile
 
     try:
@@ -131,8 +135,6 @@ def _render_midirenderer(synth: Synth, midi_path: Path, sample_rate: int):
 
 def finish(samples, rate: int):
     """Cut trailing silence to a RELEASE_SECONDS tail and normalise the peak to -1 dBFS."""
-    import numpy as np
-
     loud = np.flatnonzero(np.abs(samples).max(axis=1) > SILENCE)
     if loud.size == 0:
         raise AudioError("the synthesizer produced silence (no notes in the MIDI file?)")
@@ -143,7 +145,7 @@ def finish(samples, rate: int):
 
 def midi_to_audio(midi_path: str | Path, out_path: str | Path, synth: Synth | None = None) -> Audio:
     """Render `midi_path` to `out_path`; the format comes from its suffix (.wav, .mp3, .ogg, .flac)."""
-    import soundfile
+    import soundfile  # lazy: see the module docstring
 
     midi_path, out_path = Path(midi_path), Path(out_path)
     audio_format = FORMATS.get(out_path.suffix.lower().lstrip("."))
@@ -162,6 +164,6 @@ def midi_to_audio(midi_path: str | Path, out_path: str | Path, synth: Synth | No
 
 def midi_seconds(midi_path: str | Path) -> float:
     """Duration of a MIDI file up to its last note's end (pretty_midi)."""
-    import pretty_midi
+    import pretty_midi  # lazy: see the module docstring
 
     return float(pretty_midi.PrettyMIDI(str(midi_path)).get_end_time())

@@ -20,9 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .generation.piece import Prompt, PromptError
-
-from .abc.convert import SCORE_SUFFIXES
+from .abc.convert import SCORE_SUFFIXES, abc_to_musicxml, musicxml_to_abc, read_abc_file, score_file_to_musicxml
+from .abc.errors import AbcError
+from .abc.preprocess import reduce_abc
+from .abc.text import split_prompt_lines, text_to_lines
+from .abc.unreduce import split_header_body
+from .generation.prompt import Prompt, PromptError
+from .patchilizer import add_stream_prefixes
 
 ABC_SUFFIXES = (".abc",)
 MUSIC_SUFFIXES = ABC_SUFFIXES + SCORE_SUFFIXES
@@ -42,8 +46,6 @@ class Continuation:
 
 def file_to_musicxml(path: str | Path) -> bytes:
     """The MusicXML document (bytes, in the encoding it declares) of an ABC, MusicXML or MIDI file."""
-    from .abc import AbcError, abc_to_musicxml, read_abc_file, score_file_to_musicxml
-
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.is_file():
@@ -60,10 +62,6 @@ def file_to_musicxml(path: str | Path) -> bytes:
 
 def reduced_body(musicxml: bytes, name: str = "score") -> tuple[str, list[str]]:
     """(metadata lines, tune-body lines) of the rest-reduced interleaved text of a MusicXML score."""
-    from .abc import AbcError, musicxml_to_abc, reduce_abc, split_prompt_lines
-    from .abc.unreduce import split_header_body
-    from .abc.text import text_to_lines
-
     try:
         reduced = reduce_abc(musicxml_to_abc(musicxml, name))
     except AbcError as error:
@@ -77,8 +75,6 @@ def reduced_body(musicxml: bytes, name: str = "score") -> tuple[str, list[str]]:
 
 def music_to_prompt(path: str | Path, prompt_lines=(), continue_bars: int = 0) -> Continuation:
     """A music file -> the prompt that makes the model continue it (see the module notes)."""
-    from .patchilizer import add_stream_prefixes
-
     path = Path(path)
     if continue_bars < 0:
         raise ContinuationError(f"continue_bars must be >= 0, not {continue_bars}")

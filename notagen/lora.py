@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import CheckpointError
+
 LORA_TARGETS = "c_attn,c_proj,c_fc"  # every linear layer of both GPT-2 decoders
 
 
@@ -51,7 +53,7 @@ def lora_settings(settings) -> LoraSettings | None:
 
 def add_lora(model: torch.nn.Module, lora: LoraSettings) -> torch.nn.Module:
     """Adapters on `lora.targets` of both decoders, in place; every other parameter is frozen."""
-    from peft import LoraConfig, inject_adapter_in_model
+    from peft import LoraConfig, inject_adapter_in_model  # lazy: peft takes seconds to import, only LoRA runs need it
 
     targets = [name.strip() for name in lora.targets.split(",") if name.strip()]
     if not targets:
@@ -73,7 +75,7 @@ def has_lora(model: torch.nn.Module) -> bool:
 
 
 def _tuner_layers(model: torch.nn.Module):
-    from peft.tuners.tuners_utils import BaseTunerLayer
+    from peft.tuners.tuners_utils import BaseTunerLayer  # lazy: peft, as in add_lora
 
     return [module for module in model.modules() if isinstance(module, BaseTunerLayer)]
 
@@ -97,8 +99,6 @@ def adapter_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def load_adapter_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Adapter weights into a model that has the same adapters (every key must fit)."""
-    from .checkpoint import CheckpointError
-
     own = adapter_state_dict(model)
     missing, unknown = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unknown:

@@ -9,8 +9,8 @@
   looked up from the working directory, then from the index's folder and each folder above it, so
   a corpus stays valid when the checkout moves (build_corpus writes paths relative to the root).
 - Weights (`resolve_weights_path`): "" means the default checkpoint (the shipped one in
-  `weights/embedded/`, else the main job's); a folder means the one `weights_*.pth` in it; a file
-  follows the input rule.
+  `weights/embedded/`, else the main job's); a checkpoint folder (Hugging Face style) means its
+  `model.safetensors`; another folder means the one `weights_*.pth` in it; a file follows the input rule.
 - `VECTORS_DIR`: the golden vectors recorded from the published code (`tests/vectors/`), for tests and benchmarks.
 """
 from __future__ import annotations
@@ -58,16 +58,19 @@ def default_weights() -> Path:
 
 
 def resolve_weights_path(path: str | Path) -> Path:
-    """A weights file: "" = `default_weights()`, a folder = the one weights_*.pth in it, else the
-    file by the input rule; FileNotFoundError names what is missing."""
+    """A weights file: "" = `default_weights()`, a checkpoint folder = its model.safetensors, another
+    folder = the one weights_*.pth in it, else the file by the input rule; FileNotFoundError names
+    what is missing."""
     if not str(path or "").strip():
         return default_weights()
     found = resolve_input_path(path)
+    if (found / "model.safetensors").is_file():
+        return (found / "model.safetensors").resolve()
     if found.is_dir():
         files = sorted(found.glob("weights_*.pth"))
         if len(files) != 1:
             names = ", ".join(f.name for f in files) or "none"
-            raise FileNotFoundError(f"{found} must hold exactly one weights_*.pth (found {names}); "
+            raise FileNotFoundError(f"{found} must hold exactly one weights_*.pth or a model.safetensors (found {names}); "
                                     f"give the file instead")
         return files[0].resolve()
     if not found.is_file():

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .abc.convert import abc_to_musicxml, musicxml_to_midi, musicxml_to_svg_pages
+from .audio import find_synth, midi_seconds, midi_to_audio
 from .io import atomic_write_text
 
 PathFor = Callable[[str, str], Path]
@@ -47,8 +49,6 @@ def error_reason(error: BaseException) -> str:
 
 def export_piece(abc_text: str, path_for: PathFor, settings: RenderSettings | None = None) -> Rendered:
     """Write the files of one piece (standard, interleaved or generated ABC) where `path_for` says."""
-    from .abc import abc_to_musicxml, musicxml_to_midi, musicxml_to_svg_pages
-
     settings = settings or RenderSettings()
     done = Rendered()
     if not (settings.musicxml or settings.svg or settings.audio):
@@ -79,8 +79,6 @@ def export_piece(abc_text: str, path_for: PathFor, settings: RenderSettings | No
         except Exception as error:  # noqa: BLE001
             done.problems.append(error_reason(error))
     if settings.audio and "midi" in done.files:
-        from .audio import find_synth, midi_seconds, midi_to_audio
-
         try:
             synth = find_synth(settings.synth, settings.soundfont or None)
             audio = midi_to_audio(done.files["midi"], path_for("audio", f".{settings.audio_format}"), synth)

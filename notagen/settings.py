@@ -14,11 +14,18 @@ its values replace config.py's, the command line replaces both. So a run is repe
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
 import io
+import json
+import os
+import sys
 import tokenize
 from pathlib import Path
 from types import SimpleNamespace
+
+from .io import atomic_write_json
+from .launch import end_processes
 
 
 def _comments_by_name(source: str) -> dict[str, str]:
@@ -71,8 +78,6 @@ class SettingsError(ValueError):
 
 def read_settings_file(path: str | Path, defaults: dict) -> dict:
     """{UPPER name: value} from a JSON/YAML settings file, each checked against config.py's default."""
-    import json
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -156,8 +161,6 @@ def plain_settings(settings) -> dict:
 def record_settings(settings, path: str | Path) -> Path:
     """Write a stage's resolved settings to `path` (atomically): `--config <path>` repeats the run.
     The flags that only say how to treat an earlier run (resume, overwrite) are left out."""
-    from .io import atomic_write_json
-
     values = {k: v for k, v in plain_settings(settings).items() if k not in ("load_from_checkpoint", "overwrite")}
     atomic_write_json(path, values)
     return Path(path)
@@ -168,7 +171,7 @@ def apply_num_threads(settings) -> None:
     calls it, so the setting holds whether the stage runs as a script or from Python."""
     threads = getattr(settings, "num_threads", 0) or 0
     if threads > 0:
-        import torch
+        import torch  # lazy: torch takes seconds to import, and the data stages read settings without it
 
         torch.set_num_threads(threads)
 
@@ -177,10 +180,6 @@ def run_stage(main, *args) -> int:
     """Run a stage script's work. A mistake the user can fix (a missing file, an earlier run in the
     way, a setting that cannot work, a full disk) ends in one `error:` line and exit code 2, not a
     traceback; NOTAGEN_TRACEBACK=1 shows the traceback too."""
-    import errno
-    import os
-    import sys
-
     for settings in args:
         apply_num_threads(settings)
     try:
@@ -192,7 +191,5 @@ def run_stage(main, *args) -> int:
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2
-    from .launch import end_processes
-
     end_processes()
     return result if isinstance(result, int) else 0

@@ -19,7 +19,7 @@ from notagen.data import NotaGenDataset, collate_patches
 from notagen.generation import GenerationSettings, Prompt, engine_for
 from notagen.rl import run_dpo_training
 from notagen.settings import parse_settings
-from notagen.stages import run_notagen_training
+from notagen.training.stages import run_notagen_training
 
 CHORALE = Prompt.from_triple("Baroque", "Bach, Johann Sebastian", "Choral")
 
@@ -111,7 +111,7 @@ def test_each_baseline_trains_saves_reloads_generates_and_takes_dpop_steps(tmp_p
     assert model.config == tiny(model_type)
 
     # a piece through the engine's events, the bar check on
-    events = list(engine_for(model).stream([CHORALE], GenerationSettings(seed=1, max_chars=500, bar_retries=2,
+    events = list(engine_for(model).stream([CHORALE], GenerationSettings.published(seed=1, max_chars=500, bar_retries=2,
                                                                          temperature=1.0)))
     piece = events[-1].result
     assert piece.text.startswith(CORPUS_PROMPT) and "".join(e.text for e in events) == piece.text
@@ -151,8 +151,8 @@ def test_pieces_do_not_depend_on_the_batch_through_rebuilds_and_rewinds(model_ty
     text = load_vector("data_pipeline.json")["items"][0]["augmented"]["C"]
     prompt = Prompt.from_abc("".join(text.splitlines(keepends=True)[:12]))
     settings = dict(seed=5, max_chars=len(prompt.prompt_text) + 400, bar_retries=2, top_k=0, top_p=1.0)
-    one = engine_for(model).generate([prompt] * 3, GenerationSettings(batch_size=1, **settings))
-    together = engine_for(model).generate([prompt] * 3, GenerationSettings(batch_size=2, **settings))
+    one = engine_for(model).generate([prompt] * 3, GenerationSettings.published(batch_size=1, **settings))
+    together = engine_for(model).generate([prompt] * 3, GenerationSettings.published(batch_size=2, **settings))
     assert [r.text for r in one] == [r.text for r in together]
     assert len({r.text for r in one}) == 3  # each piece its own random stream
     assert any(r.stream_events for r in one) and any(r.resampled_lines for r in one)
@@ -169,7 +169,7 @@ def test_a_loaded_flat_gpt2_keeps_its_output_embedding_tied(tmp_path):
 
 def test_the_model_setting_and_the_pretrained_file_must_agree(tmp_path):
     from notagen.checkpoint import save_checkpoint
-    from notagen.stages import stage_model
+    from notagen.training.stages import stage_model
 
     weights = tmp_path / "weights_folk_rnn_x.pth"
     save_checkpoint(weights, build_flat_model(tiny("folk_rnn")))
@@ -185,7 +185,7 @@ def test_the_model_setting_and_the_pretrained_file_must_agree(tmp_path):
         stage_model(parse_settings(REPO_ROOT / "pretrain" / "config.py", ["--num_layers", "2"]), None)
     with pytest.raises(ValueError, match="unknown model 'lstm'"):
         stage_model(parse_settings(REPO_ROOT / "pretrain" / "config.py", ["--model", "lstm"]), None)
-    from notagen.stages import prepare_for_training
+    from notagen.training.stages import prepare_for_training
     with pytest.raises(ValueError, match="LoRA adapters .* for NotaGen models"):
         prepare_for_training(load_model(weights), parse_settings(REPO_ROOT / "finetune" / "config.py",
                                                                  ["--lora_rank", "4"]))

@@ -101,3 +101,41 @@ def test_export_keeps_the_weights_and_drops_the_optimizer(tmp_path):
     loaded = load_model(exported)
     assert loaded.config == model.config
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_a_checkpoint_folder_loads_as_its_pth_file_does(tmp_path):
+    from notagen.checkpoint import save_pretrained
+    from notagen.paths import resolve_weights_path
+
+    folder = save_pretrained(TINY_PTH, tmp_path / "tiny", prompts=VECTORS / "README.md")
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors", "prompts.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny"]  # written beside, renamed whole: no staging left
+    assert resolve_weights_path(folder) == folder / "model.safetensors"
+    original = load_model(TINY_PTH)
+    patches = torch.randint(3, 128, (1, 5, 16))
+    for path in (folder, folder / "model.safetensors"):
+        loaded = load_model(path)
+        assert loaded.config == original.config
+        for (name, a), (_, b) in zip(original.state_dict().items(), loaded.state_dict().items()):
+            assert torch.equal(a, b), name
+        with torch.no_grad():
+            masks = torch.ones(1, 5, dtype=torch.long)
+            assert torch.equal(loaded(patches, masks).loss, original(patches, masks).loss)
+    assert "notagen.load_model" in (folder / "README.md").read_text()
+
+
+def test_a_checkpoint_folder_is_never_replaced_unasked_and_a_broken_one_is_named(tmp_path):
+    from notagen.checkpoint import save_pretrained
+
+    folder = save_pretrained(TINY_PTH, tmp_path / "tiny")
+    before = (folder / "model.safetensors").read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite"):
+        save_pretrained(TINY_PTH, folder)
+    assert (folder / "model.safetensors").read_bytes() == before
+    (folder / "model.safetensors").write_bytes(before[:1000])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors is not a readable safetensors file"):
+        load_model(folder)
+    (folder / "model.safetensors").write_bytes(before)
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"config\.json: not valid JSON"):
+        load_model(folder)

@@ -47,8 +47,10 @@ def test_feature_folder_and_folder_scores(feature_folders):
     assert stats["count"] == 4 and stats["min"] == pytest.approx(-1) and stats["max"] == pytest.approx(1)
     assert stats["mean"] == pytest.approx((1 + 2 ** -0.5 - 1 + 0) / 4)
     assert stats["sem"] == pytest.approx(np.std([1, 2 ** -0.5, -1, 0], ddof=1) / 2)
-    assert stats["median"] == pytest.approx(2 ** -0.5 / 2)  # linear quantiles of 4 values
-    assert stats["q1"] <= stats["median"] <= stats["q3"]
+    # linear quantiles of the sorted scores (-1, 0, 1/sqrt 2, 1): positions 0.75, 1.5 and 2.25
+    assert stats["q1"] == pytest.approx(-1 + 0.75 * (0 - -1))
+    assert stats["median"] == pytest.approx(0 + 0.5 * (2 ** -0.5 - 0))
+    assert stats["q3"] == pytest.approx(2 ** -0.5 + 0.25 * (1 - 2 ** -0.5))
 
 
 def test_statistics_script_prints_and_writes_csv(feature_folders, tmp_path, capsys):

@@ -210,7 +210,7 @@ def test_pasted_chorale_is_rendered_to_score_audio_and_files(backend, tmp_path):
 
 
 def test_text_that_does_not_convert_gets_its_reason(backend):
-    from notagen.generation.piece import PromptError
+    from notagen.generation.prompt import PromptError
 
     broken = backend.render_edited("<<<>>> ||| ]]]] [[[\n", None)
     assert broken.status == "failed" and broken.reason.startswith("no notes")
@@ -230,7 +230,8 @@ def test_no_checkpoint_names_the_command_that_makes_one(tmp_path, monkeypatch):
 
 # -- inference.py --render ---------------------------------------------------------------------
 def test_inference_render_writes_score_pages_and_audio(tmp_path):
-    from notagen.generation.piece import PieceResult, Prompt
+    from notagen.generation.piece import PieceResult
+    from notagen.generation.prompt import Prompt
     from notagen.generation.run import render_settings, write_piece
 
     cfg = parse_settings(REPO_ROOT / "inference" / "config.py", ["--render", "true", "--synth", "midirenderer"])
@@ -285,3 +286,70 @@ def test_conversions_from_several_threads_keep_their_results_and_the_streams(tmp
         worker.join(300)
     assert not errors and len(results) == 12 and all(text == standard for text in results)
     assert sys.stdout is stdout and sys.stderr is stderr
+
+
+# -- controls, stalls, plain reasons, rewrite --------------------------------------------------
+def test_controls_reach_the_piece_and_the_record(backend):
+    from notagen.demo.session import DemoRequest
+
+    request = DemoRequest(prompt_lines=("%Baroque", "%Bach, Johann Sebastian", "%Choral"), seed=0, key="Eb",
+                          tempo=72, bars=4)  # no meter: the tiny model rarely keeps one (test_controls.py checks it)
+    last = list(backend.generate(request))[-1]
+    text = last.variations[0].text
+    assert [line for line in text.split("\n") if line[:2] in ("Q:", "K:")] == ["Q:1/4=72", "K:Eb"]
+    body = [line[:line.index("]") + 1] for line in text.split("\n") if line.startswith("[r:")]
+    total = 4 + ("[r:0/4]" in text)  # a pickup comes on top
+    assert body == [f"[r:{i}/{total - 1 - i}]" for i in range(len(body))] and len(body) >= 2
+    settings = json.loads((last.run_dir / "settings.json").read_text())["settings"]
+    assert (settings["key"], settings["meter"], settings["tempo"], settings["bars"]) == ("Eb", "", 72, 4)
+
+
+def test_a_stalled_piece_ends_keeps_its_text_and_frees_the_slot(tmp_path):
+    """A meter the tiny model cannot keep, and a stall limit of half a second: no bar stands, the
+    piece ends as stalled with its reason in plain words, and the next run can start."""
+    from notagen.demo.session import DemoBackend, DemoRequest, plain_reason
+
+    stalling = DemoBackend(demo_settings(tmp_path, "--stall_seconds", "0.5", "--bar_retries", "1000"), log=lambda line: None)
+    request = DemoRequest(prompt_lines=("%Baroque", "%Bach, Johann Sebastian", "%Choral"), seed=1, meter="7/8", bars=8)
+    drafts = []
+    for progress in stalling.generate(request):
+        drafts.append(progress.variations[0].draft)
+    variation = progress.variations[0]
+    assert (variation.status, variation.reason) == ("stalled", "no_new_bar")
+    assert plain_reason(variation, stalling.cfg)[0].startswith(f"no new bar for 0.5 s: the model kept rewriting bar "
+                                                                f"{variation.bars + 1}")
+    assert Path(variation.files["raw"]).read_text() == variation.text and variation.text.startswith("%Baroque\n")
+    assert any(drafts[:-1]) and not drafts[-1]  # the line being rewritten was on show while it was written
+    assert stalling.lock.acquire(blocking=False)  # the slot is free for the next user
+    stalling.lock.release()
+
+
+@pytest.mark.parametrize("reason, words, has_detail", [
+    ("abc2xml failed: -- skipped header: (field X,1)", "the model wrote an invalid header line; the raw text is kept below", True),
+    ("unreduce error: no %%score line: cannot tell", "the model's bars do not fit its header", True),
+    ("max_chars", "the piece grew past 1500 characters, the length limit", False),
+    ("verovio failed: no page rendered; audio: no synth", "the score could not be drawn", True),
+])
+def test_failure_reasons_are_said_in_plain_words(backend, reason, words, has_detail):
+    from notagen.demo.session import Variation, plain_reason
+
+    plain, detail = plain_reason(Variation(0, reason=reason), backend.cfg)
+    assert plain.startswith(words) and (detail == reason) == has_detail
+    assert plain_reason(Variation(0), backend.cfg) == ("", "")
+
+
+def test_rewrite_keeps_the_first_bars_of_the_piece_on_screen(backend, tmp_path):
+    from notagen.demo.session import Variation
+    from notagen.generation.prompt import PromptError
+
+    shown = Variation(0, files={"musicxml": str(CHORALE)})
+    lines = ("%Baroque", "%Bach, Johann Sebastian", "%Choral")
+    prompt = backend.rewrite_prompt(shown, lines, 4)
+    body = [line for line in prompt.text.split("\n") if line.startswith("[r:")]
+    assert prompt.text.startswith("%Baroque\n%Bach, Johann Sebastian\n%Choral\n") and len(body) == 4
+    total = int(body[0].split("/")[1].split("]")[0]) + 1
+    assert body[3].startswith(f"[r:3/{total - 4}]")  # the model is told how many bars are still to come
+    with pytest.raises(PromptError, match=f"the piece has {total} bars: keep 1 to {total - 1}"):
+        backend.rewrite_prompt(shown, lines, total)
+    with pytest.raises(PromptError, match="no score to rewrite"):
+        backend.rewrite_prompt(Variation(0, files={"raw": "x.abc"}), lines, 4)

@@ -4,9 +4,12 @@ against `python gradio/demo.py` served on 127.0.0.1.
 With the tiny vector checkpoint (it rarely finishes a piece that converts): the prompt cascade,
 streamed text before the piece ends, the failure reason on the page, a pasted chorale re-rendered
 to a score with notes, audio that is real sound as long as its MIDI, working downloads, Stop, an
-invalid upload's error toast, and no request leaving 127.0.0.1. With the shipped checkpoint: the
-generated piece itself gets its score and audio. Screenshots go to $DEMO_SCREENSHOT_DIR (default:
-the test's tmp folder).
+invalid upload's error toast, a piece that stalls under a meter it cannot keep (ended with its
+reason, the queued user's run right after, the previous run's files gone while the next runs),
+and no request leaving 127.0.0.1. With the shipped checkpoint: a piece in the key, meter and bars
+set on the page, its text changing at least 5 times while it is written, its score and audio, then
+"keep bars 1 to 4" writing the rest again. Screenshots go to $DEMO_SCREENSHOT_DIR (default: the
+test's tmp folder).
 """
 from __future__ import annotations
 
@@ -147,6 +150,35 @@ def wait_status(page, pattern: str, seconds: float = 300) -> str:
     raise AssertionError(f"status never matched {pattern!r}: {status(page)!r}")
 
 
+def sample_stream(page) -> None:
+    """The page itself samples every 5 ms, while it says it is generating, the longest text it shows
+    and how many different texts it has shown: a test polling from Python (a round trip per look)
+    can miss a tiny model's whole piece."""
+    page.evaluate("""() => {
+        window.streamedChars = 0; window.streamedTexts = new Set();
+        window.streamSampler = setInterval(() => {
+            const state = document.querySelector('#status')?.innerText || '';
+            const text = document.querySelector('#abc-text textarea')?.value || '';
+            if (state.startsWith('generating')) {
+                window.streamedChars = Math.max(window.streamedChars, text.length);
+                window.streamedTexts.add(text);
+            }
+        }, 5);
+    }""")
+
+
+def streamed(page) -> tuple[int, int]:
+    """(most chars shown, different texts shown) while generating, since `sample_stream`."""
+    return page.evaluate("() => { clearInterval(window.streamSampler); "
+                         "return [window.streamedChars, window.streamedTexts.size]; }")
+
+
+def set_field(page, elem_id: str, value: str) -> None:
+    field = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
+    field.fill(value)
+    field.press("Tab")
+
+
 def fetch(page, url: str) -> bytes:
     response = page.request.get(url)
     assert response.ok, f"{url}: HTTP {response.status}"
@@ -212,22 +244,14 @@ def test_tiny_checkpoint_streams_shows_its_failure_and_renders_a_pasted_chorale(
     strength.fill("1.5")
     strength.press("Enter")
 
-    # the page itself samples every 5 ms how much text it shows while still generating: a test
-    # polling from Python (a round trip per look) can miss a tiny model's whole piece
-    page.evaluate("""() => {
-        window.streamedChars = 0;
-        window.streamSampler = setInterval(() => {
-            const state = document.querySelector('#status')?.innerText || '';
-            const text = document.querySelector('#abc-text textarea')?.value || '';
-            if (state.startsWith('generating')) window.streamedChars = Math.max(window.streamedChars, text.length);
-        }, 5);
-    }""")
+    sample_stream(page)
     page.locator("#generate").click()
     wait_status(page, "^done")
-    streamed = page.evaluate("() => { clearInterval(window.streamSampler); return window.streamedChars; }")
-    assert streamed > 60, "no text arrived before the piece ended"
+    chars, texts = streamed(page)
+    assert chars > 60, "no text arrived before the piece ended"
+    assert texts >= 5, f"the ABC text changed {texts} times while the piece was written"
     final = status(page)
-    assert re.search(r"variation 1: (failed, \d+ bars — \S+|finished)", final), final
+    assert re.search(r"variation 1: ((failed|stalled), \d+ bars — \S+|finished)", final), final
     assert page.locator("#abc-text textarea").input_value().startswith("%Romantic\n%Chopin, Frederic\n%Keyboard\n")
     record = max((tiny_server.out_dir / "runs").glob("*/settings.json"), key=lambda path: path.stat().st_mtime)
     assert json.loads(record.read_text())["settings"]["guidance"] == 1.5  # the prompt-strength slider's value
@@ -330,7 +354,43 @@ def test_invalid_upload_shows_an_error_and_the_server_keeps_serving(browser, tin
     page.close()
 
 
-def test_shipped_checkpoint_generates_a_piece_with_score_and_audio(browser, tmp_path, screenshots):
+def test_a_stalled_piece_ends_with_its_reason_and_the_queued_run_starts(browser, tmp_path, screenshots):
+    """A meter the tiny model cannot keep, no limit on rewrites and a 1 s stall limit: the piece
+    ends as stalled with its reason; a second user's Generate waits in the queue and runs right
+    after; a new run first clears the previous run's downloads, audio, score and messages."""
+    server = DemoServer(tmp_path / "demo_stall", "--weights_path", str(TINY_WEIGHTS), "--stall_seconds", "1",
+                        "--bar_retries", "1000", "--max_chars", "4000", "--synth", "midirenderer")
+    try:
+        first, second = open_page(browser, server), open_page(browser, server)
+        set_field(first, "meter", "7/8")
+        set_field(first, "bars", "8")
+        first.locator("#seed input").fill("1")
+        first.locator("#generate").click()
+        wait_status(first, "^generating", 60)
+        second.locator("#generate").click()  # the one generation slot is taken: this one waits
+        assert status(second).endswith("Ready.")
+        final = wait_status(first, "^done", 60)
+        assert re.search(r"variation 1: stalled, \d+ bars — no new bar for 1 s: the model kept rewriting bar \d+", final), final
+        assert "M:7/8" in first.locator("#abc-text textarea").input_value()  # the text is kept
+        assert any(name.endswith("_raw.abc") for name in download_links(first))
+        first.screenshot(path=str(screenshots / "demo_stalled.png"), full_page=True)
+        wait_status(second, "^(generating|done)", 30)  # the queued run starts once the stalled one has ended
+        wait_status(second, "^done", 120)
+        # a new run starts from a clean page: nothing of the last run's files or messages
+        first.locator("#generate").click()
+        wait_status(first, "^(starting|generating)", 60)
+        assert not download_links(first) and first.locator("#audio audio[src]").count() == 0
+        assert "stalled" not in status(first) and first.locator("#score .score-page").count() == 0
+        wait_status(first, "^done", 60)
+        only_local(first)
+    finally:
+        server.stop()
+
+
+def test_shipped_checkpoint_writes_the_chosen_key_meter_and_bars_then_rewrites_the_rest(browser, tmp_path,
+                                                                                        screenshots):
+    import music21
+
     from notagen.paths import default_weights
 
     weights = default_weights()
@@ -338,16 +398,41 @@ def test_shipped_checkpoint_generates_a_piece_with_score_and_audio(browser, tmp_
     server = DemoServer(tmp_path / "demo_shipped")  # no weights argument: the default checkpoint
     try:
         page = open_page(browser, server)
+        for elem_id, value in (("key", "Dm"), ("meter", "3/4"), ("bars", "8")):
+            set_field(page, elem_id, value)
         page.locator("#seed input").fill("0")
+        sample_stream(page)
         page.locator("#generate").click()
         final = wait_status(page, r"^(done|stopped)", 600)
+        chars, texts = streamed(page)
         assert "variation 1: finished" in final, final
+        assert texts >= 5, f"the ABC text changed {texts} times while the piece was written"
         page.wait_for_selector("#score .score-page svg", timeout=60_000)
         assert page.locator("#score g.note").count() > 20
+        assert page.locator("#score g.keySig").count() > 0 and page.locator("#score g.meterSig").count() > 0
         links = download_links(page)
+        musicxml = fetch(page, next(href for name, href in links.items() if name.endswith(".musicxml")))
+        score = music21.converter.parse(musicxml, format="musicxml")
+        assert {str(k) for k in score.recurse().getElementsByClass(music21.key.Key)} == {"d minor"}
+        assert {t.ratioString for t in score.recurse().getElementsByClass(music21.meter.TimeSignature)} == {"3/4"}
+        measures = {len(part.getElementsByClass(music21.stream.Measure)) for part in score.parts}
+        assert measures <= {8, 9}, measures  # 9 with a pickup
         midi = fetch(page, next(href for name, href in links.items() if name.endswith(".mid")))
         check_audio(page, midi)
         page.screenshot(path=str(screenshots / "demo_shipped.png"), full_page=True)
+
+        # keep bars 1 to 4, write the rest again with a new seed
+        set_field(page, "keep-bars", "4")
+        page.locator("#rewrite").click()
+        wait_status(page, "^(starting|generating)", 60)
+        assert not download_links(page)  # the piece before is not offered for download during the rewrite
+        final = wait_status(page, r"^(done|stopped)", 600)
+        assert "variation 1: finished" in final, final
+        rewritten = music21.converter.parse(fetch(page, next(href for name, href in download_links(page).items()
+                                                             if name.endswith(".musicxml"))), format="musicxml")
+        pitches = lambda s: [[n.pitches for n in m.notes] for m in s.parts[0].getElementsByClass(music21.stream.Measure)]  # noqa: E731
+        assert pitches(rewritten)[:4] == pitches(score)[:4] and pitches(rewritten) != pitches(score)
+        page.screenshot(path=str(screenshots / "demo_rewritten.png"), full_page=True)
         only_local(page)
         page.close()
     finally:

@@ -19,6 +19,7 @@ from notagen import evaluation
 from test_data_support import MUSIC21_CORPUS
 
 TINY_CLAMP2 = VECTORS / "tiny_clamp2.pth"
+BACH_PROMPT = "Baroque|Bach, Johann Sebastian|Choral"
 STYLES = {"bach": ("%Baroque", "%Bach, Johann Sebastian", "%Choral"),
           "palestrina": ("%Renaissance", "%Palestrina, Giovanni Pierluigi da", "%Choral")}
 
@@ -89,7 +90,7 @@ def test_overlap_of_histograms():
 
 def test_two_identical_folders_overlap_fully_and_fool_the_critic(bach, tmp_path):
     a, b = write(tmp_path / "a", bach), write(tmp_path / "b", bach)
-    report = evaluation.evaluate(a, b, str(TINY_CLAMP2))
+    report = evaluation.evaluate_folder(a, b, str(TINY_CLAMP2))
     assert report.validity["usable"] == 1.0 and report.validity["bar_alignment"] == 1.0
     assert all(value == pytest.approx(1.0) for value in report.statistics.values()), report.statistics
     assert report.style["critic_auc"] == pytest.approx(0.5, abs=0.02)  # copies stay in one fold
@@ -122,9 +123,8 @@ def test_a_composer_classifier_tells_two_styles_apart(bach, palestrina):
     assert result["chance"] == 0.5 and result["classes"] == 2
     assert result["accuracy"] >= 0.8, result
     assert result["adherence_top1"] >= 0.75 and result["adherence_top5"] == 1.0
-    assert evaluation.statistics(
-        [evaluation.check_piece(evaluation.Piece("b", t)).score for t in bach[:6]],
-        [evaluation.check_piece(evaluation.Piece("p", t)).score for t in palestrina[:6]])["note_duration"] < 0.9
+    checked = lambda name, texts: [evaluation.check_piece(evaluation.EvaluatedPiece(name, t)).score for t in texts]  # noqa: E731
+    assert evaluation.histogram_overlaps(checked("b", bach[:6]), checked("p", palestrina[:6]))["note_duration"] < 0.9
 
 
 def test_duplicate_groups_join_near_copies():
@@ -139,20 +139,47 @@ def test_the_script_writes_the_report(bach, palestrina, tmp_path):
     style = write(tmp_path / "style", bach + palestrina)
     out = tmp_path / "report"
     done = subprocess.run([sys.executable, str(REPO_ROOT / "clamp2" / "evaluate.py"), "--generated_dir", str(generated),
-                           "--reference_dir", str(reference), "--eval_clamp2_weights_path", str(TINY_CLAMP2),
+                           "--reference_dir", str(reference), "--clamp2_weights_path", str(TINY_CLAMP2),
                            "--style_train_dir", str(style), "--eval_output_dir", str(out), "--num_threads", "1"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = done.stdout.strip().splitlines()[-2]
     assert summary.startswith("evaluation: 100% of 8 usable, bar alignment 100%") and "critic AUC" in summary
     report = json.loads((out / "report.json").read_text())
-    assert report["validity"]["pieces"] == 8 and 0 < report["style"]["critic_auc"] <= 1
+    assert report["validity"]["pieces"] == 8 and f"critic AUC {report['style']['critic_auc']:.2f}" in summary
     assert report["style"]["classifier"]["adherence_pieces"] == 8
-    assert (out / "report.png").read_bytes()[:4] == b"\x89PNG" and "| usable | 100.0% |" in (out / "report.md").read_text()
+    assert report["style"]["classifier"]["by_prompt"] == {BACH_PROMPT: {"pieces": 8, "top1": pytest.approx(
+        report["style"]["classifier"]["adherence_top1"]), "top5": 1.0}}
+    assert report["style"]["fmd"] > 0 and report["style"]["fmd_pieces"] == "8 generated, 8 reference"
+    # every "generated" chorale is a choir, as every real piece of the style set is (one with a horn beside it)
+    texture = report["adherence"]["texture"]
+    assert texture["pieces"] == 8 and texture["adherence"] == 1.0 and texture["real_adherence"] == 1.0
+    assert texture["by_prompt"][BACH_PROMPT]["textures"] == {"voice x4": 7, "instrument + voice x4": 1}
+    markdown = (out / "report.md").read_text()
+    assert (out / "report.png").read_bytes()[:4] == b"\x89PNG" and "| usable | 100.0% |" in markdown
+    assert "| Baroque / Bach, Johann Sebastian / Choral | 8 | 100% | 100% | voice x4 7, instrument + voice x4 1 |" in markdown and "texture adherence 100%" in summary
     missing = subprocess.run([sys.executable, str(REPO_ROOT / "clamp2" / "evaluate.py"), "--generated_dir",
                               str(tmp_path / "nothing"), "--reference_dir", str(reference)],
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and missing.stderr.startswith("error: no such folder of pieces")
+
+
+def test_the_script_on_a_fresh_clone_skips_what_it_lacks_and_refuses_what_it_needs(bach, tmp_path):
+    """No published CLaMP 2 weights at the default place and no style set: the report still comes,
+    with a note for each skipped section; no reference folder, or weights named but missing: one error line."""
+    generated, reference = write(tmp_path / "generated", bach[:4]), write(tmp_path / "reference", bach[4:8])
+    command = [sys.executable, str(REPO_ROOT / "clamp2" / "evaluate.py"), "--generated_dir", str(generated),
+               "--eval_output_dir", str(tmp_path / "report")]
+    done = subprocess.run(command + ["--reference_dir", str(reference)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "note: no CLaMP 2 weights at " in done.stdout and "texture adherence 100%" in done.stdout
+    notes = json.loads((tmp_path / "report" / "report.json").read_text())["notes"]
+    assert notes == ["CLaMP 2 score, FMD, critic, novelty and composer classifier skipped: no clamp2_weights_path"]
+    no_reference = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert no_reference.returncode == 2 and no_reference.stderr.startswith("error: --reference_dir is required")
+    named = subprocess.run(command + ["--reference_dir", str(reference), "--clamp2_weights_path", str(tmp_path / "m3.pth")],
+                           capture_output=True, text=True, timeout=600)
+    assert named.returncode == 2 and named.stderr.strip() == f"error: CLaMP 2 weights not found: {tmp_path / 'm3.pth'} (--clamp2_weights_path)"
 
 
 def test_validity_counts_each_stage_and_its_reasons(bach):
@@ -161,9 +188,9 @@ def test_validity_counts_each_stage_and_its_reasons(bach):
     row = next(i for i, line in enumerate(lines) if re.search(r"\[V:2\]\S+ ", line))
     lines[row] = re.sub(r"(\[V:2\]\S+) ", r"\1| ", lines[row], count=1)
     shorter_voice = "\n".join(lines)
-    pieces = [evaluation.Piece("real", bach[0]), evaluation.Piece("garbage", "<<<>>> ||| ]]]] [[[\n"),
-              evaluation.Piece("cut", bach[1], finished=False), evaluation.Piece("short", shorter_voice),
-              evaluation.Piece("tiny", "\n".join(bach[2].split("\n")[:14]) + "\n")]
+    piece = evaluation.EvaluatedPiece
+    pieces = [piece("real", bach[0]), piece("garbage", "<<<>>> ||| ]]]] [[[\n"), piece("cut", bach[1], finished=False),
+              piece("short", shorter_voice), piece("tiny", "\n".join(bach[2].split("\n")[:14]) + "\n")]
     result = evaluation.validity(pieces)
     assert result["pieces"] == 5 and result["finished"] == 0.8
     assert result["converted"] == 0.6 and result["parsed"] == 0.6 and result["usable"] == 0.2
@@ -219,3 +246,27 @@ def test_composer_log_probabilities_are_the_classifiers_own(composers):
     order = np.argsort(-probabilities, axis=1)
     expected_rank = [list(model.classes_[order[i]]).index(c) if c in model.classes_ else np.nan for i, c in enumerate(asked)]
     assert np.allclose(rank, expected_rank, equal_nan=True)
+
+
+def test_texture_adherence_per_prompt_with_the_real_ceiling():
+    choir = '%%score 1 2 3 4\nV:1 nm="Soprano"\nV:2 nm="Alto"\nV:3 nm="Tenor"\nV:4 nm="Bass"\n'
+    piano = '%%score { 1 | 2 }\nV:1 nm="Piano"\nV:2\n'
+    bach, chopin = ("Baroque", "Bach, Johann Sebastian", "Choral"), ("Romantic", "Chopin, Frederic", "Keyboard")
+    piece = evaluation.EvaluatedPiece
+    generated = [piece("a", choir, prompt=bach), piece("b", piano, prompt=bach),
+                 piece("c", choir, prompt=chopin + ("Clamferina", "Choral")),  # % lines the model wrote on
+                 piece("d", piano, prompt=chopin),
+                 piece("e", choir, prompt=("Romantic", "Brahms, Johannes", "Orchestral")),  # no rule
+                 piece("f", choir)]  # no prompt lines
+    real = [piece("r", choir, prompt=bach), piece("s", choir, prompt=chopin)]
+    result = evaluation.texture_adherence(generated, real)
+    assert result["pieces"] == 4 and result["adherence"] == 0.5
+    assert result["real_pieces"] == 2 and result["real_adherence"] == 0.5
+    assert result["by_prompt"] == {
+        "Baroque|Bach, Johann Sebastian|Choral": {"pieces": 2, "rated": 2, "adherence": 0.5, "real_adherence": 1.0,
+                                                 "textures": {"voice x4": 1, "keyboard": 1}},
+        "Romantic|Brahms, Johannes|Orchestral": {"pieces": 1, "rated": 0, "adherence": pytest.approx(float("nan"), nan_ok=True),
+                                                "real_adherence": pytest.approx(float("nan"), nan_ok=True),
+                                                "textures": {"voice x4": 1}},
+        "Romantic|Chopin, Frederic|Keyboard": {"pieces": 2, "rated": 2, "adherence": 0.5, "real_adherence": 0.0,
+                                              "textures": {"voice x4": 1, "keyboard": 1}}}

@@ -32,7 +32,7 @@ def engine(tiny_model):
 
 
 def greedy(char_limit: int, batch_size: int = 1) -> GenerationSettings:
-    return GenerationSettings(greedy=True, max_chars=char_limit, batch_size=batch_size)
+    return GenerationSettings.published(greedy=True, max_chars=char_limit, batch_size=batch_size)
 
 
 def prompt_of(case) -> Prompt:
@@ -91,10 +91,10 @@ def test_seeded_sampling_is_reproducible_and_independent_of_batch_size(engine):
                Prompt.from_triple("Classical", "Mozart, Wolfgang Amadeus", "Keyboard"),
                Prompt.from_triple("Romantic", "Chopin, Frederic", "Keyboard")]
     settings = dict(top_k=9, top_p=0.9, temperature=1.2, seed=1234, max_chars=400)
-    first = [r.text for r in engine.generate(prompts, GenerationSettings(batch_size=3, **settings))]
-    again = [r.text for r in engine.generate(prompts, GenerationSettings(batch_size=3, **settings))]
-    alone = [r.text for r in engine.generate(prompts, GenerationSettings(batch_size=1, **settings))]
-    other = [r.text for r in engine.generate(prompts[:1], GenerationSettings(**{**settings, "seed": 99}))]
+    first = [r.text for r in engine.generate(prompts, GenerationSettings.published(batch_size=3, **settings))]
+    again = [r.text for r in engine.generate(prompts, GenerationSettings.published(batch_size=3, **settings))]
+    alone = [r.text for r in engine.generate(prompts, GenerationSettings.published(batch_size=1, **settings))]
+    other = [r.text for r in engine.generate(prompts[:1], GenerationSettings.published(**{**settings, "seed": 99}))]
     assert first == again == alone
     assert other[0] != first[0]
     assert len(set(first)) == 3  # different pieces draw from different streams
@@ -136,7 +136,7 @@ def test_kv_cache_matches_transformers_with_ragged_rows():
 # ---- the piece's bookkeeping ------------------------------------------------------------------
 def make_piece(prompt=None, patch_length=64, **settings) -> Piece:
     prompt = prompt or Prompt.from_triple("Baroque", "Bach, Johann Sebastian", "Keyboard")
-    return Piece(0, prompt, Patchilizer(16), patch_length, GenerationSettings(**settings))
+    return Piece(0, prompt, Patchilizer(16), patch_length, GenerationSettings.published(**settings))
 
 
 def ids(text: str) -> list[int]:
@@ -245,7 +245,7 @@ def test_candidate_probs_equal_the_published_chain_on_the_full_vector():
     torch.manual_seed(3)
     logits = torch.randn(5, 128) * 3
     for top_k, top_p, temperature in ((9, 0.9, 1.2), (0, 0.8, 0.7), (20, 1.0, 1.0), (128, 0.5, 2.0)):
-        settings = GenerationSettings(top_k=top_k, top_p=top_p, temperature=temperature)
+        settings = GenerationSettings.published(top_k=top_k, top_p=top_p, temperature=temperature)
         full = filter_probs(torch.softmax(logits.double(), dim=-1), top_k, top_p, temperature)
         probs, ids = candidate_probs(logits, settings.top_k, settings.top_p, settings.temperature)
         dense = probs if ids is None else torch.zeros_like(full).scatter(-1, ids, probs)
@@ -316,10 +316,10 @@ def test_a_misaligned_line_is_written_again_and_its_text_held_back():
     assert piece.released == len(piece.text)  # a good line is released once complete
     bad = feed(piece, "[r:1/8][V:1]abcd|[V:2]C8|\n")
     assert [outcome for _, outcome in bad] == ["", "rewound"] and all(text == "" for text, _ in bad)
-    assert (len(piece.text), len(piece.context), piece.released) == start and piece.resampled_lines == 1
+    assert (len(piece.text), len(piece.context), piece.released) == start and piece.lines.resampled_lines == 1
     assert feed(piece, "[r:1/8][V:1]abcd|[V:2]C8|\n")[-1][1] == "rewound"  # the second retry
     kept = feed(piece, "[r:1/8][V:1]abcd|[V:2]C8|\n")  # no retries left: the line stays
-    assert kept[-1] == ("[r:1/8][V:1]abcd|[V:2]C8|\n", "") and piece.resampled_lines == 2
+    assert kept[-1] == ("[r:1/8][V:1]abcd|[V:2]C8|\n", "") and piece.lines.resampled_lines == 2
     feed(piece, "[r:2/7][V:1]a8|\n")  # a voice may rest (left out), and the count starts again
     assert feed(piece, "[r:3/6][V:1]a4|[V:1]b4|\n")[-1][1] == "rewound"
     assert piece.text.endswith("[r:2/7][V:1]a8|\n") and piece.result().resampled_lines == 3
@@ -341,11 +341,11 @@ def test_a_header_line_that_declares_a_voice_again_is_written_again():
     assert [line(text) for text in ["%%score { 1 | 2 }\n", "L:1/8\n", "M:4/4\n", "K:C\n", "V:1 treble\n"]] == [""] * 5
     start = (len(piece.text), len(piece.context))
     assert line("V:1 bass\n") == "rewound" and (len(piece.text), len(piece.context)) == start
-    assert line("V:2 bass\n") == "" and piece.line_retries == 0 and piece.text.endswith("V:1 treble\nV:2 bass\n")
+    assert line("V:2 bass\n") == "" and piece.lines.line_retries == 0 and piece.text.endswith("V:1 treble\nV:2 bass\n")
     prompt_end, prompt_patches = len(piece.prompt.prompt_text), 1 + len(Patchilizer(16).encode_metadata(piece.prompt.lines))
-    assert line("V:2 alto\n") == "rewound" and piece.line_retries == 1  # its one retry
+    assert line("V:2 alto\n") == "rewound" and piece.lines.line_retries == 1  # its one retry
     assert line("V:2 alto\n") == "rewound" and len(piece.text) == prompt_end  # out of retries: the header starts over
-    assert (piece.header_restarts, piece.line_retries, len(piece.context)) == (1, 0, prompt_patches)  # BOS + style lines
+    assert (piece.lines.header_restarts, piece.lines.line_retries, len(piece.context)) == (1, 0, prompt_patches)  # BOS + style lines
     assert [line(text) for text in ["L:1/8\n", "V:1 treble\n", "V:1 bass\n", "V:1 bass\n"]] == ["", "", "rewound", ""]
     assert piece.text.endswith("V:1 treble\nV:1 bass\n")  # header restarts spent too: the line stays
     assert piece.released == prompt_end  # the header is held back until a body line stands ...
@@ -353,7 +353,7 @@ def test_a_header_line_that_declares_a_voice_again_is_written_again():
     assert released == piece.text[prompt_end:] and released.startswith("L:1/8\nV:1 treble")  # ... then released once
     assert make_piece().add_patch(ids("%%score 1 1\n") + [EOS_ID])[1] == ""  # the published loop: never checked
     with pytest.raises(ValueError, match="header_retries must be >= 0"):
-        GenerationSettings(header_retries=-1)
+        GenerationSettings.published(header_retries=-1)
 
 
 def test_bar_checked_lines_can_only_name_later_voices():
@@ -376,7 +376,7 @@ def test_the_published_loop_releases_every_patch_and_never_rewinds():
     piece = make_piece(TWO_VOICES)
     outcomes = feed(piece, "[r:0/9][V:1]abcd|[V:2]C8|\n")
     assert "".join(text for text, _ in outcomes) == "[r:0/9][V:1]abcd|[V:2]C8|\n"
-    assert {outcome for _, outcome in outcomes} == {""} and piece.resampled_lines == 0
+    assert {outcome for _, outcome in outcomes} == {""} and piece.lines.resampled_lines == 0
 
 
 def test_kv_cache_rewind_then_advance_equals_the_other_path():
@@ -403,12 +403,12 @@ def test_kv_cache_rewind_then_advance_equals_the_other_path():
 
 def test_bar_checked_sampling_rewinds_the_cache_like_the_uncached_loop(engine, tiny_model):
     prompt = Prompt.from_triple("Baroque", "Bach, Johann Sebastian", "Choral")
-    settings = GenerationSettings(seed=7, max_chars=1500, bar_retries=4)
+    settings = GenerationSettings.published(seed=7, max_chars=1500, bar_retries=4)
     events = list(reference_generate(tiny_model, prompt, settings))
     (cached,) = engine.generate([prompt], settings)
     assert "".join(event.text for event in events) == events[-1].result.text == cached.text
     assert cached.resampled_lines == events[-1].result.resampled_lines > 0
-    streamed = [event for event in engine.stream([prompt] * 3, GenerationSettings(**{**vars(settings), "batch_size": 3}))]
+    streamed = [event for event in engine.stream([prompt] * 3, GenerationSettings.published(**{**vars(settings), "batch_size": 3}))]
     for index in range(3):  # in a batch too, the events add up to the piece
         result = next(e.result for e in streamed if e.piece == index and e.result is not None)
         assert "".join(e.text for e in streamed if e.piece == index) == result.text
@@ -420,12 +420,12 @@ def test_guidance_zero_writes_the_piece_the_prompt_free_twin_would(engine):
     prompt = Prompt.from_triple("Romantic", "Chopin, Frederic", "Keyboard")
     settings = dict(seed=3, max_chars=10**6, max_patches=60, bar_retries=4)  # before any rebuild (it keeps
     # the prompted context's body lines, so the twin's context is then shorter than a free piece's)
-    (guided,) = engine.generate([prompt], GenerationSettings(guidance=0.0, **settings))
+    (guided,) = engine.generate([prompt], GenerationSettings.published(guidance=0.0, **settings))
     assert guided.resampled_lines > 0 and not guided.stream_events
     # two rows, as the guided piece and its twin: the same (packed) char-level products on CPU
-    free, _ = engine.generate([Prompt()] * 2, GenerationSettings(batch_size=2, **settings))
+    free, _ = engine.generate([Prompt()] * 2, GenerationSettings.published(batch_size=2, **settings))
     assert guided.text == prompt.prompt_text + free.text
-    (plain,) = engine.generate([prompt], GenerationSettings(**settings))
+    (plain,) = engine.generate([prompt], GenerationSettings.published(**settings))
     assert plain.text != guided.text  # the style lines do change the tiny model's piece
 
 
@@ -435,11 +435,11 @@ def test_guided_pieces_do_not_depend_on_the_batch(engine):
                Prompt.from_triple("Classical", "Mozart, Wolfgang Amadeus", "Keyboard"),
                Prompt.from_triple("Romantic", "Chopin, Frederic", "Keyboard")]
     settings = dict(seed=6, max_chars=3000, bar_retries=4, guidance=2.5)
-    together = engine.generate(prompts, GenerationSettings(batch_size=2, **settings))
-    alone = engine.generate(prompts, GenerationSettings(batch_size=1, **settings))
+    together = engine.generate(prompts, GenerationSettings.published(batch_size=2, **settings))
+    alone = engine.generate(prompts, GenerationSettings.published(batch_size=1, **settings))
     assert [r.text for r in together] == [r.text for r in alone]
     assert any(r.stream_events for r in alone) and any(r.resampled_lines for r in alone)
-    unguided = engine.generate(prompts, GenerationSettings(batch_size=1, **{**settings, "guidance": 1.0}))
+    unguided = engine.generate(prompts, GenerationSettings.published(batch_size=1, **{**settings, "guidance": 1.0}))
     assert [r.text for r in unguided] != [r.text for r in alone]
     with pytest.raises(ValueError, match="guidance must be >= 0"):
-        GenerationSettings(guidance=-1.0)
+        GenerationSettings.published(guidance=-1.0)

@@ -11,7 +11,8 @@ import torch
 from conftest import REPO_ROOT, VECTORS, load_vector, torch_threads
 from notagen.generation import Prompt, PromptError
 from notagen.generation.piece import PieceResult
-from notagen.generation.run import (SetupError, main, output_folder_name, parse_prompt, resolve_device,
+from notagen.generation.piece import GenerationSettings
+from notagen.generation.run import (SetupError, generation_settings, main, output_folder_name, parse_prompt, resolve_device,
                                     resolve_dtype, resolve_weights, run_inference, write_piece)
 from notagen.settings import parse_settings
 
@@ -30,6 +31,17 @@ def one_thread():
 def settings(tmp_path, *extra):
     return parse_settings(CONFIG, ["--inference_weights_path", str(WEIGHTS), "--output_dir", str(tmp_path),
                                    "--device", "cpu", "--stream", "false", *extra])
+
+
+def test_the_python_api_generates_as_inference_py_does():
+    """GenerationSettings() is inference/config.py at its defaults (bar and header checks on);
+    GenerationSettings.published() is the published sampler, without them."""
+    cfg = parse_settings(CONFIG, [])
+    assert generation_settings(cfg, seed=3) == GenerationSettings(seed=3)
+    assert (cfg.bar_retries, cfg.header_retries) == (32, 32)
+    published = GenerationSettings.published(seed=3)
+    assert (published.bar_retries, published.header_retries) == (0, 0)
+    assert published == GenerationSettings(seed=3, bar_retries=0, header_retries=0)
 
 
 def test_greedy_run_keeps_the_exact_text_of_pieces_stopped_by_the_char_limit(tmp_path):
@@ -54,6 +66,22 @@ def test_greedy_run_keeps_the_exact_text_of_pieces_stopped_by_the_char_limit(tmp
     assert on_disk["memory"]["cpu_max_rss_mib"] > 0
     assert not (tmp_path / "original").exists()
     assert any(str(tmp_path / "failed" / folder) in line for line in logged)
+
+
+def test_inference_from_a_checkpoint_folder_writes_the_golden_text(tmp_path):
+    """The tiny checkpoint exported as a Hugging Face style folder generates the published greedy text."""
+    from notagen.checkpoint import save_pretrained
+
+    case = TINY["greedy_generation"][0]
+    prompt = "|".join(line.strip().lstrip("%") for line in case["prompt_lines"])
+    folder = save_pretrained(WEIGHTS, tmp_path / "tiny_folder")
+    cfg = parse_settings(CONFIG, ["--inference_weights_path", str(folder), "--output_dir", str(tmp_path / "out"),
+                                  "--device", "cpu", "--stream", "false", "--prompt", prompt, "--greedy", "true",
+                                  "--max_chars", str(case["char_limit"]), "--num_samples", "1", "--seed", "7",
+                                  "--bar_retries", "0", "--header_retries", "0", "--convert", "false"])
+    (piece,) = run_inference(cfg, log=lambda line: None)["pieces"]
+    assert Path(piece["files"]["failed"]).read_text() == case["text"]
+    assert Path(piece["files"]["failed"]).parent.name == "tiny_folder_k_9_p_0.9_temp_1.2"
 
 
 def test_a_finished_piece_gets_original_interleaved_musicxml_and_midi(tmp_path):
@@ -119,7 +147,7 @@ def test_bad_settings_get_clear_errors(tmp_path, capsys, monkeypatch):
     with pytest.raises(SetupError, match="float16 is for GPUs"):
         resolve_dtype("float16", torch.device("cpu"))
     with pytest.raises(SetupError, match="unknown dtype"):
-        resolve_dtype("int8", torch.device("cpu"))
+        resolve_dtype("int4", torch.device("cpu"))
     not_a_checkpoint = tmp_path / "junk.pth"
     not_a_checkpoint.write_text("hello")
     monkeypatch.chdir(REPO_ROOT / "inference")  # the script's folder: paths still resolve

@@ -10,7 +10,7 @@ from notagen.checkpoint import read_checkpoint
 from notagen.lora import (LoraSettings, add_lora, adapters_disabled, enable_gradient_checkpointing,
                           load_adapter_state, merged_state_dict)
 from notagen.settings import parse_settings
-from notagen.stages import run_notagen_training
+from notagen.training.stages import run_notagen_training
 from notagen.training import adapter_path
 
 TINY = VECTORS / "tiny_notagen.pth"

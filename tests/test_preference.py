@@ -1,14 +1,17 @@
-"""CLaMP-DPO preference data: each exclusion rule on hand-made ABC, ranking and pairing."""
+"""CLaMP-DPO preference data (notagen.rl.data): each exclusion rule on hand-made ABC, ranking and pairing."""
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from notagen.preference import (Candidate, CopyDetector, bars_aligned, build_preferences,
-                                preference_pairs, staves_grouped)
+from notagen.data import KEYS
+from notagen.rl import (Candidate, CopyDetector, bars_aligned, build_preferences, preference_pairs, prompt_groups,
+                        real_pieces_by_prompt, self_play_groups, staves_grouped)
 
 HEADER = '%%score { ( 1 2 ) | 3 }\nL:1/8\nM:2/4\nK:C\nV:1 treble nm="Piano" snm="Pno."\nV:2 treble\nV:3 bass nm="Piano"\n'
 ALIGNED = HEADER + "[V:1]cdef|[V:2]x4|[V:3]C,D,E,F,|\n[V:1]g4|][V:2]x4|][V:3]G,4|]\n"
 SHORT_BAR = HEADER + "[V:1]cdef|[V:2]x4|[V:3]C,D,E,|\n[V:1]g4|][V:2]x4|][V:3]G,4|]\n"
-
 
 
 def test_aligned_piece_passes_and_misaligned_ones_fail():
@@ -84,8 +87,6 @@ def test_pairs_are_every_chosen_with_every_rejected():
 
 
 def test_prompt_groups_choose_the_composer_like_and_reject_the_broken_and_the_unlike():
-    from notagen.preference import prompt_groups
-
     nan = float("nan")
     prompts = ["Bach"] * 8 + ["Beach"] * 3 + ["Lone"]
     usable = [True, True, True, True, False, False, True, True] + [True, False, True] + [True]
@@ -103,8 +104,6 @@ def test_prompt_groups_choose_the_composer_like_and_reject_the_broken_and_the_un
 
 
 def test_prompt_groups_choose_only_choosable_pieces():
-    from notagen.preference import prompt_groups
-
     # the two most composer-like pieces are not choosable (e.g. the composer outside the top 5)
     groups = prompt_groups(["p"] * 5, [True] * 5, [-0.1, -0.2, -3.0, -6.0, -9.0], portion=0.4,
                            choosable=[False, False, True, True, True])
@@ -113,8 +112,6 @@ def test_prompt_groups_choose_only_choosable_pieces():
 
 
 def test_self_play_groups_choose_real_pieces_and_reject_the_models_own():
-    from notagen.preference import self_play_groups
-
     nan = float("nan")
     prompts = ["Mozart"] * 6 + ["Bach"] * 2 + ["Nobody"] * 2
     usable = [True, False, True, True, False, True] + [True, True] + [True, False]
@@ -130,12 +127,6 @@ def test_self_play_groups_choose_real_pieces_and_reject_the_models_own():
 
 
 def test_real_pieces_by_prompt_reads_a_keyed_index(tmp_path):
-    import json
-    from pathlib import Path
-
-    from notagen.data import KEYS
-    from notagen.preference import real_pieces_by_prompt
-
     aug = tmp_path / "augmented"
     for name, prompt in (("a", "%Baroque\n%Bach\n%Choral\n"), ("b", "%Baroque\n%Bach\n%Choral\n"), ("c", "")):
         for key in KEYS:

@@ -72,7 +72,7 @@ def feature_folders(tmp_path):
     (lambda path: path.write_bytes(b"garbage"), "is not a .npy feature file"),
     (lambda path: np.save(path, np.ones((2, 8), dtype=np.float32)), "shape (2, 8), not a [1, F] feature"),
     (lambda path: np.save(path, np.full((1, 8), np.nan, dtype=np.float32)), "holds NaN or infinite values"),
-    (lambda path: np.save(path, np.ones((1, 5), dtype=np.float32)), "features of different sizes [5, 8]")])
+    (lambda path: np.save(path, np.ones((1, 5), dtype=np.float32)), "2 files have 8 values, but piece1.npy (5)")])
 def test_bad_features_are_refused_with_the_file_named(feature_folders, damage, message):
     generated, reference = feature_folders
     damage(generated / "piece1.npy")
@@ -91,6 +91,21 @@ def test_empty_or_mismatched_feature_folders_name_the_folder(feature_folders, tm
         np.save(path, np.ones((1, 4), dtype=np.float32))
     refused(script("clamp2/statistics.py", "--generated_features_dir", generated, "--reference_features_dir", reference),
             "extracted by different models")
+
+
+def test_preference_pairs_from_an_empty_feature_folder_name_it(feature_folders, tmp_path):
+    generated, reference = feature_folders
+    empty = tmp_path / "no_features"
+    empty.mkdir()
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    refused(script("RL/data.py", "--ground_truth_feature_dir", reference, "--generated_feature_dir", empty,
+                   "--generated_original_dir", texts, "--generated_interleaved_dir", texts,
+                   "--output_path", tmp_path / "pairs.json"), f"no generated features (.npy) under {empty}")
+    refused(script("RL/data.py", "--ground_truth_feature_dir", reference, "--generated_feature_dir", generated,
+                   "--generated_original_dir", texts, "--generated_interleaved_dir", texts,
+                   "--output_path", tmp_path / "pairs.json"), f"none of the 3 features under {generated}", "piece0.abc")
+    assert not (tmp_path / "pairs.json").exists()
 
 
 def test_features_carry_their_extractor_and_other_weights_re_extract(tmp_path):

@@ -1,4 +1,4 @@
-"""The CLaMP-DPO chain's statistics on hand-worked cases (notagen.rl_stats)."""
+"""The CLaMP-DPO chain's statistics on hand-worked cases (notagen.rl.stats)."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from notagen.rl_stats import (PhraseIndex, copy_rate, leave_one_out_scores, mean_pairwise_cosine, near_copy_share,
+from notagen.rl.stats import (PhraseIndex, copy_rate, leave_one_out_scores, mean_pairwise_cosine, near_copy_share,
                               phrases, prompt_texts, real_copy_rate, repeated_lines, welch)
 
 

@@ -1,15 +1,19 @@
 """DPOP training (RL/train.py's engine) on the tiny published-format checkpoint."""
 import json
+import math
 import os
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import VECTORS, load_vector, pipeline_item
 from notagen import Patchilizer, load_model
-from notagen.rl import (PreferencePairs, collate_pairs, dpop_compute_loss, encode_for_preference,
-                        read_preferences, reference_logps, run_dpo_training, target_counts)
+from notagen.io import atomic_write_json
+from notagen.rl import (PreferencePairs, collate_pairs, dpop_compute_loss, encode_for_preference, evaluate_pieces,
+                        generate_pieces, read_preferences, reference_logps, run_dpo_training, score_summary,
+                        target_counts)
 
 TINY_PTH = VECTORS / "tiny_notagen.pth"
 GREEDY = load_vector("tiny_notagen.json")["greedy_generation"]
@@ -49,56 +53,110 @@ def margin(model, chosen, rejected):
     return sum(logps[c] for c in chosen) / len(chosen) - sum(logps[r] for r in rejected) / len(rejected)
 
 
-def test_dpop_training_prefers_chosen_and_leaves_the_reference_alone(tmp_path):
-    chosen, rejected = write_pieces(tmp_path)
-    preference_path = tmp_path / "preferences.json"
+def write_preferences(folder):
+    chosen, rejected = write_pieces(folder)
+    preference_path = folder / "preferences.json"
     preference_path.write_text(json.dumps({"chosen": chosen, "rejected": rejected}))
-    reference_bytes = TINY_PTH.read_bytes()
+    return chosen, rejected, preference_path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """8 DPOP steps from the tiny checkpoint, in a folder beside the prompts it knows."""
+    tmp = tmp_path_factory.mktemp("dpo")
+    chosen, rejected, preference_path = write_preferences(tmp)
+    start = tmp / "start"
+    start.mkdir()
+    (start / TINY_PTH.name).write_bytes(TINY_PTH.read_bytes())
+    (start / "prompts.txt").write_text("Baroque_Bach, Johann Sebastian_Choral\n")
+    weights = run_dpo_training(settings_for(tmp, preference_path, weights_path=str(start / TINY_PTH.name)))
+    return SimpleNamespace(tmp=tmp, start=start, chosen=chosen, rejected=rejected, weights=weights)
+
+
+def test_dpo_weights_are_named_as_published(trained):
+    assert trained.weights.name == ("weights_notagen_test-RL1_beta_0.1_lambda_10.0_p_size_16_p_length_64_p_layers_2"
+                                    "_c_layers_2_h_size_128_lr_0.0001_batch_2.pth")
+
+
+def test_the_policy_changes_and_the_reference_file_does_not(trained):
+    after = load_model(trained.weights)  # loadable by inference
     before = load_model(TINY_PTH)
-
-    weights = run_dpo_training(settings_for(tmp_path, preference_path))
-
-    assert weights.name == ("weights_notagen_test-RL1_beta_0.1_lambda_10.0_p_size_16_p_length_64_p_layers_2"
-                            "_c_layers_2_h_size_128_lr_0.0001_batch_2.pth")
-    after = load_model(weights)  # loadable by inference
     changed = [n for n, p in after.state_dict().items() if not torch.equal(p, before.state_dict()[n])]
     assert changed, "the policy did not change"
-    assert TINY_PTH.read_bytes() == reference_bytes  # the reference weights are never written
-    assert margin(after, chosen, rejected) > margin(before, chosen, rejected)
-    steps = [json.loads(line) for line in weights.with_name(
-        weights.stem.replace("weights", "logs", 1) + ".steps.jsonl").read_text().splitlines()]
+    assert (trained.start / TINY_PTH.name).read_bytes() == TINY_PTH.read_bytes()  # never written
+
+
+def test_the_trained_policy_prefers_the_chosen_pieces_more(trained):
+    assert (margin(load_model(trained.weights), trained.chosen, trained.rejected)
+            > margin(load_model(TINY_PTH), trained.chosen, trained.rejected))
+
+
+def test_the_step_log_has_every_step_with_its_rewards(trained):
+    log = trained.weights.with_name(trained.weights.stem.replace("weights", "logs", 1) + ".steps.jsonl")
+    steps = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(steps) == 8 and {"reward_margin", "accuracy", "chosen_reward", "rejected_reward"} <= set(steps[0])
     assert steps[-1]["reward_margin"] > steps[0]["reward_margin"]
 
 
-def test_pairs_reference_logps_and_one_forward_pass():
+def test_the_new_weights_know_the_prompts_they_started_with(trained):
+    """inference --prompt all reads prompts.txt beside the weights."""
+    assert (trained.weights.parent / "prompts.txt").read_text() == (trained.start / "prompts.txt").read_text()
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The tiny model and three texts of it as training sequences, with their reference log-probs."""
     model = load_model(TINY_PTH)
     patchilizer = Patchilizer(16)
     texts = {"a": GREEDY[0]["text"][:400], "b": GREEDY[1]["text"][:300], "x": GREEDY[0]["text"][:200]}
     sequences = {k: encode_for_preference(t, patchilizer, 64) for k, t in texts.items()}
-    frozen = {n: p.clone() for n, p in model.state_dict().items()}
-    logps = reference_logps(model, sequences, batch_size=2)
-    single = {k: model.sequence_logp(v[None], torch.ones(1, len(v))).item() for k, v in sequences.items()}
-    assert logps == pytest.approx(single, rel=1e-5)
-    assert all(torch.equal(p, frozen[n]) for n, p in model.state_dict().items())
+    return SimpleNamespace(model=model, sequences=sequences, logps=reference_logps(model, sequences, batch_size=2))
 
-    lengths = target_counts(model, sequences)  # the chars each summed log-prob covers
-    assert lengths == {k: model(v[None], torch.ones(1, len(v))).num_targets for k, v in sequences.items()}
-    pairs = PreferencePairs([("a", "x"), ("b", "x")], sequences, logps, lengths)
-    assert len(pairs) == 2 and pairs[1]["ref_chosen"] == logps["b"] and pairs[1]["ref_rejected"] == logps["x"]
-    batch = collate_pairs([pairs[0], pairs[1]])
+
+def test_reference_logps_in_batches_equal_one_by_one_and_change_nothing(tiny):
+    frozen = {n: p.clone() for n, p in tiny.model.state_dict().items()}
+    logps = reference_logps(tiny.model, tiny.sequences, batch_size=2)
+    single = {k: tiny.model.sequence_logp(v[None], torch.ones(1, len(v))).item() for k, v in tiny.sequences.items()}
+    assert logps == pytest.approx(single, rel=1e-5)
+    assert all(torch.equal(p, frozen[n]) for n, p in tiny.model.state_dict().items())
+
+
+def test_target_counts_are_the_chars_each_log_prob_covers(tiny):
+    assert target_counts(tiny.model, tiny.sequences) == {
+        k: tiny.model(v[None], torch.ones(1, len(v))).num_targets for k, v in tiny.sequences.items()}
+
+
+def pairs_batch(tiny):
+    lengths = target_counts(tiny.model, tiny.sequences)
+    pairs = PreferencePairs([("a", "x"), ("b", "x")], tiny.sequences, tiny.logps, lengths)
+    return pairs, collate_pairs([pairs[0], pairs[1]])
+
+
+def test_pairs_carry_reference_logps_and_go_through_one_forward_pass(tiny):
+    pairs, batch = pairs_batch(tiny)
+    assert len(pairs) == 2 and pairs[1]["ref_chosen"] == tiny.logps["b"] and pairs[1]["ref_rejected"] == tiny.logps["x"]
     assert batch["patches"].shape[0] == 4  # chosen rows then rejected rows, one forward pass
-    model.eval()
+    assert batch["ref_chosen"].tolist() == [tiny.logps["a"], tiny.logps["b"]]
+
+
+def test_the_loss_is_log_2_while_the_policy_is_the_reference(tiny):
+    tiny.model.eval()
     with torch.no_grad():
-        loss, metrics = dpop_compute_loss(0.1, 10.0)(model, batch)
-    # the policy equals the reference here: every margin is 0, so the loss is log 2
-    assert loss.item() == pytest.approx(0.6931, abs=1e-3)
+        loss, metrics = dpop_compute_loss(0.1, 10.0)(tiny.model, pairs_batch(tiny)[1])
+    # every margin is 0: -log sigmoid(0) = log 2
+    assert loss.item() == pytest.approx(math.log(2), abs=1e-3)
     assert metrics["reward_margin"] == pytest.approx(0.0, abs=1e-4)
-    # the NLL term adds the chosen texts' mean cross-entropy per predicted character: the training loss
+
+
+def test_the_nll_term_adds_the_chosen_texts_mean_cross_entropy(tiny):
+    """Per predicted character: the training loss of each chosen text, weighted."""
+    model, batch = tiny.model.eval(), pairs_batch(tiny)[1]
     with torch.no_grad():
+        plain, _ = dpop_compute_loss(0.1, 10.0)(model, batch)
         with_nll, _ = dpop_compute_loss(0.1, 10.0, nll_weight=0.5)(model, batch)
-        cross_entropy = [model(sequences[n][None], torch.ones(1, len(sequences[n]))).loss.item() for n in ("a", "b")]
-    assert with_nll.item() - loss.item() == pytest.approx(0.5 * sum(cross_entropy) / 2, rel=1e-4)
+        cross_entropy = [model(tiny.sequences[n][None], torch.ones(1, len(tiny.sequences[n]))).loss.item()
+                         for n in ("a", "b")]
+    assert with_nll.item() - plain.item() == pytest.approx(0.5 * sum(cross_entropy) / 2, rel=1e-4)
 
 
 def test_preference_file_pairs_every_chosen_with_every_rejected_of_its_group(tmp_path):
@@ -131,9 +189,6 @@ def test_preference_file_problems_are_clear(tmp_path):
 
 def test_loop_refuses_pieces_generated_by_other_weights(tmp_path):
     """RL/loop.py skips a finished generation step only when the same weights made its pieces."""
-    from notagen.io import atomic_write_json
-    from notagen.rl_loop import generate_pieces
-
     out = tmp_path / "iter_1" / "generated"
     old = tmp_path / "runs" / "old" / "weights.pth"
     atomic_write_json(out / "done.json", {"finished": 3, "weights": str(old)})
@@ -146,10 +201,6 @@ def test_loop_refuses_pieces_generated_by_other_weights(tmp_path):
 
 def test_score_summary_gives_mean_standard_error_and_count(tmp_path):
     """The loop's table: mean CLaMP 2 score +- its standard error, checked by hand."""
-    import numpy as np
-
-    from notagen.rl_loop import score_summary
-
     (tmp_path / "ref").mkdir(), (tmp_path / "gen").mkdir()
     np.save(tmp_path / "ref" / "a.npy", np.array([[1.0, 0.0]]))
     for name, vector in {"x": [1.0, 0.0], "y": [0.0, 1.0], "z": [1.0, 1.0]}.items():  # cosines 1, 0, 1/sqrt(2)
@@ -164,8 +215,6 @@ def test_score_summary_gives_mean_standard_error_and_count(tmp_path):
 
 def test_each_iteration_row_gains_the_evaluation_columns(tmp_path):
     """RL/loop.py's table: usable (strict), bar alignment, critic AUC, adherence from clamp2/evaluate.py."""
-    from notagen.rl_loop import evaluate_pieces
-
     chorale = pipeline_item("bach/bwv269.mxl")["interleaved"]
     generated, reference = tmp_path / "generated", tmp_path / "reference"
     for folder in (generated, reference):
@@ -187,21 +236,13 @@ def test_each_iteration_row_gains_the_evaluation_columns(tmp_path):
 def test_the_policy_trains_without_dropout_unless_asked(tmp_path):
     """Before its first update the policy is the reference: without dropout its rewards are 0; with
     the published train-mode dropout they are not (the noise that drowns the preference)."""
-    chosen, rejected = write_pieces(tmp_path)
-    preference_path = tmp_path / "preferences.json"
-    preference_path.write_text(json.dumps({"chosen": chosen, "rejected": rejected}))
+    *_, preference_path = write_preferences(tmp_path)
     assert load_model(TINY_PTH).config.dropout > 0
-    start = tmp_path / "start"
-    start.mkdir()
-    (start / TINY_PTH.name).write_bytes(TINY_PTH.read_bytes())
-    (start / "prompts.txt").write_text("Baroque_Bach, Johann Sebastian_Choral\n")
 
     def first_step(disable: bool) -> dict:
         out = tmp_path / f"dpo_{disable}"
         weights = run_dpo_training(settings_for(tmp_path, preference_path, output_dir=str(out), optimization_steps=1,
-                                                disable_dropout=disable, weights_path=str(start / TINY_PTH.name)))
-        # the new weights know the prompts of the ones they started from (inference --prompt all)
-        assert (out / "prompts.txt").read_text() == (start / "prompts.txt").read_text()
+                                                disable_dropout=disable))
         log = weights.with_name(weights.stem.replace("weights", "logs", 1) + ".steps.jsonl")
         return json.loads(log.read_text().splitlines()[0])
 
@@ -213,9 +254,7 @@ def test_the_policy_trains_without_dropout_unless_asked(tmp_path):
 
 def test_rl_train_runs_on_its_num_threads(tmp_path):
     """RL/train.py's NUM_THREADS reaches torch (it once went nowhere: DPOP ran on every core)."""
-    chosen, rejected = write_pieces(tmp_path)
-    preference_path = tmp_path / "preferences.json"
-    preference_path.write_text(json.dumps({"chosen": chosen, "rejected": rejected}))
+    *_, preference_path = write_preferences(tmp_path)
     before = torch.get_num_threads()
     wanted = 1 if before != 1 else 2
     try:

@@ -79,7 +79,7 @@ def test_every_stage_records_settings_that_repeat_it(tmp_path):
                                            "--augmented_folder", tmp_path / "aug", "--workers", "1", "--eval_split", "0"],
                                           tmp_path / "aug_settings.json", REPO_ROOT / "data" / "config.py"),
             "clamp2/evaluate.py": (["--generated_dir", tmp_path / "il", "--reference_dir", tmp_path / "il",
-                                    "--eval_clamp2_weights_path", VECTORS / "tiny_clamp2.pth",
+                                    "--clamp2_weights_path", VECTORS / "tiny_clamp2.pth",
                                     "--eval_output_dir", tmp_path / "report", "--style_train_dir", ""], tmp_path / "report" / "settings.json",
                                    REPO_ROOT / "clamp2" / "config.py")}
     for script, (args, recorded, config) in runs.items():

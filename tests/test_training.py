@@ -15,7 +15,7 @@ from torch import nn
 from conftest import REPO_ROOT, VECTORS, write_corpus
 from notagen.checkpoint import CheckpointError, load_model, read_checkpoint
 from notagen.settings import parse_settings
-from notagen.stages import find_weights_file, prompt_count_lines, run_notagen_training
+from notagen.training.stages import find_weights_file, prompt_count_lines, run_notagen_training
 from notagen.training import TrainConfig, WarmupSchedule, resolve_trackers, train
 
 

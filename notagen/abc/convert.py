@@ -17,6 +17,10 @@ Design choices:
   modulation such as quarter = eighth) is dropped. Each of them stops xml2abc with an exception.
 - ABC inputs may be generated text: prompt lines are dropped, stream prefixes stripped and
   rest-reduced interleaved text is restored (`rest_unreduce`) before abc2xml sees it.
+- MIDI: each part plays the General MIDI program its name says (`notagen.texture.gm_program`:
+  strings, voices, piano, ...) unless the MusicXML names one; a key signature beyond 7 sharps or
+  flats, which a MIDI file cannot hold (mido, and so pretty_midi, refuse to read "11 flats"), is
+  written as its enharmonic equivalent (11 flats -> 1 sharp). The sounding pitches are the same.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from ..io import atomic_open
+from ..texture import gm_program, name_family
 from .errors import AbcError, captured_output, last_lines
 from .text import is_interleaved, split_prompt_lines, strip_stream_prefixes
 from .unreduce import full_interleaved
@@ -284,15 +289,49 @@ def _drop_repeats(score) -> None:
         score.remove(bracket, recurse=True)
 
 
+MIDI_MAX_ACCIDENTALS = 7  # a MIDI key signature holds -7 (7 flats) .. 7 sharps
+
+
+def _respell_wide_keys(score) -> None:
+    """Key signatures beyond 7 sharps or flats become their enharmonic equivalent, 12 fifths
+    around the circle (Fb minor, 11 flats -> E minor, 1 sharp): only the MIDI meta event changes,
+    the notes keep their pitches. The score is the MIDI writer's own copy, so a Key's tonic may stay."""
+    from music21 import key
+    for signature in score.recurse().getElementsByClass(key.KeySignature):
+        while signature.sharps > MIDI_MAX_ACCIDENTALS:
+            signature.sharps -= 12
+        while signature.sharps < -MIDI_MAX_ACCIDENTALS:
+            signature.sharps += 12
+
+
+def _set_programs(score) -> None:
+    """Each part's General MIDI program from its name (strings, voices, piano; unknown: piano),
+    where the MusicXML gave none. Voices: choir when several parts sing, a solo voice otherwise."""
+    from music21 import instrument
+    names = [part.partName or "" for part in score.parts]
+    sung = sum(name_family(name) == "voice" for name in names)
+    for part, name in zip(score.parts, names):
+        instruments = list(part.recurse().getElementsByClass(instrument.Instrument))
+        if not instruments:
+            instruments = [instrument.Instrument()]
+            part.insert(0, instruments[0])
+        for played in instruments:
+            if played.midiProgram is None:
+                played.midiProgram = gm_program(name, sung)
+
+
 def musicxml_to_midi(musicxml: str, path: str | Path) -> Path:
     """MusicXML -> MIDI file at `path` (music21), written atomically.
 
     Repeats are played as written; where music21 cannot expand them (generated text often has
-    unbalanced repeat signs) the score is played straight through instead of failing.
+    unbalanced repeat signs) the score is played straight through instead of failing. Parts get
+    their General MIDI programs from their names and wide keys are respelled (module notes).
     """
     from music21.midi.translate import streamToMidiFile
     from music21.repeat import ExpanderException
     score = musicxml_to_score(musicxml)
+    _respell_wide_keys(score)
+    _set_programs(score)
     try:
         with captured_output():
             try:

@@ -139,6 +139,15 @@ def rest_unreduce(text: str) -> str:
     return "".join(out)
 
 
+def voice_bars(line: str) -> list[tuple[str, str, str]]:
+    """(`V:n`, the bar's text, its right barline) of each voice of one body line (stream prefix allowed)."""
+    bars = []
+    for number, bar in _VOICE_PATCH.findall(strip_stream_prefixes(line.rstrip("\n"))):
+        barline = _right_barline(bar)
+        bars.append((f"V:{number}", bar[:-len(barline)] if barline else bar, barline))
+    return bars
+
+
 def line_problem(line: str, declared: set[str] | None = None, metre_bar: Fraction | None = None) -> str | None:
     """Why one body line (a bar of every voice, stream prefix allowed) cannot be aligned, or None.
 
@@ -149,22 +158,18 @@ def line_problem(line: str, declared: set[str] | None = None, metre_bar: Fractio
     differently, or a line that leaves a declared voice out while its bars do not last the metre's
     `metre_bar` (in units of L; None: not checked): the rest filled in for that voice is a whole-bar rest,
     which lasts the metre. An empty line (every voice rests) is fine."""
-    line = strip_stream_prefixes(line.rstrip("\n"))
-    if not line.strip():
+    if not strip_stream_prefixes(line.rstrip("\n")).strip():
         return None
-    bars = _VOICE_PATCH.findall(line)
+    bars = voice_bars(line)
     if not bars:
         return "no voice bar"
     durations, seen = set(), set()
-    for number, bar in bars:
-        symbol = f"V:{number}"
+    for symbol, inner, _ in bars:
         if declared is not None and symbol not in declared:
             return "undeclared voice"
         if symbol in seen:
             return "repeated voice"
         seen.add(symbol)
-        barline = _right_barline(bar)
-        inner = bar[:-len(barline)] if barline else bar
         if len(re.split(Barline_regexPattern, inner.lstrip(":|[]"))) > 1:
             return "several bars in a voice"
         duration = bar_duration(inner)

@@ -8,19 +8,25 @@
   and `PieceResult.patches`, `max_patches` and `max_empty_patches` count chunks.
 - A row whose piece was rebuilt or whose line was rejected is prefilled again from the piece's
   context, flattened; the others advance by one character.
-- Batching is continuous and every piece draws from its own random stream, as in `Engine`.
+- Batching is continuous and every piece draws from its own random stream, as in `Engine` (the
+  rows are `notagen.generation.rows.Rows`, without guidance twins).
+- `notagen.generation.engine_for` finds `FlatEngine` for the flat model types in its `ENGINES`,
+  where this module registers it.
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 
 from ..config import BOS_ID, EOS_ID
-from ..generation.engine import fill_free_rows, results_in_order, stream_setup
-from ..generation.piece import REBUILT, REWOUND, GenerationEvent, GenerationSettings, Piece, PieceResult, Prompt
+from ..generation.engine import ENGINES
+from ..generation.piece import REBUILT, REWOUND, GenerationEvent, GenerationSettings, Piece, PieceResult
+from ..generation.prompt import Prompt
+from ..generation.rows import Rows, results_in_order, stream_setup
 from ..patchilizer import Patchilizer
 from ..sampling import restrict_rows, sample_rows
+from .config import FLAT_TYPES
 from .models import flat_ids
 
 LINE_END = ord("\n")
@@ -59,53 +65,51 @@ class FlatEngine:
 
     @torch.inference_mode()
     def stream(self, prompts: Iterable[Prompt], settings: GenerationSettings | None = None,
-               indices: Iterable[int] | None = None) -> Iterator[GenerationEvent]:
+               indices: Iterable[int] | None = None, watch: Callable[[Piece], None] | None = None
+               ) -> Iterator[GenerationEvent]:
         settings, seed, queue = stream_setup(prompts, settings, indices)
         slots = min(settings.batch_size, len(queue))
         if not slots:
             return
         state = self.model.generation_rows(slots)
-        pieces: list[Piece | None] = [None] * slots
-        generators: list[torch.Generator | None] = [None] * slots
-        new: list[list[int]] = [[] for _ in range(slots)]
+        rows = Rows(slots)
+        new: list[list[int]] = [[] for _ in range(slots)]  # each row's open chunk
         logits = None
-        to_prefill: list[int] = []
         new_piece = lambda index, prompt: Piece(index, prompt, self.patchilizer, self.config.patch_length, settings)  # noqa: E731
         while True:
-            for row in (yield from fill_free_rows(pieces, generators, queue, seed, new_piece)):
+            for row in (yield from rows.fill(queue, seed, new_piece)):
                 new[row] = []
-                to_prefill.append(row)
-            live = [row for row, piece in enumerate(pieces) if piece is not None]
+            live = rows.live()
             if not live:
                 return
-            if len(live) < len(pieces):  # no one waits for the free rows: drop them
-                state.keep(live)
+            if len(live) < len(rows):  # no one waits for the free rows: drop them
+                state.keep(rows.keep(live))
                 logits = logits[live] if logits is not None else None
-                to_prefill = [live.index(r) for r in to_prefill if r in live]
-                pieces, generators, new = ([items[r] for r in live] for items in (pieces, generators, new))
-            if to_prefill:
-                fresh = state.prefill(to_prefill, [flat_context(pieces[r], new[r]) for r in to_prefill])
-                logits = fresh if logits is None else logits.index_copy(0, torch.tensor(to_prefill, device=fresh.device), fresh)
-                to_prefill = []
+                new = [new[row] for row in live]
+            if stale := rows.take_stale():
+                fresh = state.prefill(stale, [flat_context(rows.pieces[r], new[r]) for r in stale])
+                logits = fresh if logits is None else logits.index_copy(0, torch.tensor(stale, device=fresh.device), fresh)
 
             logits[:, :EOS_ID] = float("-inf")  # PAD and BOS are never targets: only EOS ends a piece
-            logits = restrict_rows(logits, [piece.allowed(new[row]) for row, piece in enumerate(pieces)])
-            chars = sample_rows(logits, generators, settings.top_k, settings.top_p, settings.temperature,
+            logits = restrict_rows(logits, [piece.allowed(new[row]) for row, piece in enumerate(rows.pieces)])
+            chars = sample_rows(logits, rows.generators, settings.top_k, settings.top_p, settings.temperature,
                                 settings.greedy)
             advance_rows, advance_chars = [], []
-            for row, piece in enumerate(pieces):
+            for row, piece in enumerate(rows.pieces):
                 forced = piece.forced(new[row])
                 char = chars[row] if forced is None else forced
                 texts, outcome = self._write(piece, new[row], char)
+                if watch is not None and outcome is not None:
+                    watch(piece)
                 for text in texts:
                     yield GenerationEvent(piece.index, text)
                 if outcome is not None:  # the chunk went to the piece
                     new[row] = []
                 if piece.done:
                     yield GenerationEvent(piece.index, "", piece.result())
-                    pieces[row] = None
+                    rows.pieces[row] = None
                 elif outcome in (REBUILT, REWOUND):
-                    to_prefill.append(row)
+                    rows.stale.append(row)
                 else:
                     advance_rows.append(row)
                     advance_chars.append(char)
@@ -117,3 +121,6 @@ class FlatEngine:
                  ) -> list[PieceResult]:
         """All pieces, in prompt order."""
         return results_in_order(self.stream(prompts, settings))
+
+
+ENGINES.update(dict.fromkeys(FLAT_TYPES, FlatEngine))

@@ -21,6 +21,7 @@ from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from ..config import BOS_ID, EOS_ID, NUM_CHARS, PAD_ID
+from ..generation.cache import KVCache
 from ..model import NotaGenOutput
 from .config import FlatConfig
 
@@ -142,8 +143,6 @@ class _GPT2Rows:
     """The GPT-2's rows in the project's KVCache: one row per piece, capacity = its context."""
 
     def __init__(self, model: AbcGPT2LMHeadModel, slots: int):
-        from ..generation.cache import KVCache
-
         self.wte, self.lm_head = model.base.transformer.wte, model.base.lm_head
         self.cache = KVCache(model.base.transformer, slots, model.config.context_chars)
 

@@ -12,16 +12,20 @@ Design choices
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from notagen.io import atomic_open, atomic_write_json, log_safe
+from notagen.paths import resolve_input_path, resolve_output_dir
 
+from .checkpoint import load_clamp2_music
 from .features import encode_for_feature, features_of_patches
 from .model import Clamp2MusicModel
 from .patchilizer import M3Patchilizer
@@ -86,8 +90,6 @@ EXTRACTOR_FILE = "extractor.json"  # beside the features: which weights made the
 def model_fingerprint(model) -> str:
     """A short hash of a model's weights (names, shapes, and the first and last values of every
     tensor): two extractors with other weights get other fingerprints, cheaply."""
-    import hashlib
-
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         flat = tensor.detach().reshape(-1).float().cpu()
@@ -141,12 +143,7 @@ def run_extraction(input_dir: str | Path, output_dir: str | Path, weights_path: 
     Paths follow the stages' rule: a relative input path (folder, weights) is tried from the
     working directory, then from the repository root; a relative output folder is taken from the
     repository root."""
-    import torch
-    from accelerate import PartialState  # imported here: only the script path needs it
-
-    from notagen.paths import resolve_input_path, resolve_output_dir
-
-    from .checkpoint import load_clamp2_music
+    from accelerate import PartialState  # lazy: accelerate is heavy to import, and only the script path needs it
 
     input_dir, weights_path = resolve_input_path(input_dir), resolve_input_path(weights_path)
     output_dir = resolve_output_dir(output_dir)

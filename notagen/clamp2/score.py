@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from notagen.io import atomic_write_text
+
+from .extraction import recorded_extractor
 
 
 class FeatureError(ValueError):
@@ -44,9 +47,13 @@ def load_feature_folder(folder: str | Path) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"feature folder {folder} does not exist")
     features = {path.relative_to(folder).with_suffix("").as_posix(): load_feature(path)
                 for path in sorted(folder.rglob("*.npy"))}
-    sizes = {feature.shape[1] for feature in features.values()}
+    sizes = Counter(feature.shape[1] for feature in features.values())
     if len(sizes) > 1:
-        raise FeatureError(f"features of different sizes {sorted(sizes)} under {folder}: made by different extractors")
+        common = sizes.most_common(1)[0][0]
+        odd = [f"{name}.npy ({feature.shape[1]})" for name, feature in features.items() if feature.shape[1] != common]
+        shown = ", ".join(odd[:5]) + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
+        raise FeatureError(f"features of different sizes under {folder}: {sizes[common]} files have {common} values, "
+                           f"but {shown}: made by different extractors, re-extract them")
     return features
 
 
@@ -72,8 +79,6 @@ def score_folder(generated_dir: str | Path, reference_dir: str | Path) -> dict[s
     generated = load_feature_folder(generated_dir)
     if not generated:
         raise FeatureError(f"no .npy features under {generated_dir}")
-    from .extraction import recorded_extractor
-
     made_by = [(recorded_extractor(folder) or {}).get("fingerprint") for folder in (generated_dir, reference_dir)]
     if None not in made_by and made_by[0] != made_by[1]:
         raise FeatureError(f"the features under {generated_dir} and {reference_dir} were extracted by different "

@@ -13,6 +13,9 @@ from pathlib import Path
 import torch
 
 from notagen.io import atomic_torch_save
+from notagen.paths import resolve_input_path, resolve_output_dir
+from notagen.settings import apply_num_threads, plain_settings
+from notagen.training import TrainConfig, make_accelerator, seed_everything, train
 
 from .checkpoint import FEATURE_CENTER_KEY, load_clamp2_music, load_m3_model
 from .data import collate_m3, m3_datasets
@@ -42,10 +45,6 @@ def store_feature_center(weights_path: str | Path, files: list[Path]) -> torch.T
 
 def run_m3_training(settings):
     """Train (or continue) an M3 with the stage settings; returns the loop's TrainResult."""
-    from notagen.paths import resolve_input_path, resolve_output_dir
-    from notagen.settings import apply_num_threads, plain_settings
-    from notagen.training import TrainConfig, make_accelerator, seed_everything, train
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     apply_num_threads(settings)
     seed_everything(settings.seed)

@@ -1,5 +1,6 @@
-"""Generation: pieces (`piece`), the KV cache (`cache`), the cached, batched, streaming engine
-(`engine`), an inference run's settings (`setup`) and inference runs (`run`).
+"""Generation: prompts (`prompt`), pieces (`piece`), their line check (`lines`) and musical controls
+(`controls`), the KV cache (`cache`), the batch's rows (`rows`), the cached, batched, streaming
+engine (`engine`), an inference run's settings (`setup`) and inference runs (`run`).
 
 `run` (output folders, conversions, run summary) is imported on first use, so importing the engine
 does not pull in the ABC converters.
@@ -11,8 +12,8 @@ from notagen._lazy import lazy_exports
 from ..sampling import sample_rows
 from .cache import KVCache
 from .engine import Engine, engine_for, reference_generate
-from .piece import (GenerationEvent, GenerationSettings, Piece, PieceResult, Prompt, PromptError, split_header,
-                    to_ascii)
+from .piece import GenerationEvent, GenerationSettings, Piece, PieceResult
+from .prompt import Prompt, PromptError, split_header, to_ascii
 
 _LAZY = {"run_inference": "run", "parse_prompt": "setup", "resolve_device": "setup", "resolve_dtype": "setup",
          "resolve_weights": "setup", "output_folder_name": "run", "load_prompt_list": "setup"}

@@ -6,14 +6,17 @@
   matrix product; `keep(rows)` drops the rows of finished pieces.
 - On CPU, batches run the matrix products on oneDNN-packed copies of the weights (`_Linear`):
   MKL re-packs a weight on every call for 2-16 rows.
+- A block product that is not a Conv1D (an int8 Linear of `notagen.quantize`) is called as it is:
+  its kernel keeps its own packed weights, and the cache and attention stay float32.
 """
 from __future__ import annotations
 
 import math
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from transformers.pytorch_utils import Conv1D
 
 # ---------------------------------------------------------------------------------------------
 # Cached GPT-2
@@ -58,21 +61,26 @@ def _onednn_pack(weight: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
+def _product(module, packed: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A block product x [N, in] -> [N, out]: a Conv1D as `_Linear`, any other module (int8) as it is."""
+    return _Linear(module, packed) if isinstance(module, Conv1D) else module
+
+
 class _Block(NamedTuple):
     """One GPT-2 block's parameters."""
     ln_1: tuple  # (weight, bias, eps)
-    attn: _Linear  # hidden -> 3*hidden (q, k, v)
-    proj: _Linear  # hidden -> hidden
+    attn: Callable  # hidden -> 3*hidden (q, k, v)
+    proj: Callable  # hidden -> hidden
     ln_2: tuple
-    fc: _Linear  # hidden -> 4*hidden
-    out: _Linear  # 4*hidden -> hidden
+    fc: Callable  # hidden -> 4*hidden
+    out: Callable  # 4*hidden -> hidden
 
     @classmethod
     def of(cls, block, packed: bool = False) -> "_Block":
         attn, mlp = block.attn, block.mlp
-        return cls((block.ln_1.weight, block.ln_1.bias, block.ln_1.eps), _Linear(attn.c_attn, packed),
-                   _Linear(attn.c_proj, packed), (block.ln_2.weight, block.ln_2.bias, block.ln_2.eps),
-                   _Linear(mlp.c_fc, packed), _Linear(mlp.c_proj, packed))
+        return cls((block.ln_1.weight, block.ln_1.bias, block.ln_1.eps), _product(attn.c_attn, packed),
+                   _product(attn.c_proj, packed), (block.ln_2.weight, block.ln_2.bias, block.ln_2.eps),
+                   _product(mlp.c_fc, packed), _product(mlp.c_proj, packed))
 
 
 def stack_blocks(stack, packed: bool = False) -> list[_Block]:

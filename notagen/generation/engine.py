@@ -9,11 +9,16 @@
   off, "all" packs the patch level too).
 - Bar-checked generation (`bar_retries`): a rejected bar line is forgotten by cutting the piece's
   cache row back (`KVCache.rewind`) and re-running the last kept patch for its feature.
-- Guidance (`settings.guidance` != 1): each piece has a twin row at row + len(pieces) whose context
-  lacks the prompt's style lines (`Piece.free_context`); the twins go through every step with their
-  pieces and the char logits are mixed, free + g * (prompted - free).
-- Batching is continuous: a finished piece's row is given to the next waiting piece, or dropped
-  when none is left, so finished pieces cost nothing.
+- Guidance (`settings.guidance` != 1): each piece has a twin cache row whose context lacks the
+  prompt's style lines (`Piece.free_context`); the twins go through every step with their pieces
+  and the char logits are mixed, free + g * (prompted - free). Which cache rows belong to which
+  piece, and continuous batching (a finished piece's row given to the next waiting piece, or
+  dropped when none is left): `rows.py` (`Rows`), shared with the baselines' engine.
+- `stream` reads as: allocate (caches, features), then per patch: fill free rows, compact, prefill
+  the stale rows, the char round, and each piece's patch (rewind a rejected line, advance the rest).
+- `engine_for(model)` picks the engine by `model.config.model_type` from `ENGINES`, where an engine
+  registers its model types (`notagen.baselines` registers `FlatEngine` for the flat baselines:
+  the module that defines a model's class registers its engine, so this module imports neither).
 - Sampling (top-k -> top-p -> temperature, `notagen.sampling`) runs on the device in float64; each
   piece draws from its own random stream (seeded from `seed` and its index), so a piece's music with
   a given seed does not depend on batch size or on the other pieces.
@@ -23,58 +28,16 @@
 """
 from __future__ import annotations
 
-from collections import deque
-from typing import Generator, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 
 from ..patchilizer import Patchilizer
 from ..sampling import fresh_seed, piece_seed, restrict_rows, sample_rows
 from .cache import KVCache, _Block, stack_blocks
-from .piece import REBUILT, REWOUND, GenerationEvent, GenerationSettings, Piece, PieceResult, Prompt
-
-# ---------------------------------------------------------------------------------------------
-# What every engine does with its rows (NotaGen's here, the baselines' FlatEngine)
-# ---------------------------------------------------------------------------------------------
-def stream_setup(prompts: Iterable[Prompt], settings: GenerationSettings | None, indices: Iterable[int] | None
-                 ) -> tuple[GenerationSettings, int, deque]:
-    """(settings or the defaults, the seed: a fresh one when unset, the queue of (index, prompt))."""
-    settings = settings or GenerationSettings()
-    seed = settings.seed if settings.seed is not None else fresh_seed()
-    return settings, seed, deque(zip(indices, prompts) if indices is not None else enumerate(prompts))
-
-
-def fill_free_rows(pieces: list, generators: list, queue: deque, seed: int, new_piece
-                   ) -> Generator[GenerationEvent, None, list[int]]:
-    """Give free rows (None in `pieces`) to waiting (index, prompt)s, each with its own random
-    stream: yields each new piece's prompt event (and the result of one that is done at once);
-    returns the rows it started (`started = yield from fill_free_rows(...)`)."""
-    started = []
-    for row in range(len(pieces)):
-        while pieces[row] is None and queue:
-            index, prompt = queue.popleft()
-            piece = new_piece(index, prompt)
-            yield GenerationEvent(index, piece.text)
-            if piece.done:  # e.g. a prompt already longer than max_chars
-                yield GenerationEvent(index, "", piece.result())
-                continue
-            pieces[row] = piece
-            generators[row] = torch.Generator().manual_seed(piece_seed(seed, index))
-            started.append(row)
-    return started
-
-
-def with_twins(rows: list[int], pieces: int, twins: int) -> list[int]:
-    """The cache rows of these pieces' rows and, with guidance (twins 2), of their prompt-free twins,
-    which sit at row + pieces."""
-    return rows + [pieces + row for row in rows] if twins == 2 else rows
-
-
-def results_in_order(events: Iterable[GenerationEvent]) -> list[PieceResult]:
-    """The PieceResults of a stream, in piece order."""
-    results = {event.piece: event.result for event in events if event.result is not None}
-    return [results[i] for i in sorted(results)]
-
+from .piece import REBUILT, REWOUND, GenerationEvent, GenerationSettings, Piece, PieceResult
+from .prompt import Prompt
+from .rows import Rows, results_in_order, stream_setup
 
 # ---------------------------------------------------------------------------------------------
 # The engine
@@ -120,13 +83,13 @@ class Engine:
         ids = torch.tensor(padded, dtype=torch.long, device=self.device)  # [R, T, P]
         return cache.prefill(rows, self.patch_embedding(ids), lengths)
 
-    def _char_round(self, cache: KVCache, features: torch.Tensor, pieces: list[Piece],
-                    generators: list, settings: GenerationSettings) -> list[list[int]]:
-        """Every piece writes its next patch: features [B, hidden] -> new char ids per piece. With
-        guidance, features [2B, hidden] hold the prompt-free twins after the pieces; both rows of a
-        piece read the same chars and their logits are mixed."""
+    def _char_round(self, cache: KVCache, features: torch.Tensor, rows: Rows,
+                    settings: GenerationSettings) -> list[list[int]]:
+        """Every piece writes its next patch: features [rows.cache_rows, hidden] -> new char ids per
+        piece. With guidance both cache rows of a piece (`rows.of`) read the same chars and their
+        logits are mixed."""
         wte = self.char_stack.wte.weight
-        twins = len(features) // len(pieces)
+        pieces, twins = rows.pieces, rows.twins
         def guide(logits: torch.Tensor) -> torch.Tensor:  # [twins * A, 128] (pieces, then twins) -> [A, 128]
             if twins == 1:
                 return logits
@@ -146,7 +109,7 @@ class Engine:
         active = list(range(len(pieces)))
         while True:
             logits = restrict_rows(logits, [pieces[b].allowed(new[b]) for b in active])
-            ids = sample_rows(logits, [generators[b] for b in active], settings.top_k, settings.top_p,
+            ids = sample_rows(logits, [rows.generators[b] for b in active], settings.top_k, settings.top_p,
                               settings.temperature, settings.greedy)
             still = []
             for b, char in zip(active, ids):
@@ -157,17 +120,23 @@ class Engine:
             if not still:
                 return new
             chars = torch.tensor([new[b][-1] for b in still] * twins, device=self.device)
-            active = still
-            rows = with_twins(active, len(pieces), twins)
-            logits = guide(self.lm_head(cache.advance(wte[chars], rows=rows if len(rows) < cache.rows else None)))
+            active, cache_rows = still, rows.of(still)
+            logits = guide(self.lm_head(cache.advance(wte[chars], rows=cache_rows if len(cache_rows) < cache.rows else None)))
+
+    def _char_cache(self, rows: int, slots: int) -> KVCache:
+        """The char-level cache of `rows` cache rows (packed or not as for `slots`, the stream's first size)."""
+        return KVCache(self.char_stack, rows, self.config.patch_size + 1, self._stack_blocks(self.char_stack, slots))
 
     # -- the generator ---------------------------------------------------------------------------
     @torch.inference_mode()
     def stream(self, prompts: Iterable[Prompt], settings: GenerationSettings | None = None,
-               indices: Iterable[int] | None = None) -> Iterator[GenerationEvent]:
+               indices: Iterable[int] | None = None, watch: Callable[[Piece], None] | None = None
+               ) -> Iterator[GenerationEvent]:
         """Generate one piece per prompt; yields GenerationEvent(piece, text, result) as text appears.
 
-        The first event of a piece carries its prompt text; the last one its PieceResult. `indices`
+        The first event of a piece carries its prompt text; the last one its PieceResult. `watch`
+        is called with each piece after each of its patches, before its event (the demo reads the
+        draft line and its retries there). `indices`
         numbers the pieces (default 0, 1, ...): a piece's random stream follows its number, so a
         process given every other number writes those pieces of a one-process run (on CPU up to the
         rounding of packed against unpacked float32 products, which depend on the live rows)."""
@@ -175,64 +144,49 @@ class Engine:
         slots = min(settings.batch_size, len(queue))
         if not slots:
             return
-        # with guidance every piece has a second cache row: its prompt-free twin, at row + len(pieces)
-        twins = 1 if settings.guidance == 1 else 2
-        patch_cache = KVCache(self.patch_stack, twins * slots, self.config.patch_length,
-                              self._stack_blocks(self.patch_stack, twins * slots))
-        char_cache = KVCache(self.char_stack, twins * slots, self.config.patch_size + 1,
-                             self._stack_blocks(self.char_stack, twins * slots))
-        pieces: list[Piece | None] = [None] * slots
-        generators: list[torch.Generator | None] = [None] * slots
-        features = torch.zeros(twins * slots, self.config.hidden_size, dtype=self.patch_embedding.weight.dtype,
-                               device=self.device)  # [twins * B, hidden]
-        to_prefill = list(range(slots))  # rows whose context must be run from scratch
+        rows = Rows(slots, twins=1 if settings.guidance == 1 else 2)  # with guidance: a twin row per piece
+        patch_cache = KVCache(self.patch_stack, rows.cache_rows, self.config.patch_length,
+                              self._stack_blocks(self.patch_stack, rows.cache_rows))
+        char_cache = self._char_cache(rows.cache_rows, rows.cache_rows)
+        features = torch.zeros(rows.cache_rows, self.config.hidden_size, dtype=self.patch_embedding.weight.dtype,
+                               device=self.device)  # [cache rows, hidden]: each row's last feature
         new_piece = lambda index, prompt: Piece(index, prompt, self.patchilizer, self.config.patch_length, settings)  # noqa: E731
         while True:
-            started = yield from fill_free_rows(pieces, generators, queue, seed, new_piece)
-            to_prefill += [row for row in started if row not in to_prefill]
-            live = [row for row, piece in enumerate(pieces) if piece is not None]
+            yield from rows.fill(queue, seed, new_piece)
+            live = rows.live()
             if not live:
                 return
-            if len(live) < len(pieces):  # no one waits for the free rows: drop them
-                patch_cache.keep(with_twins(live, len(pieces), twins))
-                char_cache = KVCache(self.char_stack, twins * len(live), self.config.patch_size + 1,
-                                     self._stack_blocks(self.char_stack, twins * slots))
-                features = features[with_twins(live, len(pieces), twins)]
-                to_prefill = [live.index(r) for r in to_prefill if r in live]
-                pieces = [pieces[r] for r in live]
-                generators = [generators[r] for r in live]
-            if to_prefill:
-                contexts = [pieces[r].context for r in to_prefill]
-                contexts += [pieces[r].free_context for r in to_prefill] if twins == 2 else []
-                rows = with_twins(to_prefill, len(pieces), twins)
-                features[rows] = self._prefill_patches(patch_cache, rows, contexts)
-                to_prefill = []
+            if len(live) < len(rows):  # no one waits for the free rows: drop them
+                kept = rows.keep(live)
+                patch_cache.keep(kept)
+                features = features[kept]
+                char_cache = self._char_cache(rows.cache_rows, rows.twins * slots)
+            if stale := rows.take_stale():
+                cache_rows = rows.of(stale)
+                features[cache_rows] = self._prefill_patches(patch_cache, cache_rows, rows.contexts(stale))
 
-            new = self._char_round(char_cache, features, pieces, generators, settings)
+            new = self._char_round(char_cache, features, rows, settings)
 
-            advance_rows, advance_patches = [], []
-            for row, piece in enumerate(pieces):
+            advance = []
+            for row, piece in enumerate(rows.pieces):
                 text, outcome = piece.add_patch(new[row])
+                if watch is not None:
+                    watch(piece)
                 yield GenerationEvent(piece.index, text)
                 if piece.done:
                     yield GenerationEvent(piece.index, "", piece.result())
-                    pieces[row] = None
+                    rows.pieces[row] = None
                 elif outcome == REBUILT:
-                    to_prefill.append(row)
+                    rows.stale.append(row)
                 else:
                     if outcome == REWOUND:  # the line was rejected: forget its patches, re-run the last kept one
-                        patch_cache.rewind(row, len(piece.context) - 1)
-                        if twins == 2:
-                            patch_cache.rewind(len(pieces) + row, len(piece.free_context) - 1)
-                    advance_rows.append(row)
-                    advance_patches.append(piece.context[-1])
-            if advance_rows:
-                if twins == 2:  # the twin's last patch: the same, or BOS when nothing follows the style lines
-                    advance_patches += [pieces[r].free_context[-1] for r in advance_rows]
-                rows = with_twins(advance_rows, len(pieces), twins)
-                hidden = patch_cache.advance(self._embed_patches(advance_patches),
-                                             rows=None if len(rows) == patch_cache.rows else rows)
-                features[rows] = hidden
+                        rows.rewind(patch_cache, row)
+                    advance.append(row)
+            if advance:
+                cache_rows = rows.of(advance)
+                hidden = patch_cache.advance(self._embed_patches(rows.last_patches(advance)),
+                                             rows=None if len(cache_rows) == patch_cache.rows else cache_rows)
+                features[cache_rows] = hidden
 
     def generate(self, prompts: Iterable[Prompt], settings: GenerationSettings | None = None
                  ) -> list[PieceResult]:
@@ -240,13 +194,16 @@ class Engine:
         return results_in_order(self.stream(prompts, settings))
 
 
-def engine_for(model):
-    """The engine that generates with `model`: `Engine` for NotaGen, `FlatEngine` for the baselines."""
-    if getattr(model.config, "model_type", "notagen") != "notagen":
-        from ..baselines.engine import FlatEngine
+ENGINES: dict[str, Callable] = {"notagen": Engine}  # model_type -> the engine class that generates with it
 
-        return FlatEngine(model)
-    return Engine(model)
+
+def engine_for(model):
+    """The engine that generates with `model`: `Engine` for NotaGen, `FlatEngine` for the baselines
+    (`notagen.baselines` registers it in `ENGINES`; a baseline model's class comes from there)."""
+    model_type = getattr(model.config, "model_type", "notagen")
+    if model_type not in ENGINES:
+        raise ValueError(f"no generation engine for model type {model_type!r} (known: {', '.join(ENGINES)})")
+    return ENGINES[model_type](model)
 
 
 # ---------------------------------------------------------------------------------------------

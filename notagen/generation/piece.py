@@ -1,4 +1,4 @@
-"""One piece's life during generation: prompts, settings, results, and the published loop's
+"""One piece's life during generation: its settings, result and events, and the published loop's
 bookkeeping of text and context (no tensors). The engine (`engine.py`) drives many at once.
 
 How a piece grows (docs/spec/model.md, "Generation")
@@ -18,24 +18,15 @@ How a piece grows (docs/spec/model.md, "Generation")
   instead, which can stall a piece for good).
 - Limits: a piece fails as soon as its text (prompt lines included) exceeds `max_chars`, when it
   runs past `max_seconds`, or after `max_empty_patches` patches in a row that add no text.
-- Bar-checked generation (`bar_retries` > 0; not in the published loop, which is `bar_retries=0`):
-  when a body line (one bar of every voice) is complete and `line_problem` finds its voices
-  misaligned (a voice twice, two bars in one voice, bars of different durations), the piece goes
-  back to the end of the previous line and writes the line again from its own random stream, up to
-  `bar_retries` times per line (then the line stays). Text is then released line by line, so what
-  the events carry never has to be taken back; a stream rebuild inside a line lets that line stand.
-  Bar-checked generation also keeps a line's voices in order (`Piece.allowed`): after `[V:` only
-  the names of voices that come later than the line's last one can be written (the corpus writes
-  them in numeric order), so no line repeats a voice or goes back to an earlier one. And a line that
-  leaves a voice out must last the metre (the rest filled in for that voice is a whole-bar rest).
-- Header-checked generation (`header_retries` > 0; not in the published loop): header lines the
-  model writes are checked the same way (`header_line_problem`): a `V:n` line that declares a voice
-  again or leaves a quote open, or a `%%score` line naming a voice twice, is written again (such
-  headers make pieces whose parts differ in length: 45 of the shipped model's 84 unusable pieces in
-  207); a header line out of retries sends the piece back to the start of its header (up to
-  `header_retries` times): a header that has gone wrong (a fifth voice after a four-voice
-  `%%score`) often leaves the model no good next line. The header is then released only once a
-  body line stands.
+- Prompts (`Prompt`, `PromptError`, `split_header`): `prompt.py`.
+- Line checks (`bar_retries`, `header_retries` > 0; not in the published loop): whether a finished
+  body or header line stands, where a rejected one is cut back to, the voices' order inside a body
+  line, and how far text is released: `lines.py` (`LineChecker`, `piece.lines`). `Piece` takes the
+  marks (`LineStart`) and cuts itself back to them.
+- Controls (`key`, `meter`, `tempo`, `bars`; none by default): the chosen header lines, the stream
+  prefixes of a piece of N bars, its end, and the meter check are `controls.py`'s (`PieceControls`,
+  `ControlledPiece`); with controls, text is released line by line as with the checks. A stall
+  limit (`stall_seconds`) ends a piece that has had no new body line for that long (`no_new_bar`).
 - Guidance (`guidance` g != 1; not in the published loop): every piece has a twin context without
   its leading `%` style lines (`Piece.free_context`), and each char is drawn from
   free + g * (prompted - free) logits (classifier-free guidance): g > 1 follows the prompt more.
@@ -45,90 +36,29 @@ from __future__ import annotations
 import itertools
 import re
 import time
-import unicodedata
-import warnings
 from dataclasses import dataclass, field
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
-from ..abc.errors import AbcError
 from ..abc.text import is_prompt_line
-from ..abc.unreduce import bar_length, declared_voices, header_line_problem, line_problem
 from ..config import BOS_ID, EOS_ID, PAD_ID
 from ..patchilizer import Patchilizer, split_lines
+from .controls import ControlledPiece, PieceControls, normal_controls
+from .lines import LineChecker, LineStart
+from .prompt import Prompt, split_header
 
 R0_TRIGGER = [ord(c) for c in "[r:"]  # first three chars of the first tune-body patch ...
 R0_FORCED = [ord(c) for c in "0/"]  # ... are followed by these, so the body starts at line 0
-CHECKED_BAR_RETRIES = 32  # this project's stage configs check bar lines; GenerationSettings keeps the published 0
-_VOICE_TAG = re.compile(r"\[V:([^\]]*)\]")
-_INLINE_METER = re.compile(r"\[M:([^\]]*)\]")
+CHECKED_BAR_RETRIES = 32  # default retries of the bar and header checks (GenerationSettings.published(): 0, no check)
 REBUILT, REWOUND = "rebuilt", "rewound"  # what `Piece.add_patch` did to the context besides appending
 
 
 # ---------------------------------------------------------------------------------------------
-# Prompts and settings
+# Settings and results
 # ---------------------------------------------------------------------------------------------
-class PromptError(ValueError):
-    """A prompt that cannot be used."""
-
-
-def to_ascii(text: str, what: str = "prompt") -> str:
-    """ASCII text as the model needs; non-ASCII is transliterated (unidecode) with a warning."""
-    if text.isascii():
-        return text
-    from unidecode import unidecode
-
-    converted = unidecode(unicodedata.normalize("NFC", text))
-    bad = sorted({c for c in text if not c.isascii()})
-    warnings.warn(f"{what} has non-ASCII characters {''.join(bad)!r}; transliterated to ASCII "
-                  f"(the model only knows ASCII): {converted.strip()[:80]!r}", stacklevel=3)
-    return converted
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """What a piece starts from: prompt lines (metadata chunks), or an ABC text to continue."""
-    lines: tuple[str, ...] = ()  # each ends with "\n"
-    text: str | None = None  # ABC text to continue (its own header and body)
-
-    @classmethod
-    def from_triple(cls, period: str, composer: str, instrumentation: str) -> "Prompt":
-        return cls.from_lines([f"%{period.strip()}", f"%{composer.strip()}", f"%{instrumentation.strip()}"])
-
-    @classmethod
-    def from_lines(cls, lines: Iterable[str]) -> "Prompt":
-        clean = []
-        for line in lines:
-            line = to_ascii(line).rstrip("\r\n")
-            if "\n" in line:
-                raise PromptError(f"a prompt line holds a line break: {line!r}")
-            if line.strip():
-                clean.append(line + "\n")
-        return cls(lines=tuple(clean))
-
-    @classmethod
-    def from_abc(cls, text: str) -> "Prompt":
-        text = to_ascii(text.replace("\r\n", "\n").replace("\r", "\n"), "ABC prompt")
-        if not text.strip():
-            raise PromptError("the ABC text to continue is empty")
-        lines = split_lines(text)
-        if Patchilizer.find_body_start(lines, generate=True) is None:
-            return cls.from_lines(lines)  # a header only: its lines are prompt lines
-        return cls(text=text)
-
-    @property
-    def prompt_text(self) -> str:
-        return self.text if self.text is not None else "".join(self.lines)
-
-    @property
-    def triple(self) -> tuple[str, ...] | None:
-        """(period, composer, instrumentation) when the prompt is exactly three `%` lines."""
-        if self.text is None and len(self.lines) == 3 and all(is_prompt_line(l) for l in self.lines):
-            return tuple(l[1:].strip() for l in self.lines)
-        return None
-
-
 @dataclass
 class GenerationSettings:
+    """How pieces are sampled; the defaults are inference/config.py's (the published sampling with
+    this project's bar and header checks). `GenerationSettings.published()` is the published sampler."""
     top_k: int = 9  # published defaults
     top_p: float = 0.9
     temperature: float = 1.2
@@ -139,9 +69,20 @@ class GenerationSettings:
     max_empty_patches: int = 64  # patches in a row without text -> stalled
     max_patches: int | None = None  # a piece fails after this many generated patches (None: no limit)
     batch_size: int = 1  # pieces generated together
-    bar_retries: int = 0  # resample a misaligned bar line up to this many times (0: the published loop)
-    header_retries: int = 0  # rewrite a header line that declares a voice again up to this many times, then the header (as often) (0: the published loop)
+    bar_retries: int = CHECKED_BAR_RETRIES  # resample a misaligned bar line up to this many times (0: the published loop)
+    header_retries: int = CHECKED_BAR_RETRIES  # rewrite a header line that declares a voice again up to this many times, then the header (as often) (0: the published loop)
     guidance: float = 1.0  # classifier-free guidance on the prompt lines: logits = free + g * (prompted - free); 1 = off (published)
+    stall_seconds: float = 0.0  # a piece with no new body line for this long ends (reason no_new_bar); 0 = no limit
+    key: str = ""  # K: of the piece, e.g. Dm, Eb, F#min ("" = the model chooses); controls.py
+    meter: str = ""  # M: of the piece, e.g. 3/4, 6/8, C ("" = the model chooses)
+    tempo: int | None = None  # Q:1/4=<tempo>, quarter notes per minute (None = the model chooses)
+    bars: int | None = None  # full bars of the piece (a pickup comes on top); None = the model ends it
+
+    @classmethod
+    def published(cls, **overrides) -> "GenerationSettings":
+        """The published sampler: the same defaults without the bar and header checks (what the
+        golden vectors record); `overrides` as for the constructor."""
+        return cls(**{"bar_retries": 0, "header_retries": 0, **overrides})
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -158,6 +99,9 @@ class GenerationSettings:
             raise ValueError(f"header_retries must be >= 0 (0 = no header check), not {self.header_retries}")
         if self.guidance < 0:
             raise ValueError(f"guidance must be >= 0 (1 = off, > 1 follows the prompt more), not {self.guidance}")
+        if self.stall_seconds < 0:
+            raise ValueError(f"stall_seconds must be >= 0 (0 = no limit), not {self.stall_seconds}")
+        self.key, self.meter, self.tempo, self.bars = normal_controls(self.key, self.meter, self.tempo, self.bars)
 
 
 @dataclass
@@ -166,7 +110,7 @@ class PieceResult:
     prompt: Prompt
     text: str  # everything: prompt text + generated text
     status: str  # "finished" (EOS patch) or "failed"
-    reason: str = ""  # why it failed: max_chars, max_seconds, stalled, metadata_overflow
+    reason: str = ""  # why it failed: max_chars, max_seconds, stalled, no_new_bar, metadata_overflow, max_patches
     seconds: float = 0.0
     patches: int = 0  # patches generated
     stream_events: list[int] = field(default_factory=list)  # text length at each context rebuild
@@ -188,38 +132,23 @@ class GenerationEvent(NamedTuple):
     result: PieceResult | None = None  # set on the last event of a piece (its text is "")
 
 
-def split_header(text: str) -> tuple[str, str]:
-    """(metadata lines, tune body from its first line on) of an ABC text; body "" when none."""
-    offset = 0
-    for raw in text.split("\n"):
-        if raw.startswith(("[V:", "[r:")):
-            return "".join(split_lines(text[:offset])), text[offset:]
-        offset += len(raw) + 1
-    return "".join(split_lines(text)), ""
-
-
-class _LineStart(NamedTuple):
-    """Where the line being written began: what a rejected line is cut back to."""
-    text: int
-    metadata: int
-    body: int
-    context: int
-    partial: list[int]
-    in_body: bool
-    empty_run: int
-    rebuilds: int
-
-
 # ---------------------------------------------------------------------------------------------
 # One piece's text and context (the published loop's bookkeeping, no tensors)
 # ---------------------------------------------------------------------------------------------
-class Piece:
+class Piece(ControlledPiece):
+    """One piece being generated: its text (prompt + generated), split into metadata and body, and
+    the patch-level context the model reads (`context` + the open `partial` patch). The engine asks
+    it which chars come next (`prefix`, `forced`, `allowed`, `patch_done`) and hands it each patch
+    (`add_patch`); its line check (`self.lines`, a `LineChecker`) says where a rejected line is cut
+    back to, and the controls (`self.controls`, `ControlledPiece`) edit its header and end it."""
+
     def __init__(self, index: int, prompt: Prompt, patchilizer: Patchilizer, patch_length: int,
                  settings: GenerationSettings):
         self.index, self.prompt, self.settings = index, prompt, settings
         self.patchilizer, self.patch_length = patchilizer, patch_length
         self.patch_size = patchilizer.patch_size
-        self.started = time.monotonic()
+        self.started = self.progressed = time.monotonic()  # progressed: when the last body line stood
+        self.controls = PieceControls.of(settings)
         self.patches = 0
         self.empty_run = 0
         self.cut: int | None = None  # c: body lines kept by a rebuild, fixed at the first one
@@ -241,12 +170,10 @@ class Piece:
             self.context, self.partial = [], []
             self._set_context(split_lines(self.body, keep_last_unfinished=True))
         self.released = len(self.text)  # text already handed out (the engine's first event: the prompt)
-        self.line_retries = 0  # rewrites of the line being written
-        self._header_of, self._header = None, None  # the metadata `_read_header` last read, and what it read
-        self._meter = ([None] + _INLINE_METER.findall(self.body))[-1]  # the body's last inline metre
-        self.resampled_lines = 0
-        self._mark_line_start()
-        self._header_start, self.header_restarts = self._line, 0  # where a header that went wrong starts over
+        self.lines = LineChecker(settings.bar_retries, settings.header_retries, self.controls, self.body)
+        self._line_started()  # the piece's first mark: where its header starts over
+        if self.controls and (first := re.search(r"^\[r:0/.*\n", self.text, re.M)):  # continued: a pickup?
+            self.controls.line_stood(first[0], self.lines.bar(self.metadata, first[0]))
         self._check_limits()
 
     @property
@@ -263,46 +190,25 @@ class Piece:
         return list(self.partial)
 
     def forced(self, new: list[int]) -> int | None:
-        """A char that must come next, given the new chars of the patch so far (the `[r:0/` rule)."""
+        """A char that must come next, given the new chars of the patch so far (the `[r:0/` rule;
+        with controls, the stream prefix of a line that starts with this patch)."""
+        typed = "".join(map(chr, new))
+        if self.controls and not self.partial and "\n" not in typed and self.text.endswith("\n") and (
+                (char := self.controls.forced(self.text, typed, self.in_body)) is not None):
+            return char
         if not self.in_body and not self.partial and new[:3] == R0_TRIGGER and 3 <= len(new) < 5:
             return R0_FORCED[len(new) - 3]
         return None
 
     def allowed(self, new: list[int]) -> list[int] | None:
-        """Chars the voice-order rule allows next, given the new chars so far (None: any char).
-
-        Only with the bar check, inside a body line, after `[V:`: the voices declared after the
-        line's last voice (none written yet: all of them). None when no such voice is left, so the
-        bar check sees what the model writes."""
-        if not self.settings.bar_retries:
-            return None
+        """Chars allowed next, given the new chars so far (None: any char): the voice-order rule's
+        (`LineChecker.voice_chars`), else, at a fresh patch of a piece with a bar count, any but the
+        end of the piece."""
         line = self.text[self.text.rfind("\n") + 1:] + "".join(map(chr, new))
-        opened = line.rfind("[V:")
-        if opened < 0 or "]" in line[opened:] or not line.startswith(("[r:", "[V:")):
-            return None
-        order, typed = self._read_header()[0], line[opened + 3:]
-        written = _VOICE_TAG.findall(line[:opened])
-        if any(name not in order for name in written):
-            return None
-        later = order[max((order.index(name) for name in written), default=-1) + 1:]
-        chars = {ord(name[len(typed)]) for name in later if name.startswith(typed) and len(name) > len(typed)}
-        chars |= {ord("]")} if typed in later else set()
-        return sorted(chars) or None
-
-    def _read_header(self) -> tuple[list[str], set[str], str | None, str]:
-        """(voice names in the order body lines write them: numeric when all are numbers; the
-        declared `V:n` symbols; the `M:` metre or None; the `L:` unit) of the metadata."""
-        if self._header_of != self.metadata:
-            lines = [line.strip() for line in self.metadata.split("\n")]
-            names = [line.split()[0][2:] for line in lines if line.startswith("V:") and line.split()]
-            try:
-                order = [symbol[2:] for symbol in declared_voices(lines)]  # rest_unreduce's order
-            except AbcError:  # no voices, or names that are not numbers: the declared order
-                order = names
-            field = lambda key, default: ([default] + [l[2:] for l in lines if l.startswith(key)])[-1]  # noqa: E731
-            self._header_of = self.metadata
-            self._header = (order, {f"V:{name}" for name in names}, field("M:", None), field("L:", "1/8"))
-        return self._header
+        voices = self.lines.voice_chars(self.metadata, line)
+        if voices is None and self.controls and not new and not self.partial:
+            return self.controls.allowed_first()
+        return voices
 
     def patch_done(self, new: list[int]) -> bool:
         return (new and new[-1] == EOS_ID) or len(self.partial) + len(new) >= self.patch_size
@@ -321,9 +227,11 @@ class Piece:
         if new[:2] == [BOS_ID, EOS_ID]:
             self._finish("finished")
             return ""
+        if self.controls and self.in_body and (not self.context or EOS_ID in self.context[-1]):
+            self.lines.chunk = self._mark()  # a chunk (a voice's bar) starts: what `rejects_bar` cuts back to
         text = Patchilizer.patch_text(new)
-        if not self.in_body and text.startswith("[r:"):
-            self.in_body = True
+        began_body = not self.in_body and text.startswith("[r:")
+        self.in_body = self.in_body or began_body
         self.text += text
         if self.in_body:
             self.body += text
@@ -334,81 +242,58 @@ class Piece:
         self.context.append(patch)
         self.partial = []
         self.empty_run = 0 if text else self.empty_run + 1
-        if "\n" in text:  # a line ended (a header line may end inside a patch, after a stray newline)
-            if self._rejects_line(text.endswith("\n")):
-                return REWOUND
-            if text.endswith("\n"):
-                self._mark_line_start()
+        if (start := self._rejected(new, text)) is not None:
+            self._cut_back(start)
+            return "" if self._check_limits() else REWOUND
+        line = self.lines.line
+        if self.controls and (began_body or "\n" in text and not self.in_body) and (
+                (lines := self.controls.header_edit(self.metadata[:line.metadata], self.text[line.text:])) is not None):
+            return REBUILT if self._edit_header(lines) else ""
+        if text.endswith("\n"):
+            if self.in_body and self.controls and (self._ends_piece() or self._recounted()):
+                return "" if self.done else REBUILT  # the last chosen bar, or a pickup's line recounted
+            self._line_started()
         if self._check_limits():
             return ""
         if len(self.context) >= self.patch_length:
             if not self.rebuild():
                 return ""
             if text.endswith("\n"):  # the rebuilt context is the new line's start
-                self._mark_line_start()
+                self._line_started()
             return REBUILT
         return ""
 
-    # -- bar check -------------------------------------------------------------------------------
-    def _mark_line_start(self) -> None:
-        self._meter = ([self._meter] + _INLINE_METER.findall(self.text[self.text.rfind("\n", 0, len(self.text) - 1) + 1:]))[-1]
-        self.line_retries = 0
-        self._line = _LineStart(len(self.text), len(self.metadata), len(self.body), len(self.context),
-                                list(self.partial), self.in_body, self.empty_run, len(self.stream_events))
+    # -- the line check's marks (lines.py) ------------------------------------------------------
+    def _last_line(self) -> str:
+        return self.text[self.text.rfind("\n", 0, len(self.text) - 1) + 1:]
 
-    def _rejects_line(self, line_ended: bool) -> bool:
-        """Lines completed since the line start with a problem (a misaligned body line, a header
-        line that declares a voice again): cut back to the line start while it has retries left;
-        a header line out of retries sends the piece back to the start of its header (as many times)."""
-        if self._line.rebuilds != len(self.stream_events):  # a rebuild inside the line: it stands
-            return False
-        retries = self.settings.bar_retries if self.in_body else self.settings.header_retries
-        retry_line = self.line_retries < retries
-        restart_header = not retry_line and not self.in_body and self.header_restarts < retries
-        if not (retry_line or restart_header) or self._line_problem(line_ended) is None:
-            return False
-        if retry_line:
-            self._cut_back(self._line)
-            self.line_retries += 1
-        else:  # the header so far leaves no good next line: write it again
-            self._cut_back(self._header_start)
-            self._line, self.line_retries = self._header_start, 0
-            self.header_restarts += 1
-        self.resampled_lines += 1
-        return True
+    def _mark(self) -> LineStart:
+        return LineStart(len(self.text), len(self.metadata), len(self.body), len(self.context), list(self.partial),
+                         self.in_body, self.empty_run, len(self.stream_events))
 
-    def _cut_back(self, start: _LineStart) -> None:
+    def _line_started(self) -> None:
+        if self.in_body:
+            self.progressed = time.monotonic()
+        self.lines.start_line(self._mark(), self._last_line())
+
+    def _rejected(self, new: list[int], text: str) -> LineStart | None:
+        """Where to cut back to when the patch just appended ended a voice's bar or a line that does
+        not stand (`LineChecker`); None: it stands."""
+        line, rebuilds = self._last_line(), len(self.stream_events)
+        start = self.lines.rejects_bar(self.metadata, line, self.in_body, new[-1:] == [EOS_ID], rebuilds)
+        if start is None and "\n" in text:  # a line ended (a header line may end inside a patch, after a stray newline)
+            start = self.lines.rejects_line(self.metadata, self.body, line, self.in_body, text.endswith("\n"), rebuilds)
+        return start
+
+    def _cut_back(self, start: LineStart) -> None:
         self.text, self.metadata, self.body = (self.text[:start.text], self.metadata[:start.metadata],
                                                self.body[:start.body])
         self.context, self.partial = self.context[:start.context], list(start.partial)
         self.in_body, self.empty_run = start.in_body, start.empty_run
 
-    def _line_problem(self, line_ended: bool) -> str | None:
-        """Why the lines completed since the line start cannot stand: each new header line against
-        the header before it; the last line, when the patch ended it, as a body line."""
-        offset = self._line.metadata
-        for line in self.metadata[offset:].splitlines(keepends=True) if self.settings.header_retries else []:
-            if line.endswith("\n") and (problem := header_line_problem(line, self.metadata[:offset])):
-                return problem
-            offset += len(line)
-        if not (self.in_body and line_ended):
-            return None
-        line = self.text[self.text.rfind("\n", 0, len(self.text) - 1) + 1:]
-        _, declared, meter, unit = self._read_header()
-        meter = ([self._meter or meter] + _INLINE_METER.findall(line))[-1]
-        bar = bar_length(meter, unit) if meter and len(self.body) > len(line) else None  # not line 0
-        return line_problem(line, declared or None, bar)
-
     def _release(self) -> str:
-        """Text that can no longer be taken back: all of it without the bar check or once done,
-        else up to the start of the line being written, the header only once a body line stands
-        (until then the header may start over)."""
-        if self.done or not (self.settings.bar_retries or self.settings.header_retries):
-            end = len(self.text)
-        elif self._line.in_body or not self.settings.header_retries:
-            end = self._line.text
-        else:
-            end = self._header_start.text
+        """Text that can no longer be taken back (`LineChecker.release_end`)."""
+        end = self.lines.release_end(len(self.text), self.done)
         text, self.released = self.text[self.released:end], max(self.released, end)
         return text
 
@@ -421,6 +306,8 @@ class Piece:
             self._finish("failed", "stalled")
         elif self.settings.max_patches is not None and self.patches >= self.settings.max_patches:
             self._finish("failed", "max_patches")
+        elif self.settings.stall_seconds and time.monotonic() - self.progressed > self.settings.stall_seconds:
+            self._finish("failed", "no_new_bar")
         return self.status is not None
 
     def _finish(self, status: str, reason: str = "") -> None:
@@ -430,10 +317,15 @@ class Piece:
     def done(self) -> bool:
         return self.status is not None
 
+    @property
+    def draft(self) -> str:
+        """Text written but not yet released: the line being written, which a check may take back."""
+        return self.text[self.released:]
+
     def result(self) -> PieceResult:
         return PieceResult(self.index, self.prompt, self.text, self.status or "failed", self.reason,
                            time.monotonic() - self.started, self.patches, self.stream_events,
-                           self.resampled_lines)
+                           self.lines.resampled_lines)
 
     # -- stream continuation ---------------------------------------------------------------------
     def _body_lines(self) -> list[str]:

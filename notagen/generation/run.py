@@ -15,12 +15,11 @@ Design choices
   repository root; a relative output_dir is under the repository root. A weights path may name a
   folder holding one `weights_notagen_*.pth` (the default: the shipped `weights/embedded/`).
   Nothing is downloaded.
-- The ABC converters (`notagen.abc`) are imported only when a piece is written.
+- Under `accelerate launch` each process writes its share of the pieces (`notagen.launch`:
+  `processes`, `shared_seed`, `gathered`); rank 0 writes the summaries.
 """
 from __future__ import annotations
 
-import os
-import random
 import re
 import resource
 import sys
@@ -29,17 +28,20 @@ import warnings
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
-from typing import NamedTuple
 
 import torch
 
-from ..io import atomic_write_json, atomic_write_text
+from ..abc.text import split_prompt_lines
+from ..abc.unreduce import rest_unreduce
+from ..io import DiskFullError, atomic_write_json, atomic_write_text
+from ..launch import end_processes, gathered, processes, shared_seed
+from ..patchilizer import Patchilizer
 from ..paths import resolve_output_dir
 from ..render import RenderSettings, error_reason, export_piece
-from ..settings import apply_num_threads
-from ..patchilizer import Patchilizer
+from ..settings import apply_num_threads, parse_settings
 from .engine import engine_for
-from .piece import GenerationSettings, PieceResult, Prompt
+from .piece import GenerationSettings, PieceResult
+from .prompt import Prompt
 # the settings helpers, also importable from here (the demo and tests do)
 from .setup import (SetupError, default_prompt_list, load_generation_model, load_prompt_list,  # noqa: F401
                     parse_prompt, resolve_device, resolve_dtype, resolve_weights, run_prompt)
@@ -48,8 +50,10 @@ OUTPUT_FOLDERS = {"musicxml": "xml", "midi": "midi", "svg": "svg", "audio": "aud
 
 
 def output_folder_name(weights: str | Path, top_k, top_p, temperature) -> str:
-    """Published: weights file stem + `_k_<k>_p_<p>_temp_<T>`."""
-    return f"{Path(weights).stem}_k_{top_k}_p_{top_p}_temp_{temperature}"
+    """Published: weights file stem + `_k_<k>_p_<p>_temp_<T>` (a checkpoint folder's name for its model.safetensors)."""
+    weights = Path(weights)
+    name = weights.parent.name if weights.name == "model.safetensors" else weights.stem
+    return f"{name}_k_{top_k}_p_{top_p}_temp_{temperature}"
 
 
 def prompt_slug(prompt: Prompt, source: str = "") -> str:
@@ -77,8 +81,6 @@ def peak_memory(device: torch.device) -> dict:
 # ---------------------------------------------------------------------------------------------
 def interleaved_text(text: str) -> str:
     """Published post-processing: rest-unreduce, drop prompt lines and stream prefixes, `X:1` on top."""
-    from ..abc import rest_unreduce, split_prompt_lines
-
     _, body = split_prompt_lines(text)
     unreduced = rest_unreduce(body)
     return unreduced if unreduced.startswith("X:") else "X:1\n" + unreduced
@@ -129,58 +131,13 @@ def write_piece(result: PieceResult, name: str, out: Path, folder: str, convert:
 # ---------------------------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------------------------
-class Processes(NamedTuple):
-    """This process's place in an `accelerate launch` run (rank 0 of 1 when run alone)."""
-    rank: int
-    count: int
-    device: torch.device
-
-    def share(self, num_samples: int) -> list[int]:
-        """The piece numbers this process writes: every count-th, from its rank."""
-        return list(range(self.rank, num_samples, self.count))
-
-
-def processes(device: torch.device, asked: str) -> Processes:
-    """Alone: rank 0 of 1 on `device`. Under `accelerate launch` / torchrun (WORLD_SIZE > 1): this
-    process's rank, on its own GPU when the device was left to "auto"."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return Processes(0, 1, device)
-    from datetime import timedelta
-
-    from accelerate import PartialState
-
-    # gloo on CPUs, nccl on GPUs; processes wait for the slowest one's share (hours in a big run, far
-    # past NCCL's default timeout) and for rank 0's ranking and reports in RL/loop.py
-    state = PartialState(cpu=device.type == "cpu", timeout=timedelta(hours=24))
-    return Processes(state.process_index, state.num_processes,
-                     state.device if (asked or "auto") == "auto" else device)
-
-
-def shared_seed(seed: int, procs: Processes) -> int:
-    """The run's seed (drawn when < 0), the same in every process."""
-    if seed < 0:
-        seed = random.SystemRandom().randrange(1 << 31)
-    if procs.count > 1:
-        from accelerate.utils import broadcast_object_list
-
-        seed = broadcast_object_list([seed])[0]
-    return seed
-
-
-def gathered(entries: list[dict], procs: Processes) -> list[dict]:
-    """Every process's summary entries, on every process, in piece order."""
-    if procs.count > 1:
-        from accelerate.utils import gather_object
-
-        entries = gather_object(entries)
-    return sorted(entries, key=lambda e: e["index"])
-
-
 def generation_settings(cfg: SimpleNamespace, seed: int) -> GenerationSettings:
     return GenerationSettings(top_k=cfg.top_k, top_p=cfg.top_p, temperature=cfg.temperature, greedy=cfg.greedy,
                               seed=seed, max_chars=cfg.max_chars, max_seconds=cfg.max_seconds,
                               max_empty_patches=cfg.max_empty_patches, batch_size=cfg.batch_size,
-                              bar_retries=cfg.bar_retries, header_retries=cfg.header_retries, guidance=cfg.guidance)
+                              bar_retries=cfg.bar_retries, header_retries=cfg.header_retries, guidance=cfg.guidance,
+                              stall_seconds=cfg.stall_seconds, key=cfg.key, meter=cfg.meter, tempo=cfg.tempo,
+                              bars=cfg.bars)
 
 
 def run_inference(cfg: SimpleNamespace, log=print) -> dict:
@@ -206,6 +163,9 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
         prompts, slugs = [prompt], [prompt_slug(prompt, continuation.source if continuation else cfg.prompt)]
     seed = shared_seed(cfg.seed, procs)
     settings = generation_settings(cfg, seed)
+    if any(p.text is not None for p in prompts) and (settings.key or settings.meter or settings.tempo):
+        raise SetupError("--key, --meter and --tempo write a new piece's header; a continued piece keeps its "
+                         "own (--bars works)")
     out = resolve_output_dir(cfg.output_dir)
     folder = output_folder_name(weights, cfg.top_k, cfg.top_p, cfg.temperature)
     render = render_settings(cfg)
@@ -236,11 +196,8 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
         entries[which].append(entry)
         if show_text:
             print()
-        note = (f" ({entry['reason']})" if entry["reason"] else "") + (
-            f", {entry['resampled_lines']} bar lines written again" if entry["resampled_lines"] else "")
         shown = f"{'|'.join(prompts[which].triple)} " if every else ""
-        log(f"[{sum(map(len, entries))}/{len(mine)}] {shown}piece {k}: {entry['status']}{note}, "
-            f"{entry['chars']} chars, {entry['patches']} patches, {entry['seconds']:.1f} s")
+        log(f"[{sum(map(len, entries))}/{len(mine)}] {shown}piece {k}: {piece_line(entry)}")
     generating = time.monotonic() - generation_started
     summaries = []
     for which, prompt in enumerate(prompts):
@@ -261,6 +218,13 @@ def run_inference(cfg: SimpleNamespace, log=print) -> dict:
     log(f"done in {time.monotonic() - started:.1f} s: " + ", ".join(f"{c} {s}" for s, c in counts.items() if c)
         + f"; a summary per prompt in {out / 'summary'}")
     return {"prompts": len(prompts), "counts": dict(counts), "seconds": round(time.monotonic() - started, 3)}
+
+
+def piece_line(entry: dict) -> str:
+    """How one written piece ended, for the run's log."""
+    note = (f" ({entry['reason']})" if entry["reason"] else "") + (
+        f", {entry['resampled_lines']} bar lines written again" if entry["resampled_lines"] else "")
+    return f"{entry['status']}{note}, {entry['chars']} chars, {entry['patches']} patches, {entry['seconds']:.1f} s"
 
 
 def every_prompt(cfg: SimpleNamespace, known) -> list[Prompt]:
@@ -313,14 +277,9 @@ def log_outputs(summary: dict, out: Path, folder: str, summary_path: Path, log) 
 
 def main(config_path: str | Path, argv: list[str] | None = None) -> int:
     """Command line entry: settings from `config_path` + `--name value` overrides."""
-    from ..io import DiskFullError
-    from ..settings import parse_settings
-
     cfg = parse_settings(config_path, argv, description="Generate music with a NotaGen checkpoint.")
     warnings.simplefilter("always", UserWarning)
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
-    from ..launch import end_processes
-
     try:
         run_inference(cfg)
         end_processes()

@@ -11,9 +11,14 @@ from types import SimpleNamespace
 
 import torch
 
+from ..checkpoint import load_model
+from ..continuation import MUSIC_SUFFIXES, music_to_prompt
+from ..errors import CheckpointError
 from ..paths import REPO_ROOT, resolve_input_path, resolve_weights_path
+from ..precision import warn_if_emulated
+from ..prompts import PromptCatalog, PromptCatalogError
 from ..render import error_reason
-from .piece import Prompt, PromptError
+from .prompt import Prompt, PromptError
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
@@ -55,20 +60,24 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """"auto": bfloat16 on a CUDA GPU that supports it (as published), float32 elsewhere."""
+    """"auto": bfloat16 on a CUDA GPU that supports it (as published), float32 elsewhere. "int8":
+    torch.int8, int8 linear layers for CPU generation (`notagen.quantize`), refused on other devices."""
     name = (name or "auto").strip().lower()
     if name == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float32
+    if name == "int8":
+        if device.type != "cpu":
+            raise SetupError(f"dtype int8 is for CPU generation (PyTorch's int8 kernels run on the CPU only), "
+                             f"not {device}: use --device cpu, or bfloat16 / float16 on a GPU")
+        return torch.int8
     if name not in DTYPES:
-        raise SetupError(f"unknown dtype {name!r}: use auto, float32, bfloat16 or float16")
+        raise SetupError(f"unknown dtype {name!r}: use auto, float32, bfloat16, float16 or int8")
     dtype = DTYPES[name]
     if dtype == torch.float16 and device.type == "cpu":
         raise SetupError("float16 is for GPUs; on cpu use float32 (or bfloat16)")
     if dtype == torch.bfloat16 and device.type == "cpu":
-        from ..precision import warn_if_emulated
-
         warn_if_emulated("dtype bfloat16 on the CPU")
     return dtype
 
@@ -96,8 +105,6 @@ def resolve_weights(path: str | Path) -> Path:
 def load_prompt_list(path: str | Path | None):
     """The `PromptCatalog` of known (period, composer, instrumentation) triples in `path`
     (`period_composer_instrumentation` lines, as the published demo's prompts.txt). None: no list."""
-    from ..prompts import PromptCatalog, PromptCatalogError
-
     if not path:
         return None
     found = _find(path)
@@ -119,8 +126,6 @@ def default_prompt_list(weights: Path) -> Path | None:
 
 def music_file_named(prompt: str) -> Path | None:
     """The music file a prompt names (a name with a music suffix), else None; a missing one is an error."""
-    from ..continuation import MUSIC_SUFFIXES
-
     name = (prompt or "").strip()
     if "\n" in name or len(name) >= 4096 or not name.lower().endswith(MUSIC_SUFFIXES):
         return None
@@ -151,8 +156,6 @@ def parse_prompt(prompt: str, known=None, continue_bars: int = 0) -> Prompt:
         text = generated_abc(found)
         if text is not None:
             return Prompt.from_abc(text)
-        from ..continuation import music_to_prompt
-
         return music_to_prompt(found, (), continue_bars).prompt
     prompt = prompt or ""
     text = prompt.replace("\\n", "\n")
@@ -177,8 +180,6 @@ def run_prompt(cfg: SimpleNamespace, known=None):
     `--continue_from FILE` continues the music of FILE (its first `continue_bars` bars), with the
     lines of `--prompt` (a triple or prompt lines; "" for none) in front. `--prompt FILE` works as
     before: a file in the generated format is continued as it is, any other music file is converted."""
-    from ..continuation import music_to_prompt
-
     source = getattr(cfg, "continue_from", "")
     named = music_file_named(cfg.prompt)
     if named is not None and source:
@@ -201,8 +202,6 @@ def run_prompt(cfg: SimpleNamespace, known=None):
 
 def load_generation_model(weights: Path, device: torch.device, dtype: torch.dtype | None = None):
     """The model of a weights file on `device` (dtype None: "auto"); a junk file is a CheckpointError."""
-    from ..checkpoint import CheckpointError, load_model
-
     try:
         return load_model(weights, device=device, dtype=dtype or resolve_dtype("auto", device))
     except CheckpointError:

@@ -41,18 +41,20 @@ Where things are
     parts.py        accelerator, seeds and RNG states, ShardedSampler, schedule, RunLogger
     checkpoints.py  resume and best-weights files, the guard against replacing a run
     loop.py         train() in phases: setup, epoch, optimizer step, epoch end, finish
-The parts are reused by the other trainers (M3 in notagen.clamp2, DPO in notagen.rl); the NotaGen
-stage wiring lives in notagen.stages.
+    stages.py       the NotaGen stages (`pretrain/`, `finetune/`): settings -> model, data, train()
+The parts are reused by the other trainers (M3 in notagen.clamp2, DPO in notagen.rl). `stages` is
+imported by its full name (`notagen.training.stages`), not from here: the loop alone does not need
+the model types, the baselines and LoRA that the stage wiring brings.
 """
 from .checkpoints import (RunExistsError, adapter_path, check_output_dir, load_training_state,
                           save_model_files, save_training_state, save_weights)
-from .loop import default_compute_loss, evaluate, split_loss_and_metrics, train
+from .loop import default_compute_loss, evaluate_loss, split_loss_and_metrics, train
 from .parts import (RunLogger, ShardedSampler, WarmupSchedule, build_optimizer, build_scheduler,
                     capture_rng_state, make_accelerator, resolve_trackers, restore_rng_state, seed_everything)
 from .settings import TrainConfig, TrainResult, TrainState
 
 __all__ = ["RunExistsError", "RunLogger", "adapter_path", "save_model_files", "ShardedSampler", "TrainConfig", "TrainResult", "TrainState",
            "WarmupSchedule", "build_optimizer", "build_scheduler", "capture_rng_state", "check_output_dir",
-           "default_compute_loss", "evaluate", "load_training_state", "make_accelerator", "resolve_trackers",
+           "default_compute_loss", "evaluate_loss", "load_training_state", "make_accelerator", "resolve_trackers",
            "restore_rng_state", "save_training_state", "save_weights", "seed_everything",
            "split_loss_and_metrics", "train"]

@@ -7,8 +7,10 @@ import math
 from pathlib import Path
 
 import torch
+from accelerate.utils import gather_object
 
 from ..checkpoint import read_checkpoint, save_checkpoint
+from ..lora import has_lora
 from .parts import RunLogger, capture_rng_state
 from .settings import TrainConfig, TrainState
 
@@ -17,8 +19,6 @@ def save_training_state(path: Path, accelerator, model, optimizer, scheduler, st
                         config: TrainConfig | None = None, **extra) -> None:
     """Write a resume checkpoint. Call it on EVERY process (RNG states are gathered); rank 0 writes.
     A LoRA model's resume file holds its adapters only (the base is the pre-trained file)."""
-    from accelerate.utils import gather_object
-
     rng_states = gather_object([capture_rng_state(accelerator.device)])
     loss_sum, loss_count = reduce_sum(accelerator, [state.epoch_loss_sum, float(state.epoch_loss_count)])
     if accelerator.is_main_process:
@@ -60,8 +60,6 @@ def save_weights(path: Path, accelerator, model, optimizer, scheduler, state: Tr
 def save_model_files(path: Path, model, optimizer=None, lr_sched=None, **extra) -> None:
     """A model's weights file in the published layout (adapters merged) with `extra` entries; for a
     LoRA model also its adapter file beside it (`adapter_path`), without the optimizer state."""
-    from ..lora import has_lora
-
     states = {key: value for key, value in (("optimizer", optimizer), ("lr_sched", lr_sched)) if value is not None}
     save_checkpoint(path, model, **states, **extra)
     if has_lora(model):

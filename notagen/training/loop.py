@@ -21,9 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import gather_object, send_to_device
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from ..checkpoint import load_state_dict_checked
+from ..lora import has_lora, load_adapter_state
 from ..settings import apply_num_threads, record_settings
 from .checkpoints import (check_output_dir, find_resume, reduce_sum, save_training_state, save_weights,
                           state_from_checkpoint)
@@ -55,11 +58,9 @@ def split_loss_and_metrics(output) -> tuple[torch.Tensor, dict]:
 
 
 @torch.no_grad()
-def evaluate(accelerator, model, dataset: Dataset, collate_fn, batch_size: int,
-             compute_loss: Callable = default_compute_loss, num_workers: int = 0) -> float:
+def evaluate_loss(accelerator, model, dataset: Dataset, collate_fn, batch_size: int,
+                  compute_loss: Callable = default_compute_loss, num_workers: int = 0) -> float:
     """Mean batch loss over `dataset`, split over all processes (no duplicates, no DDP collectives)."""
-    from accelerate.utils import send_to_device
-
     sampler = ShardedSampler(len(dataset), accelerator.num_processes, accelerator.process_index,
                              shuffle=False, pad=False)
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn,
@@ -206,8 +207,6 @@ def setup(model, train_dataset, config: TrainConfig, optimizer, accelerator, che
 
 def load_weights(model, checkpoint: dict, path: Path) -> None:
     """A checkpoint's weights into the model: all of them, or a LoRA run's adapters."""
-    from ..lora import has_lora, load_adapter_state
-
     if checkpoint.get("adapter_only"):
         if not has_lora(model):
             raise ValueError(f"{path} holds LoRA adapters only: continue it with the same lora_rank")
@@ -242,8 +241,6 @@ def _restore_after_prepare(checkpoint: dict, accelerator, config: TrainConfig, s
 
 def run_epoch(run: Run, train_dataset: Dataset, collate_fn, compute_loss) -> None:
     """The optimizer steps of `run.state.epoch` from where it stands, up to its end or `max_steps`."""
-    from tqdm.auto import tqdm
-
     config, state, device = run.config, run.state, run.accelerator.device
     epoch = state.epoch
     run.sampler.set_epoch(epoch)
@@ -278,8 +275,6 @@ def run_epoch(run: Run, train_dataset: Dataset, collate_fn, compute_loss) -> Non
 
 def optimizer_step(run: Run, batches, group: int, compute_loss) -> dict | None:
     """`group` micro-batches (DDP syncs on the last), clip, step; the step's log record when due."""
-    from accelerate.utils import send_to_device
-
     accelerator, model, optimizer, config = run.accelerator, run.model, run.optimizer, run.config
     device = accelerator.device
     step_loss = torch.zeros((), dtype=torch.float64, device=device)
@@ -324,8 +319,8 @@ def end_epoch(run: Run, epoch: int, eval_dataset, collate_fn, compute_loss) -> N
     train_loss = loss_sum / max(1.0, loss_count)
     eval_loss = math.nan
     if eval_dataset is not None and len(eval_dataset) > 0:
-        eval_loss = evaluate(accelerator, run.model, eval_dataset, collate_fn,
-                             config.eval_batch_size or config.batch_size, compute_loss, config.num_workers)
+        eval_loss = evaluate_loss(accelerator, run.model, eval_dataset, collate_fn,
+                                  config.eval_batch_size or config.batch_size, compute_loss, config.num_workers)
     criterion = eval_loss if not math.isnan(eval_loss) else train_loss
     state.completed_epochs = epoch
     improved = criterion < state.min_eval_loss
@@ -362,8 +357,6 @@ def finish(run: Run, stopped: bool) -> TrainResult:
 
 
 def _log_start(run: Run) -> None:
-    from accelerate.utils import gather_object
-
     accelerator, config, state = run.accelerator, run.config, run.state
     shard = run.sampler.shard()
     info = gather_object([{"process": accelerator.process_index, "examples": len(shard),

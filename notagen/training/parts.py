@@ -13,26 +13,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import Accelerator
+from accelerate.utils import (DistributedDataParallelKwargs, is_tensorboard_available, is_wandb_available,
+                               set_seed)
 from torch.utils.data import Sampler
+from tqdm import tqdm
 
 from ..io import atomic_write_text
+from ..precision import warn_if_emulated
 from .settings import TrainConfig
 
 
 # ---- accelerator, seeds, RNG state -------------------------------------------------------------
 def make_accelerator(config: TrainConfig):
     """An `Accelerator` for this config: DDP kwargs, mixed precision, trackers (validated)."""
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
-
     trackers = resolve_trackers(config.report_to)
     # `accelerate launch --multi_gpu` (torchrun) on a machine without accelerators: accelerate only
     # builds the gloo process group when told "cpu", so say it rather than train N separate copies
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     cpu = config.cpu or (world_size > 1 and not _has_accelerator_device())
     if config.mixed_precision == "bf16" and (cpu or not _has_accelerator_device()):
-        from ..precision import warn_if_emulated
-
         warn_if_emulated("mixed_precision bf16 on the CPU")
     return Accelerator(
         mixed_precision=config.mixed_precision or None,
@@ -55,8 +55,6 @@ def _has_accelerator_device() -> bool:
 
 def resolve_trackers(report_to: str) -> list[str]:
     """`report_to` -> accelerate tracker names; a named tracker that is not installed is an error."""
-    from accelerate.utils import is_tensorboard_available, is_wandb_available
-
     names = [n.strip().lower() for n in str(report_to or "").split(",") if n.strip()]
     names = [n for n in names if n not in ("none", "no", "false", "")]
     available = {"tensorboard": is_tensorboard_available(), "wandb": is_wandb_available()}
@@ -73,8 +71,6 @@ def resolve_trackers(report_to: str) -> list[str]:
 
 def seed_everything(seed: int, process_specific: bool = False) -> None:
     """Seed python, numpy and torch (+ the process index when `process_specific`)."""
-    from accelerate.utils import set_seed
-
     set_seed(seed, device_specific=process_specific)
 
 
@@ -246,9 +242,5 @@ class RunLogger:
 
 
 def _print(message: str) -> None:
-    try:
-        from tqdm import tqdm
-        tqdm.write(message, file=sys.stderr)
-    except ImportError:  # pragma: no cover
-        print(message, file=sys.stderr)
+    tqdm.write(message, file=sys.stderr)  # above a progress bar, not through it
 

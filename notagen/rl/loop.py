@@ -17,8 +17,18 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-from .io import atomic_write_json
-from .paths import resolve_input_path, resolve_output_dir, resolve_weights_path
+from ..clamp2 import run_extraction, score_folder, summarize_scores
+from ..evaluation import evaluate_folder, write_report
+from ..generation import GenerationSettings, engine_for
+from ..generation.run import interleaved_text, load_generation_model, parse_prompt, prompt_slug, resolve_device
+from ..io import atomic_write_json, atomic_write_text
+from ..launch import gathered, processes, wait_for_everyone
+from ..paths import resolve_input_path, resolve_output_dir, resolve_weights_path
+from ..settings import apply_num_threads, record_settings
+from .data import CopyDetector, make_preference_file
+from .stats import (PhraseIndex, features_and_texts, model_statistics, prompt_texts, real_copy_rate,
+                    reference_statistics, welch)
+from .train import run_dpo_training
 
 
 def _done(marker: Path) -> dict | None:
@@ -30,8 +40,6 @@ LIMIT_REASONS = ("max_chars", "max_seconds", "max_patches")
 
 def sampling_settings(settings):
     """The loop's own generation settings (RL/config.py's sampling and limits)."""
-    from .generation import GenerationSettings
-
     return GenerationSettings(top_k=settings.top_k, top_p=settings.top_p, temperature=settings.temperature,
                               seed=settings.seed, max_chars=settings.max_chars, max_seconds=settings.max_seconds,
                               max_patches=getattr(settings, "max_patches", 0) or None,
@@ -70,10 +78,6 @@ def generate_pieces(settings, weights: Path, out: Path, procs=None) -> tuple[Pat
     the layout `notagen.evaluation.read_pieces` reads. Pieces whose text cannot be rest-unreduced
     are left out of the candidates and counted. Under several processes each writes its share
     (the pieces of a one-process run: each piece's random stream follows its number)."""
-    from .generation import engine_for
-    from .generation.run import gathered, interleaved_text, load_generation_model, parse_prompt, prompt_slug
-    from .io import atomic_write_text
-
     originals, interleaved = out / "candidates" / "original", out / "candidates" / "interleaved"
     marker = out / "done.json"
     weights = Path(weights).resolve()
@@ -88,7 +92,7 @@ def generate_pieces(settings, weights: Path, out: Path, procs=None) -> tuple[Pat
                                + ", ".join(f"{n} {earlier.get(n)!r}, now {now[n]!r}" for n in changed)
                                + "): choose another LOOP_DIR, or remove it to start over")
         return originals, interleaved
-    procs = procs or processes(settings)
+    procs = procs or loop_processes(settings)
     sampling = sampling_settings(settings)
     prompt = parse_prompt(settings.prompt)
     model = load_generation_model(weights, procs.device)
@@ -121,29 +125,17 @@ def generate_pieces(settings, weights: Path, out: Path, procs=None) -> tuple[Pat
         raise RuntimeError(f"none of the {len(entries)} generated pieces is usable; see {out}")
     if procs.rank == 0:
         atomic_write_json(marker, {**counts, "weights": str(weights), "generation": identity})
-    wait(procs)
+    wait_for_everyone(procs)
     return originals, interleaved
 
 
-def processes(settings):
+def loop_processes(settings):
     """This process's place among the loop's processes (rank 0 of 1 when run alone)."""
-    from .generation.run import processes as run_processes, resolve_device
-
-    return run_processes(resolve_device(settings.device), settings.device)
-
-
-def wait(procs) -> None:
-    """Every process reaches this point before any goes on (nothing to wait for alone)."""
-    if procs.count > 1:
-        from accelerate import PartialState
-
-        PartialState().wait_for_everyone()
+    return processes(resolve_device(settings.device), settings.device)
 
 
 def extract(settings, abc_dir: Path, feature_dir: Path) -> Path:
     """Step 2 (and the reference set): CLaMP 2 features, skipping files already done."""
-    from .clamp2 import run_extraction
-
     run_extraction(abc_dir, feature_dir, settings.clamp2_weights_path, settings.feature_batch_size)
     return feature_dir
 
@@ -151,8 +143,6 @@ def extract(settings, abc_dir: Path, feature_dir: Path) -> Path:
 def score_summary(feature_dir: Path, reference_dir: Path) -> tuple[dict, list[float]]:
     """Mean CLaMP 2 score of a model's pieces, its standard error (how far the mean may move with
     other samples of the same model) and the number of pieces; and the pieces' scores."""
-    from .clamp2 import score_folder, summarize_scores
-
     scores = score_folder(feature_dir, reference_dir)
     stats = summarize_scores(scores)
     return {"mean_score": stats["mean"], "sem": stats["sem"], "pieces": stats["count"]}, list(scores.values())
@@ -162,8 +152,6 @@ def real_phrases(settings):
     """The phrases of the real pieces a generated piece could copy: the reference pieces and, with
     COPY_SOURCE_INDEX, the training index's pieces of the loop's prompt in every key; and the share
     of the reference pieces that the rule calls a copy of another real piece."""
-    from .rl_stats import PhraseIndex, prompt_texts, real_copy_rate
-
     reference_dir = resolve_input_path(settings.reference_dir)
     reference = {path.stem: path.read_text(encoding="utf-8") for path in sorted(reference_dir.glob("*.abc"))}
     texts = dict(reference)
@@ -177,10 +165,8 @@ def chain_row(settings, k: int, weights: Path, iteration: Path, reference_featur
               copy_threshold: float, previous_scores: list[float] | None, main: bool,
               copy_index=None) -> tuple[dict, list[float]]:
     """One model's row of the table: score, the change against the previous model (Welch), the
-    reward-hacking checks (`notagen.rl_stats`; `reference`: the real pieces' features [R, F];
+    reward-hacking checks (`notagen.rl.stats`; `reference`: the real pieces' features [R, F];
     `copy_index`: the real pieces' `PhraseIndex`) and, when asked, the evaluation report's columns."""
-    from .rl_stats import model_statistics, welch
-
     summary, scores = score_summary(iteration / "features", reference_features)
     row = {"model": k - 1, "label": "fine-tuned" if k == 1 else f"RL{k - 1}", "weights": str(weights), **summary,
            **model_statistics(iteration / "features", iteration / "generated" / "candidates" / "interleaved",
@@ -197,13 +183,12 @@ def evaluate_pieces(settings, generated_dir: Path, out: Path) -> dict:
     table's validity, critic and adherence columns."""
     if getattr(settings, "eval_pieces", 0) <= 0:
         return {}
-    from .evaluation import evaluate, write_report
-
     report_path = out / "report.json"
     if not (report := _done(report_path)):
         style = settings.style_train_dir and str(resolve_input_path(settings.style_train_dir))
-        written = evaluate(generated_dir, resolve_input_path(settings.reference_dir),
-                           str(resolve_input_path(settings.clamp2_weights_path)), style or "", settings.eval_pieces)
+        written = evaluate_folder(generated_dir, resolve_input_path(settings.reference_dir),
+                                  str(resolve_input_path(settings.clamp2_weights_path)), style or "",
+                                  settings.eval_pieces)
         write_report(written, out)
         report = written.to_dict()
     classifier = report["style"].get("classifier", {})
@@ -215,8 +200,6 @@ def evaluate_pieces(settings, generated_dir: Path, out: Path) -> dict:
 def train_dpo(settings, weights: Path, preference_path: Path, out: Path, procs) -> Path:
     """Step 4: DPOP from `weights` on the preference file (data parallel over the loop's
     processes); returns the new weights."""
-    from .rl import run_dpo_training
-
     marker = out / "done.json"
     if not (done := _done(marker)):
         dpo_settings = SimpleNamespace(**vars(settings))
@@ -226,12 +209,12 @@ def train_dpo(settings, weights: Path, preference_path: Path, out: Path, procs) 
         done = {"weights": str(run_dpo_training(dpo_settings))}
         if procs.rank == 0:
             atomic_write_json(marker, done)
-        wait(procs)
+        wait_for_everyone(procs)
     return Path(done["weights"])
 
 
 def plot_scores(rows: list[dict], path: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is heavy to import, and only the table's plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -252,19 +235,18 @@ def run_loop(settings) -> list[dict]:
     """K iterations (see the module docstring). Under `accelerate launch` (RL/loop.py
     `--num_processes N` starts it so) every process runs this: generation, feature extraction and
     DPOP are split across them, the ranking and the reports are rank 0's."""
-    from .preference import CopyDetector, make_preference_file
-    from .rl_stats import features_and_texts, reference_statistics
-    from .settings import apply_num_threads, record_settings
-
+    if not settings.reference_dir:
+        raise ValueError("--reference_dir is required: a folder of real pieces of the target style (.abc), "
+                         "e.g. corpus/reference/bach_chorales from data/build_corpus.py")
     apply_num_threads(settings)
-    procs = processes(settings)
+    procs = loop_processes(settings)
     main = procs.rank == 0
     say = print if main else (lambda *_: None)
     root = resolve_output_dir(settings.loop_dir)
     if main:
         record_settings(settings, root / "settings.json")  # `--config <loop_dir>/settings.json` repeats the loop
     reference_features = extract(settings, Path(settings.reference_dir), root / "reference_features")
-    wait(procs)
+    wait_for_everyone(procs)
     # the real pieces once: their features and texts for the table, the near-copy threshold
     reference, reference_texts = features_and_texts(reference_features, resolve_input_path(settings.reference_dir))
     copy_threshold = CopyDetector(reference, settings.copy_threshold).threshold
@@ -275,7 +257,7 @@ def run_loop(settings) -> list[dict]:
         iteration = root / f"iter_{k}"
         original_dir, interleaved_dir = generate_pieces(settings, weights, iteration / "generated", procs)
         features = extract(settings, interleaved_dir, iteration / "features")
-        wait(procs)
+        wait_for_everyone(procs)
         row, scores = chain_row(settings, k, weights, iteration, reference_features, reference, copy_threshold,
                                 scores, main, copy_index)
         rows.append(row)
@@ -290,7 +272,7 @@ def run_loop(settings) -> list[dict]:
                 generated_original_dir=original_dir, generated_interleaved_dir=interleaved_dir,
                 output_path=preference_path, portion=settings.portion,
                 copy_threshold=settings.copy_threshold, rejected_usable_share=settings.rejected_usable_share))
-        wait(procs)
+        wait_for_everyone(procs)
         weights = train_dpo(settings, weights, preference_path, iteration / "dpo", procs)
     if main:
         own = {**reference_statistics(reference, reference_texts), "copies": real_copies}

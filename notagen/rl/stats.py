@@ -24,8 +24,12 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import ttest_ind
 
-from .evaluation import novelty, unit_rows
+from ..abc import rest_unreduce, split_prompt_lines, strip_stream_prefixes
+from ..clamp2.score import load_feature_folder
+from ..data import KEYS, NotaGenDataset
+from ..evaluation import novelty, unit_rows
 
 
 def _vectors(x) -> np.ndarray:
@@ -35,14 +39,12 @@ def _vectors(x) -> np.ndarray:
 
 def welch(previous, current) -> dict:
     """Difference of means (current - previous), its standard error, Welch's t and two-sided p."""
-    from scipy import stats
-
     a, b = np.asarray(previous, dtype=np.float64), np.asarray(current, dtype=np.float64)
     if a.size < 2 or b.size < 2:
         return {"diff": float(b.mean() - a.mean()) if a.size and b.size else math.nan,
                 "se": math.nan, "t": math.nan, "p": math.nan}
     se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
-    result = stats.ttest_ind(b, a, equal_var=False)
+    result = ttest_ind(b, a, equal_var=False)
     return {"diff": float(b.mean() - a.mean()), "se": se, "t": float(result.statistic), "p": float(result.pvalue)}
 
 
@@ -65,8 +67,6 @@ def leave_one_out_scores(features) -> np.ndarray:
 
 def body_lines(text: str) -> list[str]:
     """Bar lines of a piece's text (the lines holding `[V:`), stream prefixes removed."""
-    from .abc.text import strip_stream_prefixes
-
     return [line.strip() for line in strip_stream_prefixes(text).split("\n") if "[V:" in line]
 
 
@@ -146,9 +146,6 @@ def real_copy_rate(texts: dict[str, str], index: PhraseIndex, share: float = COP
 def prompt_texts(index_path: str | Path, prompt: tuple[str, ...]) -> dict[str, str]:
     """The texts, in every key, of an index's pieces written for `prompt`: what a model trained
     on that index could copy. Names are `<piece>_<key>`."""
-    from .abc import rest_unreduce, split_prompt_lines
-    from .data import KEYS, NotaGenDataset
-
     data = NotaGenDataset(index_path)
     texts = {}
     for entry in dict.fromkeys(data.entries):
@@ -167,8 +164,6 @@ def prompt_texts(index_path: str | Path, prompt: tuple[str, ...]) -> dict[str, s
 
 def features_and_texts(feature_dir: Path, text_dir: Path) -> tuple[np.ndarray, list[str]]:
     """The features [N, F] under `feature_dir` and the texts they were made from (`text_dir`)."""
-    from .clamp2.score import load_feature_folder
-
     features = load_feature_folder(feature_dir)
     texts = [(text_dir / f"{name}.abc").read_text(encoding="utf-8") for name in features
              if (text_dir / f"{name}.abc").is_file()]

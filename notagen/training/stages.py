@@ -13,10 +13,19 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
-from .io import atomic_write_text
-from .paths import resolve_input_path, resolve_output_dir, resolve_weights_path
-from .settings import apply_num_threads, plain_settings
-from .training import TrainConfig, TrainResult, check_output_dir, seed_everything, train
+from ..baselines import FLAT_TYPES, MODEL_TYPES, build_flat_model, matched_config
+from ..checkpoint import load_model
+from ..config import resolve_config
+from ..data import NotaGenDataset, collate_patches
+from ..io import atomic_write_text
+from ..lora import add_lora, enable_gradient_checkpointing, lora_settings
+from ..model import NotaGenLMHeadModel
+from ..paths import resolve_input_path, resolve_output_dir, resolve_weights_path
+from ..settings import apply_num_threads, plain_settings
+from .checkpoints import check_output_dir
+from .loop import train
+from .parts import seed_everything
+from .settings import TrainConfig, TrainResult
 
 SIZE_SETTINGS = ("patch_size", "patch_length", "patch_num_layers", "char_num_layers", "hidden_size")
 BASELINE_SIZE_SETTINGS = ("hidden_size", "num_layers", "patch_length")
@@ -47,8 +56,6 @@ def check_sizes(settings, base, names):
 def notagen_model_config(settings, base=None):
     """Sizes: settings that are not 0 override the preset (pre-training) or must match the
     pre-trained file (fine-tuning, `base` = the file's config)."""
-    from .config import resolve_config
-
     if base is not None:
         return check_sizes(settings, base, SIZE_SETTINGS)
     given = {name: int(getattr(settings, name, 0) or 0) for name in SIZE_SETTINGS}
@@ -59,8 +66,6 @@ def notagen_model_config(settings, base=None):
 def baseline_model_config(settings, model_type: str):
     """A baseline's sizes: NotaGen's preset matched in parameters; hidden_size, num_layers and
     patch_length (the training window) override it."""
-    from .baselines.config import matched_config
-
     config = matched_config(model_type, getattr(settings, "preset", "") or "small")
     given = {name: int(getattr(settings, name, 0) or 0) for name in BASELINE_SIZE_SETTINGS}
     changes = {name: value for name, value in given.items() if value}
@@ -83,10 +88,6 @@ def refuse_other_sizes(settings, model_type: str) -> None:
 def stage_model(settings, pretrained: Path | None):
     """The model a training stage starts from: the pre-trained file's (its type and sizes win), or a
     new one of `settings.model` (notagen, abc_gpt2, folk_rnn)."""
-    from .baselines import FLAT_TYPES, MODEL_TYPES, build_flat_model
-    from .checkpoint import load_model
-    from .model import NotaGenLMHeadModel
-
     asked = (getattr(settings, "model", "") or "").strip().lower()
     if asked and asked not in MODEL_TYPES:
         raise ValueError(f"unknown model {asked!r}; choose one of {', '.join(MODEL_TYPES)}")
@@ -107,8 +108,6 @@ def stage_model(settings, pretrained: Path | None):
 def prepare_for_training(model, settings, lora: bool = True):
     """LoRA adapters (`lora_rank` > 0, where the stage allows them) and gradient checkpointing
     (`gradient_checkpointing`) as the settings ask; the model is changed in place."""
-    from .lora import add_lora, enable_gradient_checkpointing, lora_settings
-
     if model.config.model_type != "notagen":
         if (lora and lora_settings(settings) is not None) or getattr(settings, "gradient_checkpointing", False):
             raise ValueError(f"LoRA adapters and gradient checkpointing are for NotaGen models; train the "
@@ -148,8 +147,6 @@ def prompt_count_lines(counts, index) -> list[str]:
 
 def run_notagen_training(settings: SimpleNamespace, stage: str) -> TrainResult:
     """Everything `pretrain/train-gen.py` and `finetune/train-gen.py` do, from parsed settings."""
-    from .data import NotaGenDataset, collate_patches
-
     if stage not in ("pretrain", "finetune"):
         raise ValueError(f"unknown stage {stage!r}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -1,4 +1,5 @@
-"""CLaMP-DPO preference data: rank generated pieces by CLaMP 2 score, keep the best and the worst.
+"""CLaMP-DPO preference data (`RL/data.py`): rank generated pieces by CLaMP 2 score, keep the best
+and the worst; or, with RANK_BY composer, per prompt by a composer classifier (`prompt_groups`).
 
 Design choices (docs/spec/clamp2-and-dpo.md, "CLaMP-DPO, one iteration")
 - Rejected = the lowest `portion` of pieces by score; chosen = walk down from the top, skipping
@@ -18,13 +19,20 @@ Design choices (docs/spec/clamp2-and-dpo.md, "CLaMP-DPO, one iteration")
 """
 from __future__ import annotations
 
+import random
 import re
-from pathlib import Path
 from collections import Counter
-from itertools import islice
 from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
 
 import numpy as np
+
+from ..abc import check_bar_alignment
+from ..clamp2.score import clamp2_score, load_feature_folder, reference_mean
+from ..data import NotaGenDataset, choose_key
+from ..evaluation import check_piece, composer_classifier, composer_log_probabilities, features_of, read_pieces
+from ..io import atomic_write_json
 
 COPY_THRESHOLD = 0.95
 _INSTRUMENT_NAME = re.compile(r'nm="([^"]*)"')
@@ -32,8 +40,6 @@ _INSTRUMENT_NAME = re.compile(r'nm="([^"]*)"')
 
 def bars_aligned(interleaved_text: str) -> bool:
     """Barlines, bar counts and bar durations agree across voices (after un-interleaving)."""
-    from .abc import check_bar_alignment
-
     try:
         return bool(check_bar_alignment(interleaved_text))
     except Exception:  # text the checker cannot even parse is not aligned
@@ -167,8 +173,6 @@ def collect_candidates(original_dir: str | Path, interleaved_dir: str | Path, fe
 
     Pieces are matched by relative path (`<name>.abc` in the text folders, `<name>.npy` among the
     features). Returns (candidates, names that lack one of the three files)."""
-    from .clamp2.score import clamp2_score, load_feature_folder, reference_mean
-
     original_dir, interleaved_dir = Path(original_dir), Path(interleaved_dir)
     reference = reference_mean(ground_truth_features)
     candidates, incomplete = [], []
@@ -186,15 +190,19 @@ def collect_candidates(original_dir: str | Path, interleaved_dir: str | Path, fe
 
 def make_preference_file(settings) -> Preferences:
     """RL/data.py: rank, select, write `{"chosen": [...], "rejected": [...]}`, print what happened."""
-    from .clamp2.score import load_feature_folder
-    from .io import atomic_write_json
-
     ground_truth = load_feature_folder(settings.ground_truth_feature_dir)  # loaded once
     if not ground_truth:
         raise ValueError(f"no ground-truth features (.npy) under {settings.ground_truth_feature_dir}")
     candidates, incomplete = collect_candidates(settings.generated_original_dir,
                                                 settings.generated_interleaved_dir,
                                                 settings.generated_feature_dir, ground_truth)
+    if not candidates and not incomplete:
+        raise ValueError(f"no generated features (.npy) under {settings.generated_feature_dir}: "
+                         f"extract them from the generated pieces first (clamp2/extract_clamp2.py)")
+    if not candidates:
+        raise ValueError(f"none of the {len(incomplete)} features under {settings.generated_feature_dir} has its "
+                         f"text in both {settings.generated_original_dir} and {settings.generated_interleaved_dir}, "
+                         f"e.g. {incomplete[0]}.abc")
     if incomplete:
         print(f"warning: {len(incomplete)} features have no matching original/interleaved text, "
               f"e.g. {incomplete[0]}")
@@ -274,10 +282,6 @@ def real_pieces_by_prompt(index_path: str | Path, seed: int = 0) -> dict[str, li
     """The real pieces of a fine-tuning index, `{"period|composer|instrumentation": [path, ...]}`,
     each prompt's in a seeded random order, each piece in a key drawn as fine-tuning draws it
     ("near" its own); pieces without prompt lines are left out."""
-    import random
-
-    from .data import NotaGenDataset, choose_key
-
     data = NotaGenDataset(index_path, key_mode="near", seed=seed)
     rng = random.Random(seed)
     real: dict[str, list[str]] = {}
@@ -294,9 +298,6 @@ def real_pieces_by_prompt(index_path: str | Path, seed: int = 0) -> dict[str, li
 def make_prompt_preference_file(settings) -> list[dict]:
     """RL/data.py with RANK_BY composer: the pieces of an inference output folder (all prompts),
     ranked per prompt by the evaluation's composer classifier; writes `{"groups": [...]}`."""
-    from .evaluation import check_piece, composer_classifier, composer_log_probabilities, features_of, read_pieces
-    from .io import atomic_write_json
-
     if not settings.style_train_dir or not settings.clamp2_weights_path:
         raise ValueError("RANK_BY composer needs STYLE_TRAIN_DIR (real pieces with prompt lines) and "
                          "CLAMP2_WEIGHTS_PATH (the feature extractor of the classifier)")

@@ -12,7 +12,7 @@ Design choices
   rejected go through the policy in one forward pass ([2B, N, 16], chosen first).
 - Texts longer than the context keep their head (a deterministic cut, so the reference log-probs
   computed once stay valid for every step).
-- The loss is `notagen.dpo.dpop_loss`; the step log adds reward margins and preference accuracy.
+- The loss is `notagen.rl.loss.dpop_loss`; the step log adds reward margins and preference accuracy.
 - `disable_dropout` (default, as TRL's DPO does) trains the policy without dropout. A log-prob is
   summed over thousands of characters, and the model's 0.1 dropout lowers it by 14-78 nats
   (spread 8-23 nats a draw) on the shipped model's pieces: the policy then always looks worse than
@@ -28,10 +28,17 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from .data import collate_patches
-from .dpo import dpop_loss
-from .patchilizer import Patchilizer
-from .preference import preference_pairs
+from ..checkpoint import load_model
+from ..data import collate_patches
+from ..io import atomic_write_text
+from ..lora import adapters_disabled
+from ..patchilizer import Patchilizer
+from ..paths import resolve_weights_path
+from ..settings import plain_settings
+from ..training import TrainConfig, make_accelerator, save_model_files, train
+from ..training.stages import prepare_for_training
+from .data import preference_pairs
+from .loss import dpop_loss
 
 
 def read_preferences(path: str | Path) -> list[tuple[str, str]]:
@@ -152,14 +159,6 @@ def dpo_weights_name(tag: str, beta: float, lam: float, config, learning_rate: f
 
 def run_dpo_training(settings) -> Path:
     """RL/train.py: policy from `settings.weights_path`, DPOP on the preference file; returns weights."""
-    from .checkpoint import load_model
-    from .io import atomic_write_text
-    from .lora import adapters_disabled
-    from .paths import resolve_weights_path
-    from .settings import plain_settings
-    from .stages import prepare_for_training
-    from .training import TrainConfig, make_accelerator, save_model_files, train
-
     lam = getattr(settings, "lambda")  # LAMBDA in RL/config.py; `lambda` is a Python keyword
     nll_weight = getattr(settings, "nll_weight", 0.0)
     weights = resolve_weights_path(settings.weights_path)  # "" = the shipped checkpoint
