@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parent
 
 CORPUS_DIR = "corpus"  # where data/build_corpus.py writes the embedded corpus
 CORPUS_MAX_PIECES = 100  # pieces per training set (0 = every piece of the embedded corpus, music21 and OpenScore, that converts)
+OPENSCORE = False  # add the OpenScore Lieder and String Quartets (data/openscore/) to the corpus; off: the job's CLaMP-DPO chain targets Bach chorales, and with them the pieces beside the chorales are mostly songs
 FOCUS_PIECES = 400  # extra fine-tuning pieces of PROMPT's style (Bach chorales), so a tiny model learns to write it
 RUNS_DIR = "runs/main"  # weights, generated pieces and logs of this job
 FRESH = False  # start the runs over (the corpus is kept)
@@ -158,7 +159,8 @@ def main(cfg) -> None:
     threads = ["--num_threads", str(cfg.num_threads)]
     started = time.monotonic()
     run("corpus", ["data/build_corpus.py", "--out_dir", str(corpus), "--max_pieces", str(cfg.corpus_max_pieces),
-                   "--focus_prompt", cfg.prompt, "--focus_pieces", str(cfg.focus_pieces)], runs)
+                   "--focus_prompt", cfg.prompt, "--focus_pieces", str(cfg.focus_pieces),
+                   *([] if cfg.openscore else ["--openscore_folder", ""])], runs)
     # settings of every training run; fine-tuning takes its sizes from the pre-trained file
     training = ["--batch_size", str(cfg.batch_size), "--lr_schedule", "cosine",
                 "--warmup_steps", "30", "--num_epochs", "1000", "--progress_bar", "true", *threads]
