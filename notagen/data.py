@@ -34,13 +34,14 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from .abc.text import KEYS_15
 from .config import PAD_ID
 from .paths import index_entry_bases
 from .patchilizer import Patchilizer
 
 logger = logging.getLogger("notagen.data")
 
-KEYS = ("C", "C#", "Db", "D", "Eb", "E", "F", "F#", "Gb", "G", "Ab", "A", "Bb", "B", "Cb")
+KEYS = tuple(KEYS_15)
 KEY_PITCH_CLASS = {"C": 0, "C#": 1, "Db": 1, "D": 2, "Eb": 3, "E": 4, "F": 5, "F#": 6, "Gb": 6,
                    "G": 7, "Ab": 8, "A": 9, "Bb": 10, "B": 11, "Cb": 11}
 # the key-signature key of a tonic in each mode, counted in semitones above the tonic
