@@ -34,6 +34,8 @@ SYNTHS = ("auto", "fluidsynth", "midirenderer")
 FORMATS = {"wav": "WAV", "mp3": "MP3", "ogg": "OGG", "flac": "FLAC"}
 SAMPLE_RATE = 44100
 RELEASE_SECONDS = 1.0  # kept after the last sound above the silence threshold
+MAX_TAIL_SECONDS = 1.5  # reverb never runs longer than this past the last note's end (synth versions differ)
+FADE_SECONDS = 0.05  # a cut tail fades out instead of clicking
 SILENCE = 1e-3  # -60 dBFS
 PEAK = 10 ** (-1 / 20)  # -1 dBFS
 
@@ -133,12 +135,18 @@ def _render_midirenderer(synth: Synth, midi_path: Path, sample_rate: int):
     return samples, rate
 
 
-def finish(samples, rate: int):
-    """Cut trailing silence to a RELEASE_SECONDS tail and normalise the peak to -1 dBFS."""
+def finish(samples, rate: int, last_note_seconds: float | None = None):
+    """Cut trailing silence to a RELEASE_SECONDS tail, never more than MAX_TAIL_SECONDS past
+    `last_note_seconds` (faded out where cut), and normalise the peak to -1 dBFS."""
     loud = np.flatnonzero(np.abs(samples).max(axis=1) > SILENCE)
     if loud.size == 0:
         raise AudioError("the synthesizer produced silence (no notes in the MIDI file?)")
     end = min(len(samples), loud[-1] + 1 + int(RELEASE_SECONDS * rate))
+    if last_note_seconds is not None and end > (cap := int((last_note_seconds + MAX_TAIL_SECONDS) * rate)):
+        end = cap
+        fade = min(end, int(FADE_SECONDS * rate))
+        samples = samples[:end].copy()
+        samples[end - fade:] *= np.linspace(1.0, 0.0, fade, dtype=samples.dtype)[:, None]
     samples = samples[:end]
     return (samples * (PEAK / np.abs(samples).max())).astype("float32")
 
@@ -156,7 +164,7 @@ def midi_to_audio(midi_path: str | Path, out_path: str | Path, synth: Synth | No
     synth = synth or find_synth()
     render = _render_fluidsynth if synth.route == "fluidsynth" else _render_midirenderer
     samples, rate = render(synth, midi_path, SAMPLE_RATE)
-    samples = finish(samples, rate)
+    samples = finish(samples, rate, midi_seconds(midi_path))
     with atomic_open(out_path, "wb") as handle:
         soundfile.write(handle, samples, rate, format=audio_format)
     return Audio(out_path, len(samples) / rate, synth)

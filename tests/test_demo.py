@@ -92,6 +92,19 @@ def synth_routes():
     return routes
 
 
+def test_a_long_reverb_tail_is_cut_and_faded_after_the_last_note():
+    from notagen.audio import MAX_TAIL_SECONDS, finish
+
+    rate = 1000
+    sound = np.full((3 * rate, 2), 0.5, dtype="float32")
+    tail = (0.4 * np.exp(-np.arange(6 * rate) / (2 * rate)))[:, None].repeat(2, axis=1).astype("float32")
+    samples = finish(np.concatenate([sound, tail]), rate, last_note_seconds=3.0)
+    assert len(samples) == int((3.0 + MAX_TAIL_SECONDS) * rate)  # the -60 dB point lies ~10 s later
+    assert samples[-1].max() == 0.0 and samples[-100].max() > 0.0  # faded, not clicked
+    short = finish(np.concatenate([sound, np.zeros((5 * rate, 2), "float32")]), rate, last_note_seconds=3.0)
+    assert len(short) == 4 * rate  # silence past the sound keeps its one-second release, no more
+
+
 @pytest.mark.parametrize("route", synth_routes())
 @pytest.mark.parametrize("audio_format", ["mp3", "wav"])
 def test_audio_is_real_sound_as_long_as_its_midi(tmp_path, route, audio_format):
