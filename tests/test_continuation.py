@@ -10,7 +10,7 @@ import pytest
 
 from conftest import REPO_ROOT, VECTORS
 from notagen.generation.run import main as inference_main
-from test_data_support import MUSIC21_CORPUS, run_script, summary_line
+from data_support import MUSIC21_CORPUS, run_script, summary_line
 
 CHORALE = MUSIC21_CORPUS / "bach" / "bwv269.mxl"
 LINES = ("%Baroque", "%Bach, Johann Sebastian", "%Choral")

@@ -13,7 +13,7 @@ from conftest import read_jsonl
 from notagen.abc import KEYS_15, augmented_file, split_prompt_lines
 from notagen.abc.corpus import CorpusPiece, CorpusPlan, find_corpus_pieces, plan_corpus, round_robin, write_focus_index
 from notagen.abc.roundtrip import check_corpus_roundtrip
-from test_data_support import run_script
+from data_support import run_script
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO_ROOT, load_vector, read_jsonl
 from notagen.abc import (KEYS_15, AbcError, augment_abc, check_bar_alignment, clean_abc, interleave_abc,
                          rest_unreduce, split_prompt_lines, strip_stream_prefixes)
-from test_data_support import MUSIC21_CORPUS, run_script, summary_line
+from data_support import MUSIC21_CORPUS, run_script, summary_line
 
 PIPELINE = load_vector("data_pipeline.json")
 ITEMS = {item["index_entry"]["name"]: item for item in PIPELINE["items"]}

@@ -16,7 +16,7 @@ from notagen.abc import split_prompt_lines, xml_file_to_abc
 from notagen.abc.convert import read_musicxml, xml2abc_readable
 from notagen.abc.openscore import (composer_name, find_openscore_pieces, list_periods, list_spelling,
                                    period_of_birth)
-from test_data_support import MUSIC21_CORPUS, openscore_sample, run_script
+from data_support import MUSIC21_CORPUS, openscore_sample, run_script
 
 OPENSCORE = REPO_ROOT / "data" / "openscore"
 

@@ -18,7 +18,7 @@ import subprocess
 import sys
 
 from conftest import REPO_ROOT, pipeline_item
-from test_data_support import MUSIC21_CORPUS, files_under, run_script, summary_line
+from data_support import MUSIC21_CORPUS, files_under, run_script, summary_line
 
 BACH = pipeline_item("bach/bwv269.mxl")
 

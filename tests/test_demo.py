@@ -16,7 +16,7 @@ from notagen.generation.run import SetupError
 from notagen.prompts import PromptCatalog, PromptCatalogError
 from notagen.settings import parse_settings
 from conftest import REPO_ROOT, VECTORS, load_vector, pipeline_item
-from test_data_support import MUSIC21_CORPUS
+from data_support import MUSIC21_CORPUS
 
 TINY_WEIGHTS = VECTORS / "tiny_notagen.pth"
 BACH = pipeline_item("bach/bwv269.mxl")

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, VECTORS, free_port, pipeline_item
-from test_data_support import MUSIC21_CORPUS
+from data_support import MUSIC21_CORPUS
 
 TINY_WEIGHTS = VECTORS / "tiny_notagen.pth"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import REPO_ROOT, VECTORS
 from notagen import evaluation
-from test_data_support import MUSIC21_CORPUS
+from data_support import MUSIC21_CORPUS
 
 TINY_CLAMP2 = VECTORS / "tiny_clamp2.pth"
 BACH_PROMPT = "Baroque|Bach, Johann Sebastian|Choral"

@@ -167,7 +167,7 @@ def test_only_a_music_file_is_read_as_a_prompt(tmp_path):
     for given in (str(secret), str(REPO_ROOT / "inference" / "config.py")):
         prompt = parse_prompt(given)
         assert prompt.text is None and prompt.lines == (given + "\n",)
-    from test_data_support import MUSIC21_CORPUS
+    from data_support import MUSIC21_CORPUS
 
     chorale = parse_prompt(str(MUSIC21_CORPUS / "bach" / "bwv269.mxl"))  # MusicXML is converted
     assert chorale.text.splitlines()[-1].startswith("[r:") and "[V:1]G2|[V:2]D2|" in chorale.text

@@ -69,7 +69,7 @@ def test_every_stage_records_settings_that_repeat_it(tmp_path):
 
     from conftest import REPO_ROOT, VECTORS
     from notagen.settings import parse_settings
-    from test_data_support import MUSIC21_CORPUS
+    from data_support import MUSIC21_CORPUS
 
     (tmp_path / "xml").mkdir()
     shutil.copy(MUSIC21_CORPUS / "bach" / "bwv269.mxl", tmp_path / "xml")
