@@ -13,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from ..abc import abc_to_musicxml, read_abc_file, split_prompt_lines
 from ..abc.convert import musicxml_to_score
 
@@ -110,8 +112,8 @@ def check_piece(piece: EvaluatedPiece) -> EvaluatedPiece:
     return piece
 
 
-def validity(pieces: list[EvaluatedPiece]) -> dict:
-    for piece in pieces:
+def validity(pieces: list[EvaluatedPiece], desc: str = "checking pieces") -> dict:
+    for piece in tqdm(pieces, desc=desc, unit="piece", leave=False):
         if piece.score is None and not piece.reason:
             check_piece(piece)  # once: a parsed or refused piece keeps its result
     count = len(pieces)

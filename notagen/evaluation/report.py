@@ -111,8 +111,8 @@ def evaluate_folder(generated_dir, reference_dir, clamp2_weights_path: str = "",
     """The whole report; `max_pieces` > 0 evaluates only the first that many generated pieces."""
     generated, reference = read_pieces(generated_dir), read_pieces(reference_dir)
     generated = generated[:max_pieces] if max_pieces > 0 else generated
-    report = Report(validity(generated))
-    validity(reference)
+    report = Report(validity(generated, "checking generated pieces"))
+    validity(reference, "checking reference pieces")
     usable = [p for p in generated if p.usable]
     real = [p for p in reference if p.usable]
     if usable and real:
@@ -157,8 +157,10 @@ def _feature_sections(report: Report, usable: list[EvaluatedPiece], reference: l
         report.notes.append("FMD skipped: it needs at least 2 usable generated and 2 reference pieces")
     real = [i for i, p in enumerate(reference) if p.usable]
     if real:
-        report.style["critic_auc"] = critic_auc(critic_features(ref_features[real], [reference[i].score for i in real]),
-                                                critic_features(gen_features, [p.score for p in usable]))
+        report.style["critic_auc"] = critic_auc(critic_features(ref_features[real], [reference[i].score for i in real],
+                                                                "critic: reference statistics"),
+                                                critic_features(gen_features, [p.score for p in usable],
+                                                                "critic: generated statistics"))
     else:
         report.notes.append("critic skipped: no usable reference piece")
     report.style["novelty"] = novelty(gen_features, ref_features)
