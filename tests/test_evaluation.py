@@ -97,6 +97,15 @@ def test_two_identical_folders_overlap_fully_and_fool_the_critic(bach, tmp_path)
     assert report.style["novelty"]["copies"] == len(bach)  # every piece is its own reference's copy
 
 
+def test_each_piece_s_statistics_are_read_once_for_the_overlaps_and_the_critic(bach, tmp_path, monkeypatch):
+    read = []
+    original = evaluation.music_statistics.piece_values
+    monkeypatch.setattr(evaluation.music_statistics, "piece_values", lambda score: read.append(score) or original(score))
+    report = evaluation.evaluate_folder(write(tmp_path / "a", bach[:3]), write(tmp_path / "b", bach[3:7]), str(TINY_CLAMP2))
+    assert "critic_auc" in report.style and report.statistics
+    assert len(read) == 3 + 4 and len({id(score) for score in read}) == 7
+
+
 def test_scrambled_pieces_are_misaligned_and_easy_for_the_critic(bach, tmp_path):
     rng = random.Random(0)
     broken = write(tmp_path / "scrambled", [scrambled(text, rng) for text in bach])
@@ -107,9 +116,9 @@ def test_scrambled_pieces_are_misaligned_and_easy_for_the_critic(bach, tmp_path)
     real_pieces = evaluation.read_pieces(real)
     evaluation.validity(real_pieces)
     features = evaluation.critic_features(evaluation.features_of([p.text for p in pieces], TINY_CLAMP2),
-                                          [p.score for p in pieces])
+                                          evaluation.pieces_values([p.score for p in pieces]))
     real_features = evaluation.critic_features(evaluation.features_of([p.text for p in real_pieces], TINY_CLAMP2),
-                                               [p.score for p in real_pieces])
+                                               evaluation.pieces_values([p.score for p in real_pieces]))
     assert evaluation.critic_auc(real_features, features) > 0.95
 
 
@@ -123,7 +132,8 @@ def test_a_composer_classifier_tells_two_styles_apart(bach, palestrina):
     assert result["chance"] == 0.5 and result["classes"] == 2
     assert result["accuracy"] >= 0.8, result
     assert result["adherence_top1"] >= 0.75 and result["adherence_top5"] == 1.0
-    checked = lambda name, texts: [evaluation.check_piece(evaluation.EvaluatedPiece(name, t)).score for t in texts]  # noqa: E731
+    checked = lambda name, texts: evaluation.pieces_values(  # noqa: E731
+        [evaluation.check_piece(evaluation.EvaluatedPiece(name, t)).score for t in texts])
     assert evaluation.histogram_overlaps(checked("b", bach[:6]), checked("p", palestrina[:6]))["note_duration"] < 0.9
 
 

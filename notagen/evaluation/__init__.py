@@ -19,13 +19,14 @@ from .adherence import (composer_classifier, composer_log_probabilities, style_c
 from .features import (COPY_COSINE, CRITIC_C, DUPLICATE_COSINE, clamp2_scores, critic_auc, critic_features,
                        duplicate_groups, features_of, novelty, unit_rows)
 from .frechet import fmd, frechet_distance, gaussian_fit
-from .music_statistics import STATISTICS, histogram_overlaps, histograms, overlap, piece_values, statistics_vector
+from .music_statistics import (STATISTICS, histogram_overlaps, histograms, overlap, piece_values, pieces_values,
+                               statistics_vector)
 from .pieces import MIN_MEASURES, EvaluatedPiece, check_piece, read_pieces, validity
 from .report import Report, evaluate_folder, write_report
 
 __all__ = ["COPY_COSINE", "CRITIC_C", "DUPLICATE_COSINE", "MIN_MEASURES", "STATISTICS", "EvaluatedPiece", "Report",
            "check_piece", "clamp2_scores", "composer_classifier", "composer_log_probabilities", "critic_auc",
            "critic_features", "duplicate_groups", "evaluate_folder", "features_of", "fmd", "frechet_distance",
-           "gaussian_fit", "histogram_overlaps", "histograms", "novelty", "overlap", "piece_values", "read_pieces",
-           "statistics_vector", "style_classifier", "tested_pieces", "texture_adherence", "texture_shares",
+           "gaussian_fit", "histogram_overlaps", "histograms", "novelty", "overlap", "piece_values", "pieces_values",
+           "read_pieces", "statistics_vector", "style_classifier", "tested_pieces", "texture_adherence", "texture_shares",
            "unit_rows", "validity", "write_report"]

@@ -15,7 +15,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..abc import full_interleaved, split_prompt_lines, strip_stream_prefixes
 from ..abc.text import is_interleaved
@@ -77,11 +76,10 @@ def duplicate_groups(features: np.ndarray, threshold: float = DUPLICATE_COSINE) 
     return groups
 
 
-def critic_features(features: np.ndarray, scores, desc: str = "statistics") -> np.ndarray:
-    """What the critic sees of each piece: its CLaMP 2 feature and its statistics histograms
-    (music21 works through every note: minutes for a few hundred pieces, so a progress bar)."""
-    vectors = [statistics_vector(score) for score in tqdm(scores, desc=desc, unit="piece", leave=False)]
-    return np.hstack([features, np.stack(vectors)])
+def critic_features(features: np.ndarray, values_of_pieces) -> np.ndarray:
+    """What the critic sees of each piece: its CLaMP 2 feature [N, F] beside the histograms of its
+    statistics (`music_statistics.piece_values` of each piece, in the same order)."""
+    return np.hstack([features, np.stack([statistics_vector(values) for values in values_of_pieces])])
 
 
 def critic_auc(real: np.ndarray, generated: np.ndarray, folds: int = 5, seed: int = 0) -> float:

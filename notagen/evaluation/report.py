@@ -18,7 +18,7 @@ from .adherence import style_classifier, texture_adherence
 from .features import clamp2_scores, critic_auc, critic_features, features_of, novelty
 from .frechet import fmd
 from ..io import atomic_open, atomic_write_json, atomic_write_text
-from .music_statistics import histogram_overlaps
+from .music_statistics import histogram_overlaps, pieces_values
 from .pieces import EvaluatedPiece, read_pieces, validity
 
 
@@ -115,8 +115,11 @@ def evaluate_folder(generated_dir, reference_dir, clamp2_weights_path: str = "",
     validity(reference, "checking reference pieces")
     usable = [p for p in generated if p.usable]
     real = [p for p in reference if p.usable]
+    # each piece's statistics once: the overlaps and the critic both read them
+    usable_values = pieces_values([p.score for p in usable], "music statistics: generated") if real else []
+    real_values = pieces_values([p.score for p in real], "music statistics: reference") if usable else []
     if usable and real:
-        report.statistics = histogram_overlaps([p.score for p in usable], [p.score for p in real])
+        report.statistics = histogram_overlaps(usable_values, real_values)
     else:
         report.notes.append("statistics skipped: no usable generated or reference piece")
     train = [p for p in read_pieces(style_train_dir) if len(p.prompt) >= 2] if style_train_dir else []
@@ -130,7 +133,7 @@ def evaluate_folder(generated_dir, reference_dir, clamp2_weights_path: str = "",
     if not usable:
         report.notes.append("CLaMP 2 score, FMD, critic, novelty and composer classifier skipped: no usable generated piece")
         return report
-    gen_features = _feature_sections(report, usable, reference, clamp2_weights_path)
+    gen_features = _feature_sections(report, usable, reference, clamp2_weights_path, usable_values, real_values)
     if not style_train_dir:
         report.notes.append("composer classifier skipped: no style_train_dir (real pieces with prompt lines)")
     elif not train:
@@ -144,8 +147,9 @@ def evaluate_folder(generated_dir, reference_dir, clamp2_weights_path: str = "",
 
 
 def _feature_sections(report: Report, usable: list[EvaluatedPiece], reference: list[EvaluatedPiece],
-                      weights_path: str) -> np.ndarray:
-    """CLaMP 2 score, FMD, critic and novelty of the usable generated pieces against the reference;
+                      weights_path: str, usable_values: list, real_values: list) -> np.ndarray:
+    """CLaMP 2 score, FMD, critic and novelty of the usable generated pieces against the reference
+    (`*_values`: the statistics of the usable generated and usable reference pieces, in order);
     returns the generated pieces' features [N, F]."""
     gen_features = features_of([p.text for p in usable], weights_path)
     ref_features = features_of([p.text for p in reference], weights_path)
@@ -157,10 +161,8 @@ def _feature_sections(report: Report, usable: list[EvaluatedPiece], reference: l
         report.notes.append("FMD skipped: it needs at least 2 usable generated and 2 reference pieces")
     real = [i for i, p in enumerate(reference) if p.usable]
     if real:
-        report.style["critic_auc"] = critic_auc(critic_features(ref_features[real], [reference[i].score for i in real],
-                                                                "critic: reference statistics"),
-                                                critic_features(gen_features, [p.score for p in usable],
-                                                                "critic: generated statistics"))
+        report.style["critic_auc"] = critic_auc(critic_features(ref_features[real], real_values),
+                                                critic_features(gen_features, usable_values))
     else:
         report.notes.append("critic skipped: no usable reference piece")
     report.style["novelty"] = novelty(gen_features, ref_features)
