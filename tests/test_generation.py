@@ -328,12 +328,18 @@ def test_a_misaligned_line_is_written_again_and_its_text_held_back():
 def test_a_header_line_that_declares_a_voice_again_is_written_again():
     from notagen.abc.unreduce import header_line_problem
 
-    header = "%%score { 1 | 2 }\nL:1/8\nV:1 treble nm=\"Piano\"\n"
+    header = "%%score { 1 | 2 | 10 }\nL:1/8\nV:1 treble nm=\"Piano\"\n"
     assert header_line_problem("V:1 bass\n", header) == "voice declared twice"
     assert header_line_problem("V:2 bass\n", header) is None and header_line_problem("V:10 bass\n", header) is None
     assert header_line_problem('V:2 bass nm="Cello" snm="\n', header) == "unclosed quote"
     assert header_line_problem("%%score [ 1 2 3 | 3 | 4 ]\n", "") == "voice twice in %%score"
     assert header_line_problem("%%score { ( 1 2 ) | ( 3 4 ) }\n", "") is None
+    # a generated art song's broken grouping, and a voice its %%score line does not place
+    assert header_line_problem("%%score 1 { 2 | ) ( 3 4 ) }\n", "") == "unbalanced %%score"
+    assert header_line_problem("%%score 1 { ( 2 3 }\n", "") == "unbalanced %%score"
+    assert header_line_problem("V:5 bass\n", "%%score 1 { ( 2 3 ) | 4 }\nL:1/8\n") == "voice not in %%score"
+    assert header_line_problem("V:4 bass\n", "%%score 1 { ( 2 3 ) | 4 }\nL:1/8\n") is None
+    assert header_line_problem("V:5 bass\n", "L:1/8\n") is None  # no %%score line: nothing to place it in
     unchecked = make_piece(bar_retries=1)  # bar lines checked, header lines not
     assert unchecked.add_patch(ids("%%score 1 1\n") + [EOS_ID]) == ("%%score 1 1\n", "")
     piece = make_piece(header_retries=1)  # the prompt's three style lines, then the model's header

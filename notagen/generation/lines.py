@@ -17,7 +17,8 @@ Design choices
   line repeats a voice or goes back to an earlier one.
 - Header-checked generation (`header_retries` > 0; not in the published loop): header lines the
   model writes are checked the same way (`header_line_problem`): a `V:n` line that declares a voice
-  again or leaves a quote open, or a `%%score` line naming a voice twice, is written again (such
+  again, leaves a quote open or declares a voice its `%%score` line leaves out, or a `%%score` line
+  naming a voice twice or leaving a bracket open, is written again (such
   headers make pieces whose parts differ in length: 45 of the shipped model's 84 unusable pieces in
   207); a header line out of retries sends the piece back to the start of its header (up to
   `header_retries` times): a header that has gone wrong (a fifth voice after a four-voice
