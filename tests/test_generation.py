@@ -362,6 +362,24 @@ def test_a_header_line_that_declares_a_voice_again_is_written_again():
         GenerationSettings.published(header_retries=-1)
 
 
+def test_a_header_that_ends_before_declaring_its_score_voices_is_written_again():
+    from notagen.abc.unreduce import unplaced_score_voices
+
+    assert unplaced_score_voices("%%score 1 { ( 2 3 ) ( 4 6 7 ) }\nV:1 treble\nV:2 treble\nV:4 bass\nV:3 bass\n"
+                                 "V:6 bass\n") == ["7"]
+    assert unplaced_score_voices("%%score [ 1 | 2 ]\nV:1 treble\nV:2 bass\n") == []
+    assert unplaced_score_voices("V:1 treble\n") == []  # no %%score line
+    piece = make_piece(header_retries=1, bar_retries=1)
+    line = lambda text: piece.add_patch(ids(text) + [EOS_ID])[1]  # noqa: E731 - one short header line, one patch
+    prompt_end = len(piece.prompt.prompt_text)
+    assert [line(text) for text in ["%%score { 1 | 2 }\n", "L:1/8\n", "M:4/4\n", "V:1 treble\n"]] == [""] * 4
+    assert [event for _, event in feed(piece, "[r:0/9][V:1]a8|\n")][-1] == "rewound"  # voice 2 never declared
+    assert len(piece.text) == prompt_end and piece.lines.header_restarts == 1  # back to the header's start
+    assert [line(text) for text in ["%%score { 1 | 2 }\n", "L:1/8\n", "M:4/4\n", "V:1 treble\n", "V:2 bass\n"]] == [""] * 5
+    assert [event for _, event in feed(piece, "[r:0/9][V:1]a8|[V:2]C8|\n")][-1] == ""  # declared: it stands
+    assert piece.text.endswith("V:2 bass\n[r:0/9][V:1]a8|[V:2]C8|\n")
+
+
 def test_bar_checked_lines_can_only_name_later_voices():
     piece = make_piece(Prompt.from_lines(["%Baroque", "%Bach, Johann Sebastian", "%Choral", "L:1/8", "M:4/4",
                                           "K:C", "V:1 treble", "V:2 treble", "V:10 bass", "V:3 bass"]), bar_retries=2)

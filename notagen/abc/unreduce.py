@@ -223,6 +223,15 @@ def header_line_problem(line: str, header: str) -> str | None:
     return None
 
 
+def unplaced_score_voices(header: str) -> list[str]:
+    """Voices that the header's last `%%score` line places but no `V:n` line declares: a finished
+    header must declare them all, or their bars have nowhere to go ([] without a `%%score` line)."""
+    lines = header.split("\n")
+    scores = [line for line in lines if line.startswith("%%score")]
+    declared = {line.split()[0][2:] for line in lines if line.startswith("V:") and line.split()}
+    return [voice for voice in _SCORE_VOICE.findall(scores[-1][len("%%score"):]) if voice not in declared] if scores else []
+
+
 def is_rest_reduced(text: str) -> bool:
     """True when some body line of interleaved text leaves out a declared voice."""
     header, body = split_header_body(text_to_lines(strip_stream_prefixes(text)))
