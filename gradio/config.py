@@ -25,7 +25,7 @@ MAX_SECONDS = 600.0  # a piece fails after this many seconds
 MAX_EMPTY_PATCHES = _defaults.max_empty_patches  # a piece fails as stalled after this many patches in a row without text
 STALL_SECONDS = 20.0  # a piece that writes no new bar for this many seconds ends as stalled (its finished bars are kept), so the queue's next user starts; 0 = no limit
 BAR_RETRIES = _defaults.bar_retries  # a finished bar line whose voices disagree is written again, up to this many times (0 = the published sampler)
-HEADER_RETRIES = _defaults.header_retries  # a header line that declares a voice again or one %%score leaves out (or a %%score line naming one twice or leaving a bracket open) is written again up to this many times, then the whole header (0 = the published sampler)
+HEADER_RETRIES = _defaults.header_retries  # a header line that declares a voice again (or names one twice in %%score) is written again up to this many times, then the whole header (0 = the published sampler)
 CONTINUE_BARS = 8  # bars of an uploaded piece the model continues from (0 = all of them); also the initial N of "keep bars 1 to N" (rewrite the rest of the piece on screen)
 SCORE_EVERY_BARS = 8  # the growing score is engraved again every this many bars
 STREAM_INTERVAL = 0.1  # seconds between two updates of the streamed text (the line being written included)

@@ -26,7 +26,7 @@ MAX_CHARS = _defaults.max_chars  # a piece fails once its text is longer than th
 MAX_SECONDS = _defaults.max_seconds  # a piece fails after this many seconds (published 20 minutes)
 MAX_EMPTY_PATCHES = _defaults.max_empty_patches  # a piece fails as stalled after this many patches in a row without text
 BAR_RETRIES = _defaults.bar_retries  # a finished bar line whose voices disagree (a voice twice, unequal durations) is written again, up to this many times (0 = the published sampler; text then streams line by line)
-HEADER_RETRIES = _defaults.header_retries  # a header line that declares a voice again or one %%score leaves out, leaves a quote open, or a %%score line naming a voice twice or leaving a bracket open is written again up to this many times, then the whole header as often (0 = the published sampler)
+HEADER_RETRIES = _defaults.header_retries  # a header line that declares a voice again, leaves a quote open or names a voice twice in %%score is written again up to this many times, then the whole header as often (0 = the published sampler)
 STALL_SECONDS = _defaults.stall_seconds  # a piece that writes no new bar for this many seconds ends (failed, reason no_new_bar; its text is kept); 0 = no limit
 GUIDANCE = _defaults.guidance  # classifier-free guidance on the prompt's style lines: each char is drawn from free + g * (prompted - free) logits, the free ones from the same piece without its %period/%composer/%instrumentation lines; > 1 follows the prompt more, at twice the compute (1 = off, published)
 GREEDY = _defaults.greedy  # always take the most probable char (ignores top_k, top_p, temperature)

@@ -183,27 +183,11 @@ def line_problem(line: str, declared: set[str] | None = None, metre_bar: Fractio
     return None
 
 
-_SCORE_VOICE = re.compile(r"[^\s()\[\]{}|]+")  # a voice name in a `%%score` line
-_CLOSING = {")": "(", "]": "[", "}": "{"}
-
-
-def _balanced(text: str) -> bool:
-    """Whether every bracket, brace and parenthesis of `text` closes in order."""
-    opened = []
-    for char in text:
-        if char in "([{":
-            opened.append(char)
-        elif char in _CLOSING and (not opened or opened.pop() != _CLOSING[char]):
-            return False
-    return not opened
-
-
 def header_line_problem(line: str, header: str) -> str | None:
     """Why one complete header line cannot follow the header lines before it (`header`), or None:
     a voice declared again (`V:n` twice: its parts lose track of their bars), a voice line with an
-    unclosed quote, a voice that the `%%score` line before it leaves out, or a `%%score` line that
-    names a voice twice or leaves a bracket open. Text-only, as generation needs it the moment the
-    line is complete. (Every piece of the embedded fine-tuning set passes all of them.)"""
+    unclosed quote, or a `%%score` line that names a voice twice. Text-only, as generation needs
+    it the moment the line is complete."""
     line = line.strip()
     if line.startswith("V:") and line.split():
         symbol = line.split()[0]
@@ -211,25 +195,11 @@ def header_line_problem(line: str, header: str) -> str | None:
             return "voice declared twice"
         if line.count('"') % 2:  # a name's newline: the header's lines after it come apart
             return "unclosed quote"
-        scores = [earlier for earlier in header.split("\n") if earlier.startswith("%%score")]
-        if scores and symbol[2:] not in _SCORE_VOICE.findall(scores[-1][len("%%score"):]):
-            return "voice not in %%score"  # music21 and abc2xml drop or misplace such a part
     if line.startswith("%%score"):
-        voices = _SCORE_VOICE.findall(line[len("%%score"):])
-        if len(voices) != len(set(voices)):
+        numbers = re.findall(r"\d+", line)
+        if len(numbers) != len(set(numbers)):
             return "voice twice in %%score"
-        if not _balanced(line):
-            return "unbalanced %%score"
     return None
-
-
-def unplaced_score_voices(header: str) -> list[str]:
-    """Voices that the header's last `%%score` line places but no `V:n` line declares: a finished
-    header must declare them all, or their bars have nowhere to go ([] without a `%%score` line)."""
-    lines = header.split("\n")
-    scores = [line for line in lines if line.startswith("%%score")]
-    declared = {line.split()[0][2:] for line in lines if line.startswith("V:") and line.split()}
-    return [voice for voice in _SCORE_VOICE.findall(scores[-1][len("%%score"):]) if voice not in declared] if scores else []
 
 
 def is_rest_reduced(text: str) -> bool:

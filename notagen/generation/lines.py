@@ -17,14 +17,12 @@ Design choices
   line repeats a voice or goes back to an earlier one.
 - Header-checked generation (`header_retries` > 0; not in the published loop): header lines the
   model writes are checked the same way (`header_line_problem`): a `V:n` line that declares a voice
-  again, leaves a quote open or declares a voice its `%%score` line leaves out, or a `%%score` line
-  naming a voice twice or leaving a bracket open, is written again (such
+  again or leaves a quote open, or a `%%score` line naming a voice twice, is written again (such
   headers make pieces whose parts differ in length: 45 of the shipped model's 84 unusable pieces in
   207); a header line out of retries sends the piece back to the start of its header (up to
   `header_retries` times): a header that has gone wrong (a fifth voice after a four-voice
-  `%%score`) often leaves the model no good next line; so does a header that ends before declaring
-  every voice its `%%score` line places (checked when the first body line ends). The header is then
-  released only once a body line stands.
+  `%%score`) often leaves the model no good next line. The header is then released only once a
+  body line stands.
 - Controls (`controls.py`): a body line must also keep the chosen meter and close the piece when it
   is the last (`PieceControls.line_problem`); with a chosen meter each voice's bar is checked as
   soon as its chunk ends and only that bar is written again (`rejects_bar`, cut back to `chunk`).
@@ -38,7 +36,7 @@ from fractions import Fraction
 from typing import NamedTuple
 
 from ..abc.errors import AbcError
-from ..abc.unreduce import bar_length, declared_voices, header_line_problem, line_problem, unplaced_score_voices
+from ..abc.unreduce import bar_length, declared_voices, header_line_problem, line_problem
 from .controls import PieceControls
 
 _VOICE_TAG = re.compile(r"\[V:([^\]]*)\]")
@@ -178,30 +176,21 @@ class LineChecker:
                      rebuilds: int) -> LineStart | None:
         """Where the piece is cut back to when the lines completed since the line start have a
         problem (a misaligned body line, a header line that declares a voice again): the line start
-        while the line has retries left; a header line out of retries, or a header that ends (the
-        first body line) before declaring every voice its `%%score` line places, the start of the
-        header (header_retries times in all). None: they stand (also when the context was rebuilt
-        inside the line)."""
+        while the line has retries left; a header line out of retries, the start of the header (as
+        many times). None: they stand (also when the context was rebuilt inside the line)."""
         if self.line.rebuilds != rebuilds:
             return None
-        if (in_body and line_ended and len(body) == len(line) and self.header_restarts < self.header_retries
-                and unplaced_score_voices(metadata)):  # the header ended before declaring every voice
-            return self._restart_header()
         retries = self.bar_retries if in_body else self.header_retries
         retry_line = self.line_retries < retries
         restart_header = not retry_line and not in_body and self.header_restarts < retries
         if not (retry_line or restart_header) or self.problem(metadata, body, line, in_body, line_ended) is None:
             return None
-        if not retry_line:  # the header so far leaves no good next line: write it again
-            return self._restart_header()
-        self.line_retries += 1
-        self.bar_rewrites = 0  # each try at the line may write its bars again
-        self.resampled_lines += 1
-        return self.line
-
-    def _restart_header(self) -> LineStart:
-        self.line, self.line_retries = self.header_start, 0
-        self.header_restarts += 1
+        if retry_line:
+            self.line_retries += 1
+            self.bar_rewrites = 0  # each try at the line may write its bars again
+        else:  # the header so far leaves no good next line: write it again
+            self.line, self.line_retries = self.header_start, 0
+            self.header_restarts += 1
         self.resampled_lines += 1
         return self.line
 
