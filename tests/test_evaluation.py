@@ -100,8 +100,10 @@ def test_two_identical_folders_overlap_fully_and_fool_the_critic(bach, tmp_path)
 def test_each_piece_s_statistics_are_read_once_for_the_overlaps_and_the_critic(bach, tmp_path, monkeypatch):
     read = []
     original = evaluation.music_statistics.piece_values
-    monkeypatch.setattr(evaluation.music_statistics, "piece_values", lambda score: read.append(score) or original(score))
-    report = evaluation.evaluate_folder(write(tmp_path / "a", bach[:3]), write(tmp_path / "b", bach[3:7]), str(TINY_CLAMP2))
+    monkeypatch.setattr(evaluation.music_statistics, "piece_values",
+                        lambda score: read.append(score) or original(score))
+    report = evaluation.evaluate_folder(write(tmp_path / "a", bach[:3]), write(tmp_path / "b", bach[3:7]),
+                                        str(TINY_CLAMP2))
     assert "critic_auc" in report.style and report.statistics
     assert len(read) == 3 + 4 and len({id(score) for score in read}) == 7
 

@@ -28,5 +28,5 @@ __all__ = ["COPY_COSINE", "CRITIC_C", "DUPLICATE_COSINE", "MIN_MEASURES", "STATI
            "check_piece", "clamp2_scores", "composer_classifier", "composer_log_probabilities", "critic_auc",
            "critic_features", "duplicate_groups", "evaluate_folder", "features_of", "fmd", "frechet_distance",
            "gaussian_fit", "histogram_overlaps", "histograms", "novelty", "overlap", "piece_values", "pieces_values",
-           "read_pieces", "statistics_vector", "style_classifier", "tested_pieces", "texture_adherence", "texture_shares",
-           "unit_rows", "validity", "write_report"]
+           "read_pieces", "statistics_vector", "style_classifier", "tested_pieces", "texture_adherence",
+           "texture_shares", "unit_rows", "validity", "write_report"]

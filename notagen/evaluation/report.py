@@ -115,10 +115,10 @@ def evaluate_folder(generated_dir, reference_dir, clamp2_weights_path: str = "",
     validity(reference, "checking reference pieces")
     usable = [p for p in generated if p.usable]
     real = [p for p in reference if p.usable]
-    # each piece's statistics once: the overlaps and the critic both read them
-    usable_values = pieces_values([p.score for p in usable], "music statistics: generated") if real else []
-    real_values = pieces_values([p.score for p in real], "music statistics: reference") if usable else []
+    usable_values, real_values = [], []  # each piece's statistics, read once: the overlaps and the critic share them
     if usable and real:
+        usable_values = pieces_values([p.score for p in usable], "music statistics: generated")
+        real_values = pieces_values([p.score for p in real], "music statistics: reference")
         report.statistics = histogram_overlaps(usable_values, real_values)
     else:
         report.notes.append("statistics skipped: no usable generated or reference piece")
